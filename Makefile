@@ -1,0 +1,43 @@
+# `make run` and `make test` set themselves up: a virtual environment in .venv with the project
+# and its dev tools, and (for the tests) Debian's Prometheus, Alertmanager, node_exporter and
+# pushgateway plus running PostgreSQL and Redis.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit setup system-deps services bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+services:
+	bash scripts/services.sh
+
+run: setup
+	$(BIN)/telemetry-gateway demo
+
+lint: setup
+	$(BIN)/ruff check gateway instrumentation demo tests bench
+	$(BIN)/ruff format --check gateway instrumentation demo tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup system-deps services lint typecheck
+	$(BIN)/pytest
+
+bench: setup system-deps
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/exposition.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,192 @@
+"""Configuration: one YAML file, validated once at start into frozen typed objects.
+
+Precedence, lowest first: embedded defaults, the YAML file, `GATEWAY_*` environment variables,
+command-line flags. Nothing downstream reads `os.environ`; `load()` takes the environment as an
+argument.
+
+Environment variables: `GATEWAY_HTTP_PORT`, `GATEWAY_GRPC_PORT`, `GATEWAY_HOST`,
+`GATEWAY_NAMESPACE`, `GATEWAY_FORWARD_ENDPOINT`, and in general `GATEWAY_<SECTION>__<FIELD>`
+(for example `GATEWAY_PROMETHEUS__METRIC_EXPIRATION_SECONDS=600`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ConfigError",
+    "ForwarderConfig",
+    "GatewayConfig",
+    "LimitsConfig",
+    "PrometheusConfig",
+    "ServerConfig",
+    "load",
+    "load_file",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Frozen):
+    #: address both listeners bind to
+    host: str = "127.0.0.1"
+    #: OTLP/HTTP, /metrics and health endpoints
+    http_port: int = Field(4318, ge=0, le=65535)
+    #: OTLP/gRPC; 0 turns the gRPC listener off
+    grpc_port: int = Field(4317, ge=0, le=65535)
+    #: seconds SIGTERM waits for in-flight work and the flush before exiting
+    shutdown_grace_seconds: float = Field(10.0, gt=0)
+
+
+class LimitsConfig(_Frozen):
+    #: largest request body, checked before and again after decompression
+    max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+
+class PrometheusConfig(_Frozen):
+    #: metric namespace of the catalogue (`coderunner_...`)
+    namespace: str = "coderunner"
+    #: a series not updated for this long disappears from /metrics
+    metric_expiration_seconds: float = Field(300.0, gt=0)
+    #: add `target_info` built from resource attributes
+    target_info: bool = True
+    #: resource attributes copied onto every series as labels (besides job and instance)
+    resource_to_labels: tuple[str, ...] = ()
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_name(cls, value: str) -> str:
+        if value and not value.replace("_", "a").isalnum():
+            raise ValueError("must be letters, digits and underscores")
+        return value
+
+
+class ForwarderConfig(_Frozen):
+    #: upstream OTLP endpoint (the Collector); empty turns forwarding off.
+    #: http: "http://collector:4318" (the /v1/metrics path is added); grpc: "collector:4317"
+    endpoint: str = ""
+    protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
+    #: extra request headers, such as an auth token for the upstream
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: per-request timeout
+    timeout_seconds: float = Field(10.0, gt=0)
+    #: batches held in memory while the upstream is slow or down; more are dropped and counted
+    queue_size: int = Field(1000, gt=0)
+    #: merge queued batches into requests of at most this many points
+    max_batch_points: int = Field(8192, gt=0)
+    #: retry backoff: first wait, cap, and how long one batch may be retried in all
+    initial_backoff_seconds: float = Field(0.5, gt=0)
+    max_backoff_seconds: float = Field(30.0, gt=0)
+    max_elapsed_seconds: float = Field(300.0, gt=0)
+
+
+class GatewayConfig(_Frozen):
+    server: ServerConfig = ServerConfig()
+    limits: LimitsConfig = LimitsConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    forwarder: ForwarderConfig = ForwarderConfig()
+
+
+class ConfigError(Exception):
+    """A configuration that does not validate; `errors` are "path: message" lines."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+# Short environment names for the settings people change most.
+_ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
+    "GATEWAY_HOST": ("server", "host"),
+    "GATEWAY_HTTP_PORT": ("server", "http_port"),
+    "GATEWAY_GRPC_PORT": ("server", "grpc_port"),
+    "GATEWAY_NAMESPACE": ("prometheus", "namespace"),
+    "GATEWAY_FORWARD_ENDPOINT": ("forwarder", "endpoint"),
+}
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if name in _ENV_SHORTCUTS:
+            section, field = _ENV_SHORTCUTS[name]
+        elif name.startswith("GATEWAY_") and "__" in name:
+            section, _, field = name.removeprefix("GATEWAY_").lower().partition("__")
+        else:
+            continue
+        # YAML parsing gives "600" -> 600, "true" -> True, "[a, b]" -> list, as in the file.
+        out.setdefault(section, {})[field] = yaml.safe_load(value) if value else value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(
+    raw: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "<defaults>",
+) -> GatewayConfig:
+    """Validate a parsed YAML document with environment and flag overrides applied."""
+    data: dict[str, Any] = dict(raw or {})
+    if environ is not None:
+        data = _merge(data, _env_overrides(environ))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = [f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(source, errors) from None
+
+
+def load_file(
+    path: str | Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """Read and validate a YAML file (`None`: embedded defaults only)."""
+    if path is None:
+        return load(None, environ=environ, overrides=overrides)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"(file): {exc.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(source, [f"{where}: {getattr(exc, 'problem', exc)}"]) from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(source, ["(top level): must be a mapping"])
+    return load(raw, environ=environ, overrides=overrides, source=source)

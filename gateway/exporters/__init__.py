@@ -1,0 +1,1 @@
+"""Exporters: where data leaves the gateway (Prometheus exposition, OTLP forwarding)."""

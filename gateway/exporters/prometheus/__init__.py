@@ -1,0 +1,1 @@
+"""Prometheus exporter: the series store and its text / OpenMetrics exposition."""
