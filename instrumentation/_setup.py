@@ -1,0 +1,207 @@
+"""`setup()`: one MeterProvider with a periodic OTLP exporter, a resource, and the typed meters.
+
+Configuration follows the OpenTelemetry SDK's rules, so an operator's `OTEL_*` variables mean what
+the SDK documents: an argument given in code wins, then the environment, then our default. We do
+not re-implement what the SDK reads itself (`OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`,
+`OTEL_EXPORTER_OTLP_[METRICS_]HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+`OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_SDK_DISABLED`, ...); we only read the two it leaves to its
+auto-configuration: `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL` (which exporter class to build) and
+whether `OTEL_METRIC_EXPORT_INTERVAL` is set (our default interval is 5 s, not the SDK's 60 s).
+
+Fork safety: the provider owns an export thread and a `service.instance.id`, neither of which may
+be shared by forked workers. Call `setup()` in the worker, after the fork; `instrument_app()` does
+that for you in the application's lifespan startup, which every uvicorn/gunicorn worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from gateway.catalogue import DEFAULT_NAMESPACE
+from instrumentation import _asyncpg
+from instrumentation._meters import Meters
+
+__all__ = ["DEFAULT_EXPORT_INTERVAL_S", "Instrumentation", "Protocol", "setup"]
+
+_log = logging.getLogger("instrumentation")
+
+Protocol = Literal["http/protobuf", "grpc"]
+DEFAULT_EXPORT_INTERVAL_S = 5.0  # the SDK's 60 s is too slow for a gateway that shows live data
+_METER_NAME = "instrumentation"
+_VERSION = "0.1.0"
+
+
+@dataclass
+class Instrumentation:
+    """What `setup()` returns: the provider, the typed meters, and `shutdown()` (flushes)."""
+
+    meter_provider: MeterProvider
+    meters: Meters
+    resource: Resource
+    namespace: str
+    _closed: bool = field(default=False, repr=False)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return bool(self.meter_provider.force_flush(timeout_millis))
+
+    def shutdown(self, timeout_millis: float = 10_000) -> None:
+        """Collect and export what is pending, then stop the export thread. Safe twice."""
+        if self._closed:
+            return
+        self._closed = True
+        _asyncpg.unbind(self.meter_provider)
+        self.meter_provider.shutdown(timeout_millis)
+
+
+def _protocol(explicit: str | None) -> Protocol:
+    value = (
+        explicit
+        or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if value not in ("http/protobuf", "grpc"):
+        raise ValueError(
+            f"OTLP protocol {value!r} is not supported: use 'http/protobuf' or 'grpc' "
+            "(the Python SDK has no http/json metric exporter)"
+        )
+    return value  # type: ignore[return-value]
+
+
+def _http_endpoint(endpoint: str) -> str:
+    # A bare base URL ("http://gw:4318") gets the signal path, as OTEL_EXPORTER_OTLP_ENDPOINT does.
+    stripped = endpoint.rstrip("/")
+    scheme_sep = stripped.find("://")
+    path_start = stripped.find("/", scheme_sep + 3 if scheme_sep >= 0 else 0)
+    return stripped + "/v1/metrics" if path_start < 0 else endpoint
+
+
+def _exporter(protocol: Protocol, endpoint: str | None, headers: Mapping[str, str] | None):  # type: ignore[no-untyped-def]
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcExporter,
+        )
+
+        return GrpcExporter(endpoint=endpoint, headers=dict(headers) if headers else None)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(
+        endpoint=_http_endpoint(endpoint) if endpoint else None,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def build_resource(
+    *,
+    service_name: str | None,
+    service_namespace: str | None,
+    service_version: str | None,
+    environment: str | None,
+) -> Resource:
+    """Defaults < OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME < explicit arguments."""
+    defaults = Resource(
+        {
+            "service.namespace": DEFAULT_NAMESPACE,
+            "service.version": "unknown",
+            "deployment.environment": "development",
+            "host.name": socket.gethostname(),
+            # Unique per process: each forked or spawned worker is its own series in the gateway.
+            "service.instance.id": str(uuid.uuid4()),
+        }
+    )
+    explicit: dict[str, str] = {}
+    if service_name is not None:
+        explicit["service.name"] = service_name
+    if service_namespace is not None:
+        explicit["service.namespace"] = service_namespace
+    if service_version is not None:
+        explicit["service.version"] = service_version
+    if environment is not None:
+        explicit["deployment.environment"] = environment
+    # Resource.create merges the SDK's defaults, the OTEL_* detector and then `explicit`.
+    return defaults.merge(Resource.create(explicit))
+
+
+def setup(
+    service_name: str | None = None,
+    *,
+    service_namespace: str | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    endpoint: str | None = None,
+    protocol: Protocol | None = None,
+    headers: Mapping[str, str] | None = None,
+    export_interval_s: float | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    export: bool = True,
+    readers: Sequence[MetricReader] = (),
+    instrument_asyncpg: bool = True,
+    exemplars: bool = False,
+    set_global: bool = True,
+) -> Instrumentation:
+    """Build the MeterProvider for this process and return its handle.
+
+    `endpoint`: OTLP/HTTP URL ("http://127.0.0.1:4318" gets "/v1/metrics") or gRPC target; None
+    reads OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT. `export=False` skips the OTLP exporter (tests pass
+    `readers=[InMemoryMetricReader()]`). `namespace` prefixes the app/business metric names.
+    `exemplars=False` turns exemplar sampling off: it costs a context lookup per measurement and
+    the gateway does not keep exemplars. `set_global` makes it the API's global provider, so
+    `opentelemetry.metrics.get_meter()` elsewhere in the service uses it too.
+    """
+    if export_interval_s is not None and export_interval_s <= 0:
+        raise ValueError(f"export_interval_s must be > 0, got {export_interval_s}")
+    all_readers: list[MetricReader] = list(readers)
+    if export:
+        if export_interval_s is not None:
+            interval_ms: float | None = export_interval_s * 1000
+        elif os.environ.get("OTEL_METRIC_EXPORT_INTERVAL"):
+            interval_ms = None  # the SDK reads it
+        else:
+            interval_ms = DEFAULT_EXPORT_INTERVAL_S * 1000
+        all_readers.append(
+            PeriodicExportingMetricReader(
+                _exporter(_protocol(protocol), endpoint, headers),
+                export_interval_millis=interval_ms,
+            )
+        )
+    resource = build_resource(
+        service_name=service_name,
+        service_namespace=service_namespace,
+        service_version=service_version,
+        environment=environment,
+    )
+    provider = MeterProvider(
+        metric_readers=all_readers,
+        resource=resource,
+        exemplar_filter=None if exemplars else AlwaysOffExemplarFilter(),
+        # Our handle's shutdown() (or the lifespan) flushes; an atexit hook in a forked child
+        # would flush a parent's copy.
+        shutdown_on_exit=False,
+    )
+    if set_global:
+        _set_global(provider)
+    meters = Meters(provider.get_meter(_METER_NAME, _VERSION), namespace=namespace)
+    if instrument_asyncpg:
+        _asyncpg.bind(provider)
+    return Instrumentation(provider, meters, resource, namespace)
+
+
+def _set_global(provider: MeterProvider) -> None:
+    # The API allows one global provider per process; a second setup() in the same process
+    # (tests, a reloaded app) keeps the first as the global one and says so once.
+    current = metrics.get_meter_provider()
+    if type(current).__name__ == "_ProxyMeterProvider":
+        metrics.set_meter_provider(provider)
+    else:
+        _log.info("a global MeterProvider is already set; this one is used by instrumentation only")

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from instrumentation import Instrumentation, setup
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def handle(reader: InMemoryMetricReader) -> Iterator[Instrumentation]:
+    h = setup("test-service", export=False, readers=[reader], set_global=False)
+    yield h
+    h.shutdown()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
