@@ -7,5 +7,6 @@ producer (receivers, observers, health checks, self-telemetry) hands a `MetricsB
 
 from gateway.pipeline.batch import MetricsBatch
 from gateway.pipeline.consumer import Component, Consumer, Fanout
+from gateway.pipeline.pipeline import Pipeline, Processor
 
-__all__ = ["Component", "Consumer", "Fanout", "MetricsBatch"]
+__all__ = ["Component", "Consumer", "Fanout", "MetricsBatch", "Pipeline", "Processor"]

@@ -1,0 +1,232 @@
+"""`Gateway`: builds every component from the config and runs them. The one place where the
+pipeline is wired.
+
+Start order is consumers first (exporters, then the pipeline's producers: receivers and
+observers), stop order producers first, so nothing is dropped on the way up or down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway import __version__
+from gateway.config import GatewayConfig
+from gateway.exporters.otlp_forwarder import OtlpForwarder
+from gateway.exporters.prometheus.exposition import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    render,
+    wants_openmetrics,
+)
+from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
+from gateway.pipeline import Component, Consumer, Pipeline
+from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
+from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.selftelemetry import SelfTelemetry
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("gateway")
+
+
+class _InternalProducers:
+    """The pipeline entry for in-process producers (observers, health checks): counts their
+    points for self-telemetry, then hands the batch on."""
+
+    def __init__(self, pipeline: Consumer, telemetry: SelfTelemetry) -> None:
+        self._pipeline = pipeline
+        self._telemetry = telemetry
+
+    def consume(self, batch: MetricsBatch) -> None:
+        self._telemetry.record_internal(batch.source or "internal", count_points(batch.request))
+        self._pipeline.consume(batch)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway installs its own so that it can
+    turn not-ready before it stops accepting."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        ns = config.prometheus.namespace
+        settings = StoreSettings(
+            expiration_seconds=config.prometheus.metric_expiration_seconds,
+            resource_to_labels=config.prometheus.resource_to_labels,
+            target_info=config.prometheus.target_info,
+        )
+        #: everything the pipeline delivers: services' data, observers, health checks
+        self.store = SeriesStore(settings)
+        #: the gateway's own counters, kept apart so that `/metrics/self` can serve them alone
+        #: (with a Collector, Prometheus scrapes the gateway for these only)
+        self.self_store = SeriesStore(settings)
+        self.forwarder = OtlpForwarder(config.forwarder) if config.forwarder.endpoint else None
+        exporters: list[Consumer] = [self.store]
+        if self.forwarder is not None:
+            exporters.append(self.forwarder)
+        self.pipeline = Pipeline(processors=[], exporters=exporters)
+
+        instance = f"{socket.gethostname()}:{config.server.http_port}"
+        self.resource: Mapping[str, str] = {
+            "service.name": "telemetry-gateway",
+            "service.instance.id": instance,
+            "service.version": __version__,
+        }
+        self.telemetry = SelfTelemetry(self.resource, namespace=ns)
+        self._register_self_metrics()
+        #: where in-process producers hand their batches
+        self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)
+
+        self.http_receiver = OtlpHttpReceiver(
+            self.pipeline, self.telemetry, max_body_bytes=config.limits.max_body_bytes
+        )
+        self.grpc_receiver = (
+            OtlpGrpcReceiver(
+                self.pipeline,
+                self.telemetry,
+                host=config.server.host,
+                port=config.server.grpc_port,
+                max_message_bytes=config.limits.max_body_bytes,
+            )
+            if config.server.grpc_port
+            else None
+        )
+        #: other components (observers, health) in start order
+        self.components: list[Component] = []
+        self.accepting = False
+        self.app = self._build_app()
+        self._server: _Server | None = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def _register_self_metrics(self) -> None:
+        t, store = self.telemetry, self.store
+        t.gauge("gateway.active_series", lambda: float(store.series_count))
+        t.counter("gateway.points.rejected", "reason", lambda: store.counters.rejected)
+        forwarder = self.forwarder
+
+        def dropped() -> dict[str, int]:
+            merged = dict(store.counters.dropped)
+            if forwarder is not None:
+                for k, v in forwarder.counters.dropped.items():
+                    merged[k] = merged.get(k, 0) + v
+            return merged
+
+        t.counter("gateway.points.dropped", "reason", dropped)
+        if forwarder is not None:
+            t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
+            t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI(title="telemetry-gateway", version=__version__, docs_url=None, redoc_url=None)
+        app.add_route("/v1/metrics", self.http_receiver.handle, methods=["POST"])
+        app.add_route("/metrics", self._metrics, methods=["GET"])
+        app.add_route("/api/metrics", self._metrics, methods=["GET"])
+        app.add_route("/metrics/self", self._self_metrics, methods=["GET"])
+        app.add_route("/live", self._live, methods=["GET"])
+        app.add_route("/ready", self._ready, methods=["GET"])
+        return app
+
+    def _render(self, request: Request, stores: Sequence[SeriesStore]) -> Response:
+        self.self_store.consume(self.telemetry.batch())
+        om = wants_openmetrics(request.headers.get("accept"))
+        return Response(
+            render(stores, openmetrics=om),
+            media_type=OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE,
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return self._render(request, (self.store, self.self_store))
+
+    async def _self_metrics(self, request: Request) -> Response:
+        return self._render(request, (self.self_store,))
+
+    async def _live(self, request: Request) -> Response:
+        return JSONResponse({"status": "pass"})
+
+    async def _ready(self, request: Request) -> Response:
+        if self.accepting:
+            return JSONResponse({"status": "pass"})
+        return JSONResponse({"status": "fail", "output": "not accepting data"}, status_code=503)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Consumers first: the forwarder, then the producers."""
+        if self.forwarder is not None:
+            await self.forwarder.start()
+        if self.grpc_receiver is not None:
+            await self.grpc_receiver.start()
+        for component in self.components:
+            await component.start()
+
+    async def shutdown(self) -> None:
+        """Producers first, then flush the forwarder within the grace period."""
+        self.accepting = False
+        grace = self.config.server.shutdown_grace_seconds
+        for component in reversed(self.components):
+            await component.shutdown()
+        if self.grpc_receiver is not None:
+            await self.grpc_receiver.shutdown(grace / 2)
+        if self.forwarder is not None:
+            await self.forwarder.shutdown(grace / 2)
+
+    def request_stop(self) -> None:
+        """SIGTERM: not ready first, then stop accepting connections."""
+        log.info("stopping: no longer ready, draining")
+        self.accepting = False
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT; returns after a clean shutdown."""
+        cfg = self.config.server
+        uv_config = uvicorn.Config(
+            self.app,
+            host=cfg.host,
+            port=cfg.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, int(cfg.shutdown_grace_seconds / 2)),
+        )
+        self._server = _Server(uv_config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            serving = asyncio.create_task(self._server.serve())
+            while not self._server.started and not serving.done():
+                await asyncio.sleep(0.01)
+            if serving.done():
+                await serving  # raises what made the server fail (port in use, ...)
+                raise OSError(f"HTTP server on {cfg.host}:{cfg.http_port} did not start")
+            self.accepting = True
+            log.info(
+                "telemetry-gateway %s: OTLP/HTTP and /metrics on http://%s:%d, OTLP/gRPC %s",
+                __version__,
+                cfg.host,
+                cfg.http_port,
+                f"on {cfg.host}:{self.grpc_receiver.port}" if self.grpc_receiver else "off",
+            )
+            await serving
+        finally:
+            await self.shutdown()

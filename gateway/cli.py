@@ -1,0 +1,87 @@
+"""`telemetry-gateway` command line: run, check-config, demo, stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.config import ConfigError, GatewayConfig, load_file
+
+__all__ = ["main"]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config (default: embedded)")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--http-port", type=int, help="OTLP/HTTP, /metrics, health (4318)")
+    parser.add_argument("--grpc-port", type=int, help="OTLP/gRPC (4317); 0 turns it off")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    server: dict[str, Any] = {}
+    if args.host is not None:
+        server["host"] = args.host
+    if args.http_port is not None:
+        server["http_port"] = args.http_port
+    if args.grpc_port is not None:
+        server["grpc_port"] = args.grpc_port
+    return {"server": server} if server else {}
+
+
+def load_config(args: argparse.Namespace) -> GatewayConfig:
+    return load_file(args.config, environ=os.environ, overrides=_flag_overrides(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.app import Gateway
+
+    config = load_config(args)
+    asyncio.run(Gateway(config).serve())
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        load_file(args.file, environ=os.environ)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(f"{exc.source}: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telemetry-gateway",
+        description="Receive OTLP metrics, serve them to Prometheus, forward them upstream.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateway")
+    _add_config_flags(run)
+    run.set_defaults(func=_run)
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, getattr(args, "log_level", "info").upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(f"{exc.source}: {error}", file=sys.stderr)
+        return 2
+    return result

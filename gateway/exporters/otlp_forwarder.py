@@ -1,0 +1,254 @@
+"""`OtlpForwarder`: sends what the pipeline accepted to an upstream OTLP endpoint (the Collector).
+
+`consume()` only serialises and enqueues; a background task drains the queue, merging queued
+requests into one (concatenated serialized `ExportMetricsServiceRequest`s are one valid request:
+protobuf merges repeated fields) and retrying with exponential backoff on the statuses the OTLP
+specification calls retryable (HTTP 429, 502, 503, 504; gRPC UNAVAILABLE, RESOURCE_EXHAUSTED,
+DEADLINE_EXCEEDED, ...), honouring `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import grpc
+import httpx
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
+
+from gateway.config import ForwarderConfig
+from gateway.exporters.queue import Entry, ForwardQueue, MemoryQueue
+from gateway.pipeline.batch import MetricsBatch, count_points
+
+__all__ = ["ForwarderCounters", "OtlpForwarder"]
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_HTTP = frozenset((429, 502, 503, 504))
+_RETRYABLE_GRPC = frozenset(
+    (
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+)
+_EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class _GiveUp(Exception):
+    pass
+
+
+def _retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds: a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class ForwarderCounters:
+    __slots__ = ("dropped", "forwarded", "last_success_unix", "rejected_upstream")
+
+    def __init__(self) -> None:
+        self.forwarded = 0
+        self.dropped: dict[str, int] = {}
+        self.rejected_upstream = 0
+        self.last_success_unix: float | None = None
+
+    def drop(self, reason: str, n: int) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+class OtlpForwarder:
+    """A `Consumer` and a `Component`."""
+
+    def __init__(
+        self,
+        config: ForwarderConfig,
+        queue: ForwardQueue | None = None,
+        *,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self._config = config
+        self._queue: ForwardQueue = queue or MemoryQueue(config.queue_size)
+        self._sleep = sleep
+        self.counters = ForwarderCounters()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stopping = False
+
+    # ---------------------------------------------------------------- state for others
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    def queue_fill_ratio(self) -> float:
+        return len(self._queue) / self._queue.capacity
+
+    def last_success_unix(self) -> float | None:
+        return self.counters.last_success_unix
+
+    # ---------------------------------------------------------------- consumer
+
+    def consume(self, batch: MetricsBatch) -> None:
+        points = count_points(batch.request)
+        if points == 0:
+            return
+        entry = Entry(batch.request.SerializeToString(), points)
+        if not self._queue.offer(entry):
+            self.counters.drop("queue_full", points)
+            return
+        self._wakeup.set()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self._config.protocol == "grpc":
+            self._channel = grpc.aio.insecure_channel(self._config.endpoint)
+        else:
+            self._http = httpx.AsyncClient(timeout=self._config.timeout_seconds)
+        self._task = asyncio.create_task(self._run(), name="otlp-forwarder")
+        if len(self._queue):
+            self._wakeup.set()
+
+    async def shutdown(self, grace_seconds: float = 5.0) -> None:
+        """Try to deliver what is queued within `grace_seconds`, then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        deadline = time.monotonic() + grace_seconds
+        while len(self._queue) and time.monotonic() < deadline and not self._task.done():
+            await asyncio.sleep(0.05)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    # ---------------------------------------------------------------- sending
+
+    async def _run(self) -> None:
+        while True:
+            if not len(self._queue):
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            entries = self._queue.peek(self._config.max_batch_points)
+            payload = b"".join(e.payload for e in entries)
+            points = sum(e.points for e in entries)
+            try:
+                await self._deliver(payload)
+            except _GiveUp as exc:
+                log.warning("forwarder: dropping %d points: %s", points, exc)
+                self.counters.drop(str(exc).split(":", 1)[0], points)
+            else:
+                self.counters.forwarded += points
+                self.counters.last_success_unix = time.time()
+            self._queue.ack(len(entries))
+
+    async def _deliver(self, payload: bytes) -> None:
+        config = self._config
+        started = time.monotonic()
+        backoff = config.initial_backoff_seconds
+        while True:
+            try:
+                await self._send_once(payload)
+                return
+            except _Retry as exc:
+                elapsed = time.monotonic() - started
+                if elapsed >= config.max_elapsed_seconds:
+                    raise _GiveUp(f"retries_exhausted: {exc}") from None
+                wait = exc.after if exc.after is not None else backoff * (0.5 + random.random())
+                wait = min(wait, config.max_backoff_seconds)
+                log.info("forwarder: %s; retrying in %.2fs", exc, wait)
+                await self._sleep(wait)  # type: ignore[misc]
+                backoff = min(backoff * 2, config.max_backoff_seconds)
+
+    async def _send_once(self, payload: bytes) -> None:
+        if self._channel is not None:
+            await self._send_grpc(payload)
+        else:
+            await self._send_http(payload)
+
+    async def _send_http(self, payload: bytes) -> None:
+        assert self._http is not None
+        url = self._config.endpoint.rstrip("/")
+        if not url.endswith("/v1/metrics"):
+            url += "/v1/metrics"
+        headers = {"Content-Type": "application/x-protobuf", **self._config.headers}
+        try:
+            response = await self._http.post(url, content=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _Retry(f"upstream unreachable: {exc!r}") from None
+        if response.status_code == 200:
+            self._note_partial(ExportMetricsServiceResponse.FromString(response.content))
+            return
+        if response.status_code in _RETRYABLE_HTTP:
+            raise _Retry(
+                f"upstream answered {response.status_code}",
+                _retry_after(response.headers.get("Retry-After")),
+            )
+        self.counters.rejected_upstream += 1
+        raise _GiveUp(f"rejected_upstream: HTTP {response.status_code} {response.text[:200]}")
+
+    async def _send_grpc(self, payload: bytes) -> None:
+        assert self._channel is not None
+        call = self._channel.unary_unary(
+            _EXPORT_METHOD,
+            request_serializer=lambda b: b,
+            response_deserializer=ExportMetricsServiceResponse.FromString,
+        )
+        metadata = tuple(self._config.headers.items())
+        try:
+            response = await call(payload, timeout=self._config.timeout_seconds, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _RETRYABLE_GRPC:
+                raise _Retry(f"upstream answered {exc.code().name}") from None
+            self.counters.rejected_upstream += 1
+            raise _GiveUp(f"rejected_upstream: {exc.code().name} {exc.details()}") from None
+        self._note_partial(response)
+
+    def _note_partial(self, response: ExportMetricsServiceResponse) -> None:
+        rejected = response.partial_success.rejected_data_points
+        if rejected:
+            self.counters.drop("rejected_upstream", rejected)
+            log.warning(
+                "forwarder: upstream rejected %d points: %s",
+                rejected,
+                response.partial_success.error_message,
+            )

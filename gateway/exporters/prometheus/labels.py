@@ -1,0 +1,79 @@
+"""Label rendering for the exposition: attribute values as strings, escaping, collisions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from gateway.exporters.prometheus.naming import sanitize_label_name
+
+__all__ = ["any_value_to_python", "attribute_string", "escape_help", "escape_value", "render_pairs"]
+
+
+def any_value_to_python(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value_to_python(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return getattr(value, kind)
+
+
+def attribute_string(value: AnyValue) -> str:
+    """An attribute value as Prometheus sees it: strings as they are, booleans `true`/`false`,
+    numbers in their shortest form, arrays and maps as JSON (the compatibility spec's rule)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        d = value.double_value
+        return repr(d) if math.isfinite(d) else ("NaN" if d != d else ("+Inf" if d > 0 else "-Inf"))
+    if kind is None:
+        return ""
+    return json.dumps(any_value_to_python(value), separators=(",", ":"), sort_keys=True)
+
+
+def escape_value(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+_RESERVED = frozenset(("job", "instance"))
+
+
+def render_pairs(attributes: Iterable[KeyValue], *, reserved: frozenset[str] = _RESERVED) -> str:
+    """Point attributes as `a="1",b="2"` (no braces).
+
+    Keys that sanitise to the same label are merged, their values joined with `;` in the order
+    of the original keys, as the compatibility spec says. A key that would overwrite a label the
+    gateway sets from the resource (`job`, `instance`) is exposed as `exported_<key>`.
+    """
+    merged: dict[str, list[tuple[str, str]]] = {}
+    for kv in attributes:
+        name = sanitize_label_name(kv.key)
+        if name in reserved or name.startswith("otel_scope_"):
+            name = "exported_" + name
+        merged.setdefault(name, []).append((kv.key, attribute_string(kv.value)))
+    parts = []
+    for name, values in merged.items():
+        text = values[0][1] if len(values) == 1 else ";".join(v for _, v in sorted(values))
+        parts.append(f'{name}="{escape_value(text)}"')
+    return ",".join(parts)

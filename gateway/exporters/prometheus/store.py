@@ -1,0 +1,694 @@
+"""`SeriesStore`: the state behind `/metrics`, fed by the pipeline.
+
+One walk over each request does everything per point: validation, delta-to-cumulative,
+out-of-order checks, staleness bookkeeping. Separate passes would each cost about as much as
+the whole walk (a Python loop over protobuf points is the bottleneck of the gateway), so the
+stages are functions this walk calls rather than processors of their own.
+
+Series identity. A number point's identity is its attributes (and flags). Rather than decoding
+the attributes of every point, the store serialises the point and drops the fixed-size fields
+in front of the attributes (timestamps and the value); what remains identifies the series and
+is a dict key. The protobuf runtime writes fields in field-number order, and the attributes
+(field 7) come after all the fixed fields (2, 3, 4, 6). Only on the first sight of a key are the
+attributes decoded into labels. Attributes that arrive in another order give another key, so a
+second index by rendered labels catches them and aliases the key to the same series.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from gateway.exporters.prometheus.labels import attribute_string, escape_value, render_pairs
+from gateway.exporters.prometheus.naming import (
+    metric_name,
+    sanitize_label_name,
+    unit_suffix,
+)
+from gateway.pipeline.batch import MetricsBatch
+from gateway.processors.delta import Outcome, accumulate
+
+__all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings"]
+
+_CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+_DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+_NO_RECORDED_VALUE = 1
+# Wire tags of NumberDataPoint's fixed-size fields: start_time (2), time (3), as_double (4),
+# as_int (6); each takes 1 tag byte + 8 bytes.
+_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))
+_EXEMPLARS_TAG = 0x2A
+_FLAGS_TAG = 0x40
+_MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    #: a series not updated for this long disappears
+    expiration_seconds: float = 300.0
+    #: most series one metric stream (metric + resource + scope) may hold; more are refused
+    max_series_per_stream: int = 2000
+    #: resource attributes copied onto every series of the resource
+    resource_to_labels: tuple[str, ...] = ()
+    target_info: bool = True
+
+
+@dataclass(slots=True)
+class IngestCounters:
+    """What the store did with the points it saw, for self-telemetry."""
+
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+class _Resource:
+    __slots__ = ("info_labels", "labels", "updated")
+
+    def __init__(self, labels: str, info_labels: str | None) -> None:
+        #: `job="..",instance=".."` plus copied resource attributes
+        self.labels = labels
+        #: labels of `target_info`, or None when there is nothing to say
+        self.info_labels = info_labels
+        self.updated = 0.0
+
+
+class Family:
+    """One Prometheus metric family: name, type, help and the streams that feed it."""
+
+    __slots__ = ("help", "kind", "name", "streams", "unit")
+
+    def __init__(self, name: str, kind: str, help_text: str, unit: str) -> None:
+        self.name = name  # as the 0.0.4 text format writes it (`..._total` for counters)
+        self.kind = kind  # counter | gauge | histogram | summary
+        self.help = help_text
+        self.unit = unit  # the unit suffix word, "" for none
+        self.streams: list[_Stream] = []
+
+
+class _Stream:
+    """One metric of one resource and scope: the series of its attribute sets."""
+
+    __slots__ = ("by_labels", "cumulative", "family", "monotonic", "prefix", "resource", "series")
+
+    def __init__(
+        self, family: Family, prefix: str, resource: _Resource, cumulative: bool, monotonic: bool
+    ) -> None:
+        self.family = family
+        #: labels every series of the stream carries (resource and scope), ending in "," if any
+        self.prefix = prefix
+        self.resource = resource
+        self.cumulative = cumulative
+        self.monotonic = monotonic
+        #: identity bytes -> series (several keys may alias one series)
+        self.series: dict[bytes, Any] = {}
+        #: rendered point labels -> series: the canonical index
+        self.by_labels: dict[str, Any] = {}
+
+
+class _Number:
+    __slots__ = ("labels", "start", "time", "updated", "value")
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+        self.value: float = 0.0
+        self.start = 0
+        self.time = 0
+        self.updated = 0.0
+
+
+class _Histogram:
+    __slots__ = ("bounds", "count", "counts", "labels", "start", "sum", "time", "updated")
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+        self.bounds: list[float] = []
+        self.counts: list[int] = []
+        self.count = 0
+        self.sum = 0.0
+        self.start = 0
+        self.time = 0
+        self.updated = 0.0
+
+
+class _ExpHistogram:
+    """Exponential histogram state; exposed as classic buckets (see exposition)."""
+
+    __slots__ = (
+        "count",
+        "labels",
+        "neg_offset",
+        "negative",
+        "pos_offset",
+        "positive",
+        "scale",
+        "start",
+        "sum",
+        "time",
+        "updated",
+        "zero_count",
+        "zero_threshold",
+    )
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+        self.scale = 0
+        self.zero_count = 0
+        self.zero_threshold = 0.0
+        self.pos_offset = 0
+        self.positive: list[int] = []
+        self.neg_offset = 0
+        self.negative: list[int] = []
+        self.count = 0
+        self.sum = 0.0
+        self.start = 0
+        self.time = 0
+        self.updated = 0.0
+
+
+class _Summary:
+    __slots__ = ("count", "labels", "quantiles", "start", "sum", "time", "updated")
+
+    def __init__(self, labels: str) -> None:
+        self.labels = labels
+        self.quantiles: list[tuple[float, float]] = []
+        self.count = 0
+        self.sum = 0.0
+        self.start = 0
+        self.time = 0
+        self.updated = 0.0
+
+
+def _scope_labels(scope: InstrumentationScope) -> str:
+    parts = []
+    if scope.name:
+        parts.append(f'otel_scope_name="{escape_value(scope.name)}"')
+    if scope.version:
+        parts.append(f'otel_scope_version="{escape_value(scope.version)}"')
+    for kv in scope.attributes:
+        key = "otel_scope_" + sanitize_label_name(kv.key)
+        parts.append(f'{key}="{escape_value(attribute_string(kv.value))}"')
+    return ",".join(parts)
+
+
+_SERVICE_KEYS = frozenset(("service.name", "service.namespace", "service.instance.id"))
+
+
+def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool) -> _Resource:
+    attrs = {kv.key: kv.value for kv in resource.attributes}
+    name = attribute_string(attrs["service.name"]) if "service.name" in attrs else ""
+    namespace = attribute_string(attrs["service.namespace"]) if "service.namespace" in attrs else ""
+    job = f"{namespace}/{name}" if namespace and name else name
+    instance = (
+        attribute_string(attrs["service.instance.id"]) if "service.instance.id" in attrs else ""
+    )
+    base = []
+    if job:
+        base.append(f'job="{escape_value(job)}"')
+    if instance:
+        base.append(f'instance="{escape_value(instance)}"')
+    copied = [
+        f'{sanitize_label_name(k)}="{escape_value(attribute_string(attrs[k]))}"'
+        for k in copy_keys
+        if k in attrs
+    ]
+    others = [kv for kv in resource.attributes if kv.key not in _SERVICE_KEYS]
+    info_labels = None
+    if info and others:
+        info_labels = ",".join([*base, render_pairs(others)])
+    return _Resource(",".join(base + copied), info_labels)
+
+
+def _join(*parts: str) -> str:
+    return ",".join(p for p in parts if p)
+
+
+class SeriesStore:
+    """Holds the latest state of every series; a `Consumer` of the pipeline.
+
+    The clock is injected (`clock()` returns seconds, monotonic) so staleness is testable.
+    """
+
+    def __init__(
+        self,
+        settings: StoreSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or StoreSettings()
+        self._clock = clock
+        self.counters = IngestCounters()
+        self._resources: dict[bytes, _Resource] = {}
+        self._scopes: dict[bytes, str] = {}
+        self._streams: dict[tuple[Any, ...], _Stream] = {}
+        self._families: dict[str, Family] = {}
+        self._series_count = 0
+        self._last_sweep = 0.0
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def series_count(self) -> int:
+        return self._series_count
+
+    def families(self) -> Iterable[Family]:
+        """Families in first-seen order, after dropping what has gone stale."""
+        self.expire()
+        return self._families.values()
+
+    def target_infos(self) -> list[str]:
+        """Label sets of `target_info`, one per live resource that has attributes to say."""
+        return [r.info_labels for r in self._resources.values() if r.info_labels is not None]
+
+    # ------------------------------------------------------------------ staleness
+
+    def expire(self) -> None:
+        """Drop series not updated for `expiration_seconds`, then empty streams, families and
+        resources. Runs at most once a second; exposition calls it before rendering."""
+        now = self._clock()
+        if now - self._last_sweep < 1.0 and self._last_sweep:
+            return
+        self._last_sweep = now
+        cutoff = now - self.settings.expiration_seconds
+        for key, stream in list(self._streams.items()):
+            stale = [k for k, s in stream.series.items() if s.updated < cutoff]
+            if stale:
+                for k in stale:
+                    del stream.series[k]
+                live = {id(s) for s in stream.series.values()}
+                for labels, s in list(stream.by_labels.items()):
+                    if id(s) not in live:
+                        del stream.by_labels[labels]
+                        self._series_count -= 1
+            if not stream.series:
+                self._drop_stream(key, stream)
+        for rkey, resource in list(self._resources.items()):
+            if resource.updated < cutoff:
+                del self._resources[rkey]
+
+    # ------------------------------------------------------------------ ingest
+
+    def consume(self, batch: MetricsBatch) -> None:
+        now = self._clock()
+        settings = self.settings
+        for rm in batch.request.resource_metrics:
+            rkey = rm.resource.SerializeToString()
+            resource = self._resources.get(rkey)
+            if resource is None:
+                resource = _resource_labels(
+                    rm.resource, settings.resource_to_labels, settings.target_info
+                )
+                self._resources[rkey] = resource
+            resource.updated = now
+            for sm in rm.scope_metrics:
+                skey = sm.scope.SerializeToString()
+                scope_labels = self._scopes.get(skey)
+                if scope_labels is None:
+                    scope_labels = self._scopes[skey] = _scope_labels(sm.scope)
+                for metric in sm.metrics:
+                    self._consume_metric(batch, metric, rkey, skey, resource, scope_labels, now)
+
+    def _consume_metric(
+        self,
+        batch: MetricsBatch,
+        metric: metrics_pb2.Metric,
+        rkey: bytes,
+        skey: bytes,
+        resource: _Resource,
+        scope_labels: str,
+        now: float,
+    ) -> None:
+        kind = metric.WhichOneof("data")
+        if kind is None:
+            return  # no data: nothing to store, nothing to reject
+        data = getattr(metric, kind)
+        dps = data.data_points
+        if not dps:
+            return
+        temporality = getattr(data, "aggregation_temporality", _CUMULATIVE)
+        monotonic = kind == "sum" and data.is_monotonic
+        key = (rkey, skey, metric.name, metric.unit, kind)
+        stream = self._streams.get(key)
+        if stream is not None and (
+            stream.cumulative != (temporality != _DELTA) or stream.monotonic != monotonic
+        ):
+            # The producer changed the stream's temporality or monotonicity: its series
+            # restart rather than appear twice under the same labels.
+            self._drop_stream(key, stream)
+            stream = None
+        if stream is None:
+            problem = self._check_metric(metric, kind, temporality)
+            if problem is None:
+                stream, problem = self._new_stream(
+                    metric, kind, temporality, monotonic, resource, scope_labels
+                )
+            if stream is None:
+                self._reject_all(batch, dps, problem or "invalid metric")
+                return
+            self._streams[key] = stream
+        if kind == "sum" or kind == "gauge":
+            bad = self._ingest_numbers(stream, dps, now)
+        elif kind == "histogram":
+            bad = self._ingest_histograms(stream, dps, now)
+        elif kind == "exponential_histogram":
+            bad = self._ingest_exponential(stream, dps, now)
+        else:
+            bad = self._ingest_summaries(stream, dps, now)
+        if bad:
+            for index, _ in reversed(bad):
+                del dps[index]
+            for _, reason in bad:
+                self.counters.reject(reason)
+            batch.reject(len(bad), f"metric {metric.name!r}: {bad[0][1]}")
+        self.counters.accepted += len(dps)
+
+    def _drop_stream(self, key: tuple[Any, ...], stream: _Stream) -> None:
+        del self._streams[key]
+        self._series_count -= len(stream.by_labels)
+        stream.family.streams.remove(stream)
+        if not stream.family.streams:
+            del self._families[stream.family.name]
+
+    def _reject_all(self, batch: MetricsBatch, dps: Any, problem: str) -> None:
+        n = len(dps)
+        self.counters.reject(problem.split(":", 1)[0], n)
+        batch.reject(n, problem)
+        del dps[:]
+
+    @staticmethod
+    def _check_metric(metric: metrics_pb2.Metric, kind: str, temporality: int) -> str | None:
+        name = metric.name
+        if not name:
+            return "invalid name: empty metric name"
+        if len(name) > _MAX_NAME_LENGTH or not name.isprintable() or " " in name:
+            return f"invalid name: {name[:64]!r} (printable, no spaces, at most 255 characters)"
+        if kind in ("sum", "histogram", "exponential_histogram") and temporality not in (
+            _CUMULATIVE,
+            _DELTA,
+        ):
+            return f"invalid temporality: {name!r} has an unspecified aggregation temporality"
+        return None
+
+    def _new_stream(
+        self,
+        metric: metrics_pb2.Metric,
+        kind: str,
+        temporality: int,
+        monotonic: bool,
+        resource: _Resource,
+        scope_labels: str,
+    ) -> tuple[_Stream | None, str | None]:
+        prom_kind = {
+            "sum": "counter" if monotonic else "gauge",
+            "gauge": "gauge",
+            "histogram": "histogram",
+            "exponential_histogram": "histogram",
+            "summary": "summary",
+        }[kind]
+        name = metric_name(
+            metric.name,
+            metric.unit,
+            monotonic_counter=prom_kind == "counter",
+            gauge=prom_kind == "gauge",
+        )
+        family = self._families.get(name)
+        if family is None:
+            # promtool wants help text; without a description the OTel name and unit say most.
+            help_text = metric.description or (
+                f"{metric.name} ({metric.unit})" if metric.unit else metric.name
+            )
+            family = Family(name, prom_kind, help_text, unit_suffix(metric.unit))
+            self._families[name] = family
+        elif family.kind != prom_kind:
+            return None, (
+                f"type conflict: {metric.name!r} is a {prom_kind} but {name} is already a "
+                f"{family.kind}"
+            )
+        prefix = _join(resource.labels, scope_labels)
+        stream = _Stream(
+            family,
+            prefix + "," if prefix else "",
+            resource,
+            cumulative=temporality != _DELTA,
+            monotonic=monotonic,
+        )
+        family.streams.append(stream)
+        return stream, None
+
+    def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:
+        """First sight of an identity key: find or create the series it names (None: refused)."""
+        labels = stream.prefix + render_pairs(point.attributes)
+        labels = labels.rstrip(",")
+        series = stream.by_labels.get(labels)
+        if series is None:
+            if len(stream.by_labels) >= self.settings.max_series_per_stream:
+                return None
+            series = factory(labels)
+            stream.by_labels[labels] = series
+            self._series_count += 1
+        if len(stream.series) < 2 * self.settings.max_series_per_stream:
+            stream.series[key] = series
+        return series
+
+    def _ingest_numbers(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+        bad: list[tuple[int, str]] = []
+        series_map = stream.series
+        get = series_map.get
+        cumulative = stream.cumulative
+        monotonic = stream.monotonic
+        fixed = _FIXED_TAGS
+        i = -1
+        for p in dps:
+            i += 1
+            v = p.as_double or p.as_int
+            if monotonic and not v >= 0:
+                bad.append((i, "invalid value: NaN or negative value in a monotonic sum"))
+                continue
+            b = p.SerializeToString()
+            n = len(b)
+            j = 0
+            while j < n and b[j] in fixed:
+                j += 9
+            key = b[j:]
+            if key and (key[0] == _EXEMPLARS_TAG or (n > 1 and b[-2] == _FLAGS_TAG)):
+                key, stale = self._number_key_slow(p)
+                if stale:
+                    self._mark_stale(stream, key, p)
+                    continue
+            s = get(key)
+            if s is None:
+                s = self._series_for(stream, key, p, _Number)
+                if s is None:
+                    self.counters.drop("cardinality_limit")
+                    continue
+            t = p.time_unix_nano
+            if cumulative:
+                if t < s.time:
+                    self.counters.drop("out_of_order")
+                    continue
+                s.start = p.start_time_unix_nano
+                s.value = v
+            else:
+                outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
+                if outcome is Outcome.ADDED:
+                    s.value += v
+                elif outcome is Outcome.STARTED or outcome is Outcome.RESET:
+                    s.value = v
+                else:
+                    self.counters.drop(outcome.value)
+                    continue
+            s.time = t
+            s.updated = now
+        return bad
+
+    @staticmethod
+    def _number_key_slow(p: Any) -> tuple[bytes, bool]:
+        """The identity key of a point with exemplars or flags: the same bytes the fast path
+        gives for the same attributes, computed on a copy without them."""
+        stale = bool(p.flags & _NO_RECORDED_VALUE)
+        q = metrics_pb2.NumberDataPoint()
+        q.attributes.extend(p.attributes)
+        return q.SerializeToString(), stale
+
+    def _mark_stale(self, stream: _Stream, key: bytes, p: Any) -> None:
+        """A point flagged "no recorded value" ends its series now (Prometheus staleness)."""
+        s = stream.series.get(key)
+        if s is None:
+            labels = (stream.prefix + render_pairs(p.attributes)).rstrip(",")
+            s = stream.by_labels.get(labels)
+        if s is not None:
+            s.updated = -math.inf
+
+    def _generic_key(self, stream: _Stream, p: Any, factory: type) -> Any:
+        key = b"".join([kv.SerializeToString() for kv in p.attributes])
+        s = stream.series.get(key)
+        if s is None:
+            s = self._series_for(stream, key, p, factory)
+        return s
+
+    def _ingest_histograms(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+        bad: list[tuple[int, str]] = []
+        i = -1
+        for p in dps:
+            i += 1
+            if p.flags & _NO_RECORDED_VALUE:
+                continue
+            bounds = list(p.explicit_bounds)
+            counts = list(p.bucket_counts)
+            if counts and len(counts) != len(bounds) + 1:
+                bad.append((i, "invalid histogram: bucket_counts needs len(explicit_bounds)+1"))
+                continue
+            if any(b >= a for a, b in zip(bounds[1:], bounds, strict=False)) or any(
+                not math.isfinite(x) for x in bounds
+            ):
+                bad.append((i, "invalid histogram: explicit_bounds must be finite and increasing"))
+                continue
+            if counts and sum(counts) != p.count:
+                bad.append((i, "invalid histogram: count differs from the sum of bucket_counts"))
+                continue
+            s = self._generic_key(stream, p, _Histogram)
+            if s is None:
+                self.counters.drop("cardinality_limit")
+                continue
+            t = p.time_unix_nano
+            if stream.cumulative:
+                if t < s.time:
+                    self.counters.drop("out_of_order")
+                    continue
+                s.start = p.start_time_unix_nano
+                s.bounds, s.counts, s.count, s.sum = bounds, counts, p.count, p.sum
+            else:
+                outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
+                if outcome is Outcome.ADDED and s.bounds == bounds:
+                    s.counts = [a + b for a, b in zip(s.counts, counts, strict=True)]
+                    s.count += p.count
+                    s.sum += p.sum
+                elif outcome in (Outcome.STARTED, Outcome.RESET, Outcome.ADDED):
+                    # ADDED with other bounds cannot be merged: the stream restarts.
+                    s.bounds, s.counts, s.count, s.sum = bounds, counts, p.count, p.sum
+                    s.start = p.start_time_unix_nano
+                else:
+                    self.counters.drop(outcome.value)
+                    continue
+            s.time = t
+            s.updated = now
+        return bad
+
+    def _ingest_exponential(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+        bad: list[tuple[int, str]] = []
+        i = -1
+        for p in dps:
+            i += 1
+            if p.flags & _NO_RECORDED_VALUE:
+                continue
+            if not -10 <= p.scale <= 20:
+                bad.append((i, "invalid exponential histogram: scale outside -10..20"))
+                continue
+            s = self._generic_key(stream, p, _ExpHistogram)
+            if s is None:
+                self.counters.drop("cardinality_limit")
+                continue
+            t = p.time_unix_nano
+            pos, neg = list(p.positive.bucket_counts), list(p.negative.bucket_counts)
+            if stream.cumulative:
+                if t < s.time:
+                    self.counters.drop("out_of_order")
+                    continue
+                s.start = p.start_time_unix_nano
+                _set_exponential(s, p, pos, neg)
+            else:
+                outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
+                if outcome is Outcome.ADDED:
+                    _merge_exponential(s, p, pos, neg)
+                elif outcome in (Outcome.STARTED, Outcome.RESET):
+                    _set_exponential(s, p, pos, neg)
+                else:
+                    self.counters.drop(outcome.value)
+                    continue
+            s.time = t
+            s.updated = now
+        return bad
+
+    def _ingest_summaries(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+        bad: list[tuple[int, str]] = []
+        i = -1
+        for p in dps:
+            i += 1
+            if p.flags & _NO_RECORDED_VALUE:
+                continue
+            quantiles = [(q.quantile, q.value) for q in p.quantile_values]
+            if any(not 0.0 <= q <= 1.0 for q, _ in quantiles):
+                bad.append((i, "invalid summary: quantile outside 0..1"))
+                continue
+            s = self._generic_key(stream, p, _Summary)
+            if s is None:
+                self.counters.drop("cardinality_limit")
+                continue
+            t = p.time_unix_nano
+            if t < s.time:
+                self.counters.drop("out_of_order")
+                continue
+            s.start, s.time, s.updated = p.start_time_unix_nano, t, now
+            s.quantiles, s.count, s.sum = quantiles, p.count, p.sum
+        return bad
+
+
+def _set_exponential(s: _ExpHistogram, p: Any, pos: list[int], neg: list[int]) -> None:
+    s.scale, s.zero_count, s.zero_threshold = p.scale, p.zero_count, p.zero_threshold
+    s.pos_offset, s.positive = p.positive.offset, pos
+    s.neg_offset, s.negative = p.negative.offset, neg
+    s.count, s.sum = p.count, p.sum
+
+
+def _downscale(offset: int, counts: list[int], by: int) -> tuple[int, list[int]]:
+    """Buckets at scale k -> scale k - by: index i becomes i >> by."""
+    if by == 0 or not counts:
+        return offset, counts
+    new_offset = offset >> by
+    out: list[int] = [0] * (((offset + len(counts) - 1) >> by) - new_offset + 1)
+    for i, c in enumerate(counts):
+        out[((offset + i) >> by) - new_offset] += c
+    return new_offset, out
+
+
+def _add_buckets(a_off: int, a: list[int], b_off: int, b: list[int]) -> tuple[int, list[int]]:
+    if not a:
+        return b_off, list(b)
+    if not b:
+        return a_off, a
+    lo = min(a_off, b_off)
+    hi = max(a_off + len(a), b_off + len(b))
+    out = [0] * (hi - lo)
+    for i, c in enumerate(a):
+        out[a_off - lo + i] += c
+    for i, c in enumerate(b):
+        out[b_off - lo + i] += c
+    return lo, out
+
+
+def _merge_exponential(s: _ExpHistogram, p: Any, pos: list[int], neg: list[int]) -> None:
+    """Adds a delta point to the state, first bringing both to the smaller scale."""
+    scale = min(s.scale, p.scale)
+    s_pos = _downscale(s.pos_offset, s.positive, s.scale - scale)
+    s_neg = _downscale(s.neg_offset, s.negative, s.scale - scale)
+    p_pos = _downscale(p.positive.offset, pos, p.scale - scale)
+    p_neg = _downscale(p.negative.offset, neg, p.scale - scale)
+    s.pos_offset, s.positive = _add_buckets(*s_pos, *p_pos)
+    s.neg_offset, s.negative = _add_buckets(*s_neg, *p_neg)
+    s.scale = scale
+    s.zero_count += p.zero_count
+    s.zero_threshold = max(s.zero_threshold, p.zero_threshold)
+    s.count += p.count
+    s.sum += p.sum

@@ -1,0 +1,99 @@
+"""OTLP/HTTP receiver: `POST /v1/metrics` with protobuf or JSON bodies, optionally gzip.
+
+Responses follow the OTLP/HTTP specification: 200 with an `ExportMetricsServiceResponse` in
+the request's encoding (with `partial_success` when points were refused), and for errors a
+`google.rpc.Status` body, 400 (undecodable), 413 (too large, before or after decompression),
+415 (unsupported content type), 429/503 with `Retry-After` (overload).
+"""
+
+from __future__ import annotations
+
+import time
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from gateway.errors import GatewayError, PermanentError, RetryableError
+from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.pipeline.consumer import Consumer
+from gateway.receivers.decode import JSON, PROTOBUF, decode_body, inflate, media_type
+from gateway.receivers.status import http_status, reason, rpc_status_body
+from gateway.selftelemetry import SelfTelemetry
+
+__all__ = ["OtlpHttpReceiver"]
+
+
+def _encode(message: Message, content_type: str) -> bytes:
+    if content_type == JSON:
+        return json_format.MessageToJson(message, indent=None).encode()
+    return message.SerializeToString()
+
+
+class OtlpHttpReceiver:
+    def __init__(
+        self, consumer: Consumer, telemetry: SelfTelemetry, *, max_body_bytes: int
+    ) -> None:
+        self._consumer = consumer
+        self._telemetry = telemetry
+        self._max_body_bytes = max_body_bytes
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            raise PermanentError(
+                f"body of {declared} bytes exceeds the limit of {self._max_body_bytes} bytes",
+                http_status=413,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                raise PermanentError(
+                    f"body exceeds the limit of {self._max_body_bytes} bytes", http_status=413
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        content_type = media_type(request.headers.get("content-type"))
+        reply_type = JSON if content_type == JSON else PROTOBUF
+        try:
+            if content_type not in (PROTOBUF, JSON):
+                raise PermanentError(
+                    f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
+                    http_status=415,
+                )
+            body = await self._read_body(request)
+            body = inflate(body, request.headers.get("content-encoding", ""), self._max_body_bytes)
+            batch = MetricsBatch(decode_body(body, content_type), source="http")
+            points = count_points(batch.request)
+            self._consumer.consume(batch)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except GatewayError as exc:
+            return self._error(exc, reply_type)
+        response = ExportMetricsServiceResponse()
+        if batch.rejected_points:
+            response.partial_success.rejected_data_points = batch.rejected_points
+            response.partial_success.error_message = batch.error_message
+        self._telemetry.record_request("http", points, time.perf_counter() - started)
+        return Response(_encode(response, reply_type), media_type=reply_type)
+
+    def _error(self, exc: GatewayError, reply_type: str) -> Response:
+        self._telemetry.record_refused("http", reason(exc))
+        headers = {}
+        if isinstance(exc, RetryableError):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after_seconds)))
+        return Response(
+            _encode(rpc_status_body(exc), reply_type),
+            status_code=http_status(exc),
+            media_type=reply_type,
+            headers=headers,
+        )
