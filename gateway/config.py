@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.health.config import HealthConfig
+
 __all__ = [
     "ConfigError",
     "ForwarderConfig",
@@ -92,6 +94,8 @@ class GatewayConfig(_Frozen):
     limits: LimitsConfig = LimitsConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     forwarder: ForwarderConfig = ForwarderConfig()
+    #: health checks, circuit breakers and who sees /api/health details
+    health: HealthConfig = HealthConfig()
 
 
 class ConfigError(Exception):

@@ -1,0 +1,78 @@
+"""Host thresholds: CPU, memory and disk use against warn / fail levels from config.
+
+psutil is passed in (`SystemSampler`), as prometheus_client's process collector takes `proc=`,
+so tests feed exact numbers. `cpu_percent(interval=None)` compares against the previous call and
+never blocks the event loop; the sampler is primed at construction so the first run is real.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import psutil
+
+from gateway.health.config import SystemCheckConfig
+from gateway.health.model import Check, CheckOutcome, Observation, Status
+
+__all__ = ["COMPONENT", "PsutilSampler", "SystemCheck", "SystemSampler", "system_check"]
+
+COMPONENT = "system"
+
+
+class SystemSampler(Protocol):
+    def cpu_percent(self) -> float: ...
+
+    def memory_percent(self) -> float: ...
+
+    def disk_percent(self, path: str) -> float: ...
+
+
+class PsutilSampler:
+    """The real host, through psutil."""
+
+    def __init__(self) -> None:
+        psutil.cpu_percent(interval=None)  # prime: the first call has nothing to compare to
+
+    def cpu_percent(self) -> float:
+        return float(psutil.cpu_percent(interval=None))
+
+    def memory_percent(self) -> float:
+        return float(psutil.virtual_memory().percent)
+
+    def disk_percent(self, path: str) -> float:
+        return float(psutil.disk_usage(path).percent)
+
+
+def _level(name: str, value: float, warn: float, fail: float) -> Observation:
+    if value >= fail:
+        status, output = Status.FAIL, f"{name} {value:.1f}% >= {fail:g}%"
+    elif value >= warn:
+        status, output = Status.WARN, f"{name} {value:.1f}% >= {warn:g}%"
+    else:
+        status, output = Status.PASS, ""
+    return Observation(f"{name}Utilization", round(value, 2), "percent", status, output)
+
+
+class SystemCheck:
+    def __init__(self, config: SystemCheckConfig, sampler: SystemSampler | None = None) -> None:
+        self._config = config
+        self._sampler = sampler or PsutilSampler()
+
+    async def __call__(self) -> CheckOutcome:
+        cfg, s = self._config, self._sampler
+        return CheckOutcome.of(
+            _level("cpu", s.cpu_percent(), cfg.cpu_warn, cfg.cpu_fail),
+            _level("memory", s.memory_percent(), cfg.memory_warn, cfg.memory_fail),
+            _level("disk", s.disk_percent(cfg.disk_path), cfg.disk_warn, cfg.disk_fail),
+        )
+
+
+def system_check(config: SystemCheckConfig, *, sampler: SystemSampler | None = None) -> Check:
+    return Check(
+        COMPONENT,
+        SystemCheck(config, sampler),
+        timeout=config.timeout_seconds,
+        interval=config.interval_seconds,
+        required=config.required,
+        component_type="system",
+    )
