@@ -1,0 +1,271 @@
+"""The demo service: a small deployment-platform API on FastAPI + asyncpg, instrumented with
+`instrumentation` so every layer (HTTP, database, deployments, WebSockets, errors, business
+events) reaches the gateway.
+
+    uvicorn demo.app:create_app_from_env --factory --port 3000 [--workers 2]
+
+Without PostgreSQL the service still starts: deployments are simulated for the seed users
+without being stored, /api/deployments answers 503, and /api/health says why the database
+check fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict
+
+from demo.db import PLANS, Database, User, seed_user, token_for
+from demo.settings import DemoSettings
+from gateway.health import Check, HealthRegistry, health_router
+from gateway.health.checks.postgres import PostgresCheck
+from instrumentation import Meters, instrument_app
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_log = logging.getLogger("demo")
+
+Runtime = Literal["python", "node", "go"]
+# Simulated compute price per build-second, by plan (US dollars).
+_PRICE_PER_SECOND = {"free": 0.0, "premium": 0.0004, "team": 0.0006}
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: int
+    runtime: Runtime = "python"
+    #: force the simulated build's outcome (tests and the traffic generator); None: random
+    outcome: Literal["success", "failed"] | None = None
+
+
+@dataclass
+class _DemoState:
+    settings: DemoSettings
+    db: Database | None = None
+    db_error: str = "not connected yet"
+    plan_counts: dict[str, int] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def _meters(request: Request | WebSocket) -> Meters:
+    return request.app.state.instrumentation.meters  # type: ignore[no-any-return]
+
+
+def _state(request: Request | WebSocket) -> _DemoState:
+    return request.app.state.demo  # type: ignore[no-any-return]
+
+
+def _db_unavailable(request: Request) -> HTTPException:
+    state = _state(request)
+    _meters(request).error(type="DatabaseUnavailable", service="api", severity="critical")
+    return HTTPException(503, f"database unavailable: {state.db_error}")
+
+
+async def _find_user(state: _DemoState, user_id: int) -> User | None:
+    if state.db is not None:
+        return await state.db.user(user_id)
+    # Without the database, the seed users stand in so the rest of the demo keeps working.
+    return seed_user(user_id) if 1 <= user_id <= state.settings.seed_users else None
+
+
+async def _authenticate(state: _DemoState, token: str) -> User | None:
+    if not token:
+        return None
+    if state.db is not None:
+        return await state.db.user_by_token(token)
+    prefix = "demo-token-"
+    if token.startswith(prefix) and token[len(prefix) :].isdigit():
+        user = await _find_user(state, int(token[len(prefix) :]))
+        return user if user is not None and token_for(user.id) == token else None
+    return None
+
+
+async def _refresh_plans(state: _DemoState) -> None:
+    while True:
+        if state.db is not None:
+            try:
+                state.plan_counts = await state.db.plan_counts()
+            except (OSError, asyncpg.PostgresError) as exc:
+                _log.warning("plan counts not refreshed: %s", exc)
+        await asyncio.sleep(state.settings.plan_refresh_s)
+
+
+def create_app(
+    settings: DemoSettings | None = None,
+    *,
+    instrumentation: Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """The demo app. `instrumentation`: keyword arguments for `instrumentation.setup()`
+    (endpoint, export_interval_s, ...); by default the OTEL_* environment decides."""
+    settings = settings or DemoSettings()
+    state = _DemoState(settings)
+    state.plan_counts = dict.fromkeys(PLANS, 0)
+    for i in range(1, settings.seed_users + 1):
+        state.plan_counts[seed_user(i).plan] += 1
+    registry = HealthRegistry(service_id=settings.service_name, version="0.1.0")
+    registry.add(
+        Check(
+            "postgresql",
+            PostgresCheck(dsn=settings.database_url),
+            timeout=2.0,
+            interval=10.0,
+            # Optional: without the database the demo runs degraded (warn), and says why.
+            required=False,
+            component_type="datastore",
+        )
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state.db = await Database.connect(
+                settings.database_url, settings.table_prefix, settings.database_connect_timeout_s
+            )
+            await state.db.create_schema(settings.seed_users)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            state.db_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            _log.warning(
+                "PostgreSQL at %s unavailable, database parts are off: %s",
+                settings.database_url,
+                state.db_error,
+            )
+            if state.db is not None:
+                await state.db.close()
+                state.db = None
+        app.state.instrumentation.meters.observe_plan_distribution(lambda: state.plan_counts)
+        refresher = asyncio.create_task(_refresh_plans(state), name="plan-refresh")
+        await registry.start()
+        registry.set_accepting(True)
+        try:
+            yield
+        finally:
+            registry.set_accepting(False)
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await registry.shutdown()
+            if state.db is not None:
+                await state.db.close()
+
+    app = FastAPI(title="coderunner demo", lifespan=lifespan)
+    app.state.demo = state
+    app.include_router(health_router(registry, details="always"))
+    instrument_app(
+        app,
+        **{"service_name": settings.service_name, **(instrumentation or {})},
+        exclude_paths=("/live", "/ready"),
+    )
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {
+            "service": settings.service_name,
+            "database": "connected" if state.db is not None else f"off ({state.db_error})",
+            "endpoints": [
+                "POST /api/deploy",
+                "GET /api/deployments",
+                "GET /api/users/{user_id}",
+                "WS /ws?token=...",
+                "GET /api/simulate-error",
+                "GET /health",
+                "GET /api/health",
+            ],
+        }
+
+    @app.post("/api/deploy", status_code=201)
+    async def deploy(body: DeployRequest, request: Request) -> dict[str, Any]:
+        meters = _meters(request)
+        user = await _find_user(state, body.user_id)
+        if user is None:
+            raise HTTPException(404, f"user {body.user_id} not found")
+        deployment_id = await state.db.start_deployment(user.id, body.runtime) if state.db else None
+        low, high = settings.build_seconds
+        build_s = state.rng.uniform(low, high)
+        await asyncio.sleep(build_s)  # the "build"
+        outcome = body.outcome or (
+            "failed" if state.rng.random() < settings.failure_rate else "success"
+        )
+        cost = round(build_s * _PRICE_PER_SECOND[user.plan], 6)
+        if state.db is not None and deployment_id is not None:
+            await state.db.finish_deployment(deployment_id, outcome, build_s, cost)
+        meters.deployment(status=outcome, type=body.runtime, duration_s=build_s)
+        meters.resource_cost(resource_type="compute", plan=user.plan, amount_usd=cost)
+        meters.user_activity(action="deploy", plan_type=user.plan)
+        meters.feature_used(feature=f"runtime_{body.runtime}", user_type=user.plan)
+        if outcome == "failed":
+            meters.error(type="BuildFailed", service="builder", severity="warning")
+        return {
+            "id": deployment_id,
+            "user_id": user.id,
+            "runtime": body.runtime,
+            "status": outcome,
+            "duration_s": round(build_s, 4),
+            "cost_usd": cost,
+            "stored": deployment_id is not None,
+        }
+
+    @app.get("/api/deployments")
+    async def deployments(
+        request: Request, limit: int = Query(20, ge=1, le=200)
+    ) -> list[dict[str, Any]]:
+        if state.db is None:
+            raise _db_unavailable(request)
+        _meters(request).feature_used(feature="deployment_history", user_type="any")
+        return await state.db.recent_deployments(limit)
+
+    @app.get("/api/users/{user_id}")
+    async def user(user_id: int, request: Request) -> dict[str, Any]:
+        found = await _find_user(state, user_id)
+        if found is None:
+            raise HTTPException(404, f"user {user_id} not found")
+        _meters(request).user_activity(action="view_profile", plan_type=found.plan)
+        return {"id": found.id, "name": found.name, "plan": found.plan}
+
+    @app.get("/api/simulate-error")
+    async def simulate_error(request: Request) -> None:
+        _meters(request).error(type="SimulatedError", service="api", severity="error")
+        raise RuntimeError("simulated failure (the traffic generator asks for these)")
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, token: str = "") -> None:
+        meters = _meters(websocket)
+        auth = websocket.headers.get("authorization", "")
+        found = await _authenticate(state, token or auth.removeprefix("Bearer "))
+        if found is None:
+            meters.websocket_rejected()
+            await websocket.close(code=1008)  # policy violation: bad or missing token
+            return
+        await websocket.accept()
+        meters.websocket_accepted()
+        meters.feature_used(feature="websocket", user_type=found.plan)
+        try:
+            while True:
+                text = await websocket.receive_text()
+                meters.user_activity(action="websocket_message", plan_type=found.plan)
+                await websocket.send_json({"echo": text, "user_id": found.id})
+        except WebSocketDisconnect:
+            pass
+        finally:
+            meters.websocket_closed()
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For `uvicorn demo.app:create_app_from_env --factory`: settings from DATABASE_URL and
+    DEMO_*; telemetry from OTEL_* (OTEL_SERVICE_NAME, when set, names the service)."""
+    settings = DemoSettings.from_env(os.environ)
+    extra: dict[str, Any] = {}
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        extra["service_name"] = None
+    return create_app(settings, instrumentation=extra)
