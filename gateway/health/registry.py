@@ -27,18 +27,25 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gateway.health.breaker import BreakerState
-from gateway.health.model import Check, CheckOutcome, CheckResult, Status, worst
+from gateway.health.model import Check, CheckOutcome, CheckResult, Observation, Status, worst
 
 __all__ = ["HealthListener", "HealthRegistry", "Liveness", "Readiness"]
 
 _log = logging.getLogger(__name__)
 
-#: how often the event-loop heartbeat ticks
+#: how often the event-loop heartbeat ticks (at most; a quarter of the stall limit when smaller)
 _HEARTBEAT_SECONDS = 0.5
 #: pause between half-open trials (short: recovery should not wait a whole interval)
 _TRIAL_SPACING_SECONDS = 0.1
 #: how long shutdown waits for timed-out runs still cleaning up
 _ORPHAN_GRACE_SECONDS = 1.0
+
+
+def _placeholders(previous: CheckResult) -> tuple[Observation, ...]:
+    seen: dict[str, Observation] = {}
+    for obs in previous.observations:
+        seen.setdefault(obs.measurement, Observation(obs.measurement, None, obs.unit))
+    return tuple(seen.values())
 
 
 class HealthListener(Protocol):
@@ -91,6 +98,7 @@ class HealthRegistry:
         self.version = version
         self.description = description
         self._live_stall = live_stall_seconds
+        self._beat_every = min(_HEARTBEAT_SECONDS, live_stall_seconds / 4)
         self._listeners: list[HealthListener] = list(listeners)
         self._clock = clock
         self._wall = wall_clock
@@ -219,14 +227,16 @@ class HealthRegistry:
                 output=f"circuit breaker {breaker.state.value}, not calling the dependency "
                 f"(next trial in {breaker.retry_in():.1f}s); last error: {reason}",
             )
-            # Keep the last observations so the details still show what was measured.
-            outcome = replace(outcome, observations=previous.observations)
             duration = 0.0
             called = False
         else:
             outcome = await self._call(check)
             duration = self._clock() - started
             called = True
+        if not outcome.observations:
+            # Keep the response keys stable ("postgresql:responseTime" does not turn into
+            # "postgresql" while it fails): the measurements of the last run, without values.
+            outcome = replace(outcome, observations=_placeholders(self._results[name]))
         if breaker is not None and called:
             if outcome.status is Status.FAIL:
                 breaker.record_failure()
@@ -333,8 +343,8 @@ class HealthRegistry:
 
     async def _beat(self) -> None:
         while True:
-            expected = self._clock() + _HEARTBEAT_SECONDS
-            await asyncio.sleep(_HEARTBEAT_SECONDS)
+            expected = self._clock() + self._beat_every
+            await asyncio.sleep(self._beat_every)
             now = self._clock()
             self._loop_lag = max(0.0, now - expected)
             self._heartbeat = now
