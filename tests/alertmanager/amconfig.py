@@ -1,0 +1,69 @@
+"""The repository's Alertmanager config, and the same config with every receiver swapped for a
+webhook, for tests against a real Alertmanager. Routes, grouping and inhibit rules stay the
+repository's: only where notifications go (and, for speed, the timers) change."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["AM_CONFIG", "REPO", "alerts_from_rules", "load", "with_webhook"]
+
+REPO = Path(__file__).resolve().parents[2]
+AM_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
+
+
+def load() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text())
+    return config
+
+
+def _retime(route: dict[str, Any], timers: dict[str, str], *, root: bool = True) -> None:
+    """Set the timers on the root route, and on child routes that set their own."""
+    for key, value in timers.items():
+        if root or key in route:
+            route[key] = value
+    for child in route.get("routes", []):
+        _retime(child, timers, root=False)
+
+
+def with_webhook(
+    webhook_url: str,
+    *,
+    group_wait: str = "1s",
+    group_interval: str = "1s",
+    repeat_interval: str = "1h",
+) -> str:
+    """The repo's config as YAML text with each receiver replaced by a webhook of the same name
+    (so the route tree is unchanged) and short timers (also on child routes that set their own,
+    which would otherwise win)."""
+    config = copy.deepcopy(load())
+    config["receivers"] = [
+        {"name": r["name"], "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+        for r in config["receivers"]
+    ]
+    # Templates are only used by the real receivers; point them at the repo anyway so the
+    # config stays valid wherever the test writes it.
+    config["templates"] = [str(REPO / "alertmanager" / t) for t in config.get("templates", [])]
+    config["global"] = {"resolve_timeout": config.get("global", {}).get("resolve_timeout", "5m")}
+    _retime(
+        config["route"],
+        {
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+        },
+    )
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alerts_from_rules() -> list[dict[str, Any]]:
+    """Every alerting rule in prometheus/rules/ (as parsed YAML)."""
+    out = []
+    for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            out += [rule for rule in group["rules"] if "alert" in rule]
+    return out
