@@ -80,11 +80,11 @@ def main() -> None:
 
     print(f"series: {args.series}")
     print(
-        f"gateway render:          best {ours_best * 1e3:8.1f} ms  median {ours_median * 1e3:8.1f} ms"
+        f"gateway render:    best {ours_best * 1e3:8.1f} ms  median {ours_median * 1e3:8.1f} ms"
         f"  ({len(body) / 1e6:.1f} MB)"
     )
     print(
-        f"prometheus_client:       best {ref_best * 1e3:8.1f} ms  median {ref_median * 1e3:8.1f} ms"
+        f"prometheus_client: best {ref_best * 1e3:8.1f} ms  median {ref_median * 1e3:8.1f} ms"
         f"  ({len(reference) / 1e6:.1f} MB)"
     )
     print(f"ratio gateway/client:    {ours_median / ref_median:.2f}x (target <= 0.5x)")
