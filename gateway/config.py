@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.health.config import HealthConfig
+from gateway.observers.config import ObserversConfig
 
 __all__ = [
     "ConfigError",
@@ -96,6 +97,8 @@ class GatewayConfig(_Frozen):
     forwarder: ForwarderConfig = ForwarderConfig()
     #: health checks, circuit breakers and who sees /api/health details
     health: HealthConfig = HealthConfig()
+    #: system observers: host and process metrics, adaptive interval, /api/metrics/current
+    observers: ObserversConfig = ObserversConfig()
 
 
 class ConfigError(Exception):
