@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from demo.db import PLANS, Database, User, seed_user, token_for
@@ -37,6 +38,10 @@ _log = logging.getLogger("demo")
 Runtime = Literal["python", "node", "go"]
 # Simulated compute price per build-second, by plan (US dollars).
 _PRICE_PER_SECOND = {"free": 0.0, "premium": 0.0004, "team": 0.0006}
+
+
+class SimulatedError(RuntimeError):
+    """Raised on purpose by /api/simulate-error; answered 500 without a traceback in the log."""
 
 
 class DeployRequest(BaseModel):
@@ -234,7 +239,11 @@ def create_app(
     @app.get("/api/simulate-error")
     async def simulate_error(request: Request) -> None:
         _meters(request).error(type="SimulatedError", service="api", severity="error")
-        raise RuntimeError("simulated failure (the traffic generator asks for these)")
+        raise SimulatedError("simulated failure (the traffic generator asks for these)")
+
+    @app.exception_handler(SimulatedError)
+    async def simulated(request: Request, exc: SimulatedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=500)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket, token: str = "") -> None:
