@@ -214,3 +214,37 @@ def test_health_checks_where_the_image_has_a_shell(compose: dict[str, Any]) -> N
 
 def test_demo_is_behind_a_profile(compose: dict[str, Any]) -> None:
     assert compose["services"]["demo"]["profiles"] == ["demo"]
+
+
+@pytest.mark.skipif(
+    shutil.which("prometheus-blackbox-exporter") is None, reason="run make system-deps"
+)
+def test_blackbox_config_loads_in_the_real_exporter(tmp_path: Path) -> None:
+    config = REPO / "blackbox" / "blackbox.yml"
+    ok = subprocess.run(
+        ["prometheus-blackbox-exporter", f"--config.file={config}", "--config.check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    modules = yaml.safe_load(config.read_text())["modules"]
+    # prometheus.yml's probe job names its module; it must exist here.
+    prometheus = yaml.safe_load(PROMETHEUS_YML.read_text())
+    for job in prometheus["scrape_configs"]:
+        for module in job.get("params", {}).get("module", []):
+            assert module in modules, f"{job['job_name']}: module {module}"
+    broken = tmp_path / "blackbox.yml"
+    # A misspelt key (valid_status_code), which the exporter's strict parser refuses.
+    broken.write_text(
+        "modules:\n  http_2xx:\n    prober: http\n    http:\n      valid_status_code: [200]\n"
+    )
+    bad = subprocess.run(
+        ["prometheus-blackbox-exporter", f"--config.file={broken}", "--config.check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert bad.returncode != 0
