@@ -78,6 +78,7 @@ def test_no_top_level_name_for_compose_1_29() -> None:
 EXPECTED_SERVICES = {
     "gateway": {4318, 4317},
     "demo": {3000},
+    "demo-traffic": set(),
     "otel-collector": {4317, 4318, 8889, 13133},
     "prometheus": {9090},
     "alertmanager": {9093},
@@ -214,6 +215,10 @@ def test_health_checks_where_the_image_has_a_shell(compose: dict[str, Any]) -> N
 
 def test_demo_is_behind_a_profile(compose: dict[str, Any]) -> None:
     assert compose["services"]["demo"]["profiles"] == ["demo"]
+    traffic = compose["services"]["demo-traffic"]
+    assert traffic["profiles"] == ["demo"]
+    # The generator only talks to 127.0.0.1, so it lives in the demo's network namespace.
+    assert traffic["network_mode"] == "service:demo"
 
 
 @pytest.mark.skipif(
