@@ -95,14 +95,17 @@ async def _authenticate(state: _DemoState, token: str) -> User | None:
     return None
 
 
-async def _refresh_plans(state: _DemoState) -> None:
-    while True:
+async def _refresh_plans(state: _DemoState, stop: asyncio.Event) -> None:
+    # Stopped by `stop`, not by cancellation: a query cancelled mid-flight leaves asyncpg's
+    # shielded connection release racing the pool's close.
+    while not stop.is_set():
         if state.db is not None:
             try:
                 state.plan_counts = await state.db.plan_counts()
             except (OSError, asyncpg.PostgresError) as exc:
                 _log.warning("plan counts not refreshed: %s", exc)
-        await asyncio.sleep(state.settings.plan_refresh_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), state.settings.plan_refresh_s)
 
 
 def create_app(
@@ -148,16 +151,16 @@ def create_app(
                 await state.db.close()
                 state.db = None
         app.state.instrumentation.meters.observe_plan_distribution(lambda: state.plan_counts)
-        refresher = asyncio.create_task(_refresh_plans(state), name="plan-refresh")
+        stop_refresh = asyncio.Event()
+        refresher = asyncio.create_task(_refresh_plans(state, stop_refresh), name="plan-refresh")
         await registry.start()
         registry.set_accepting(True)
         try:
             yield
         finally:
             registry.set_accepting(False)
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            stop_refresh.set()
+            await refresher
             await registry.shutdown()
             if state.db is not None:
                 await state.db.close()
