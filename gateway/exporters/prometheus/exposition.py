@@ -80,20 +80,19 @@ def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
     if kind == "counter" or kind == "gauge":
         fmt = _fmt
         for stream in family.streams:
-            out.extend(
-                [f"{name}{{{s.labels}}} {fmt(s.value)}\n" for s in stream.by_labels.values()]
-            )
+            head = f"{name}{{{stream.prefix}"
+            out.extend([f"{head}{s.labels}}} {fmt(s.value)}\n" for s in stream.by_labels.values()])
     elif kind == "histogram":
         for stream in family.streams:
             for s in stream.by_labels.values():
                 if hasattr(s, "bounds"):
-                    _classic(out, name, s)
+                    _classic(out, name, stream.prefix + s.labels, s)
                 else:
-                    _exponential(out, name, s, openmetrics)
+                    _exponential(out, name, stream.prefix + s.labels, s, openmetrics)
     else:
         for stream in family.streams:
             for s in stream.by_labels.values():
-                labels = s.labels
+                labels = stream.prefix + s.labels
                 for q, v in s.quantiles:
                     out.append(f"{name}{_labels(labels, f'quantile={chr(34)}{q!r}{chr(34)}')}")
                     out.append(f" {_fmt(v)}\n")
@@ -101,8 +100,7 @@ def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
                 out.append(f"{name}_count{{{labels}}} {s.count}\n")
 
 
-def _classic(out: list[str], name: str, s: Any) -> None:
-    labels = s.labels
+def _classic(out: list[str], name: str, labels: str, s: Any) -> None:
     acc = 0
     bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
     for bound, count in zip(s.bounds, s.counts, strict=False):
@@ -113,10 +111,9 @@ def _classic(out: list[str], name: str, s: Any) -> None:
     out.append(f"{name}_count{{{labels}}} {s.count}\n")
 
 
-def _exponential(out: list[str], name: str, s: Any, openmetrics: bool) -> None:
+def _exponential(out: list[str], name: str, labels: str, s: Any, openmetrics: bool) -> None:
     """Only populated buckets are written: an empty bucket adds nothing to the cumulative
     counts, and an exponential histogram can have 160 of them."""
-    labels = s.labels
     bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
     acc = 0
     exponent = 2.0**-s.scale

@@ -60,7 +60,7 @@ _RESERVED = frozenset(("job", "instance"))
 
 
 def render_pairs(attributes: Iterable[KeyValue], *, reserved: frozenset[str] = _RESERVED) -> str:
-    """Point attributes as `a="1",b="2"` (no braces).
+    """Point attributes as `a="1",b="2"` (no braces), sorted by label name.
 
     Keys that sanitise to the same label are merged, their values joined with `;` in the order
     of the original keys, as the compatibility spec says. A key that would overwrite a label the
@@ -73,7 +73,9 @@ def render_pairs(attributes: Iterable[KeyValue], *, reserved: frozenset[str] = _
             name = "exported_" + name
         merged.setdefault(name, []).append((kv.key, attribute_string(kv.value)))
     parts = []
-    for name, values in merged.items():
+    # Sorted by label name: the same attributes in another order give the same text, which
+    # is how the store recognises them as one series.
+    for name, values in sorted(merged.items()):
         text = values[0][1] if len(values) == 1 else ";".join(v for _, v in sorted(values))
         parts.append(f'{name}="{escape_value(text)}"')
     return ",".join(parts)

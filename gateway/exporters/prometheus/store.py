@@ -107,7 +107,8 @@ class _Stream:
         self, family: Family, prefix: str, resource: _Resource, cumulative: bool, monotonic: bool
     ) -> None:
         self.family = family
-        #: labels every series of the stream carries (resource and scope), ending in "," if any
+        #: labels every series of the stream carries (resource and scope), rendered once here
+        #: and not in each series, to save memory
         self.prefix = prefix
         self.resource = resource
         self.cumulative = cumulative
@@ -229,6 +230,13 @@ def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool)
     if info and others:
         info_labels = ",".join([*base, render_pairs(others)])
     return _Resource(",".join(base + copied), info_labels)
+
+
+def _point_labels(stream: _Stream, point: Any) -> str:
+    """A series' own labels, as they follow the stream's prefix: `,a="1",b="2"` (no leading
+    comma when the prefix is empty)."""
+    pairs = render_pairs(point.attributes)
+    return "," + pairs if stream.prefix and pairs else pairs
 
 
 def _join(*parts: str) -> str:
@@ -437,9 +445,15 @@ class SeriesStore:
                 f"{family.kind}"
             )
         prefix = _join(resource.labels, scope_labels)
+        for other in family.streams:
+            if other.prefix == prefix:
+                # Another metric of the same resource and scope already owns this name (say
+                # `a.b` and `a_b`, or one instrument under two views): their series would be
+                # indistinguishable, so the newcomer is refused.
+                return None, f"name conflict: {metric.name!r} maps to {name}, already in use"
         stream = _Stream(
             family,
-            prefix + "," if prefix else "",
+            prefix,
             resource,
             cumulative=temporality != _DELTA,
             monotonic=monotonic,
@@ -449,8 +463,7 @@ class SeriesStore:
 
     def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:
         """First sight of an identity key: find or create the series it names (None: refused)."""
-        labels = stream.prefix + render_pairs(point.attributes)
-        labels = labels.rstrip(",")
+        labels = _point_labels(stream, point)
         series = stream.by_labels.get(labels)
         if series is None:
             if len(stream.by_labels) >= self.settings.max_series_per_stream:
@@ -469,6 +482,7 @@ class SeriesStore:
         cumulative = stream.cumulative
         monotonic = stream.monotonic
         fixed = _FIXED_TAGS
+        shared_t = 0
         i = -1
         for p in dps:
             i += 1
@@ -494,11 +508,17 @@ class SeriesStore:
                     self.counters.drop("cardinality_limit")
                     continue
             t = p.time_unix_nano
+            # Points of one request mostly share a timestamp: keep one int object for them.
+            if t == shared_t:
+                t = shared_t
+            else:
+                shared_t = t
             if cumulative:
+                # Prometheus detects counter resets itself, so a cumulative series keeps no
+                # start time; it only must not go back in time.
                 if t < s.time:
                     self.counters.drop("out_of_order")
                     continue
-                s.start = p.start_time_unix_nano
                 s.value = v
             else:
                 outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
@@ -526,8 +546,7 @@ class SeriesStore:
         """A point flagged "no recorded value" ends its series now (Prometheus staleness)."""
         s = stream.series.get(key)
         if s is None:
-            labels = (stream.prefix + render_pairs(p.attributes)).rstrip(",")
-            s = stream.by_labels.get(labels)
+            s = stream.by_labels.get(_point_labels(stream, p))
         if s is not None:
             s.updated = -math.inf
 
