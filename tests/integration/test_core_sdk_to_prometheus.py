@@ -145,7 +145,10 @@ scrape_configs:
         assert float(result[0]["value"][1]) == 15  # type: ignore[index]
         labels = result[0]["metric"]  # type: ignore[index]
         assert labels["route"] == "/a" and labels["instance"] == "svc-grpc-delta-1"  # type: ignore[index]
-        q = 'histogram_quantile(0.5, sum by (le) (app_duration_seconds_bucket{job="svc-http-delta"}))'
+        q = (
+            "histogram_quantile(0.5, sum by (le) "
+            '(app_duration_seconds_bucket{job="svc-http-delta"}))'
+        )
         r = httpx.get(prom.url + "/api/v1/query", params={"query": q}).json()
         assert 0 < float(r["data"]["result"][0]["value"][1]) <= 5
         targets = httpx.get(prom.url + "/api/v1/targets").json()["data"]["activeTargets"]

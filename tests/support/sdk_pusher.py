@@ -4,11 +4,11 @@ the gateway, over two collection cycles, then exits.
     python -m tests.support.sdk_pusher http|grpc ENDPOINT delta|cumulative SERVICE
 
 What it records (so tests know the exact expected values):
-    counter  app.requests {request}   +1 x10 then +5   attrs route=/a, code=200   -> 15
-    updown   app.active   {connection} +3, -1 then +2  no attrs                    -> 4
-    gauge    app.temperature Cel      21.5 then 22.5  attrs room=x                 -> 22.5
-    histogram app.duration s          0.1*i for i in 0..9, then 7.0  route=/a     -> count 11, sum 11.5
-    exp. histogram exp.latency s      1..10 then 20                  route=/b     -> count 11, sum 75
+    counter     app.requests     +1 x10 then +5      route=/a code=200  -> 15
+    updown      app.active       +3, -1 then +2      no attributes      -> 4
+    gauge       app.temperature  21.5 then 22.5      room=x             -> 22.5
+    histogram   app.duration     0.1*i (i<10), 7.0   route=/a           -> count 11, sum 11.5
+    exp. hist.  exp.latency      1..10, then 20      route=/b           -> count 11, sum 75
 """
 
 from __future__ import annotations
