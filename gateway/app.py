@@ -29,6 +29,7 @@ from gateway.exporters.prometheus.exposition import (
     wants_openmetrics,
 )
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
+from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
@@ -109,6 +110,13 @@ class Gateway:
         )
         #: other components (observers, health) in start order
         self.components: list[Component] = []
+        #: host and process metrics into the pipeline; its history serves /api/metrics/current
+        self.observer: SystemObserver | None = None
+        if config.observers.enabled:
+            self.observer = SystemObserver(
+                self.internal, config.observers, namespace=ns, resource=self.resource
+            )
+            self.components.append(self.observer)
         self.accepting = False
         self.app = self._build_app()
         self._server: _Server | None = None
@@ -141,6 +149,14 @@ class Gateway:
         app.add_route("/metrics/self", self._self_metrics, methods=["GET"])
         app.add_route("/live", self._live, methods=["GET"])
         app.add_route("/ready", self._ready, methods=["GET"])
+        if self.observer is not None:
+            app.include_router(
+                metrics_current_router(
+                    self.observer.history,
+                    namespace=self.config.prometheus.namespace,
+                    history_minutes=self.config.observers.history_minutes,
+                )
+            )
         return app
 
     def _render(self, request: Request, stores: Sequence[SeriesStore]) -> Response:

@@ -26,7 +26,7 @@ from gateway.catalogue import by_name
 from gateway.observers.sampler import PsutilSampler, SystemClock
 from gateway.observers.system import SystemObserver
 from tests.gateway.observers.fakes import Collect, points_by_metric
-from tests.support.servers import ServerProcess, _spawn, free_port
+from tests.support.servers import ServerProcess, _spawn, free_port, run_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +147,52 @@ def test_observer_agrees_with_node_exporter(tmp_path: Path) -> None:
         assert ne_avail == pytest.approx(free[key], abs=0.01 * size), lab
         checked += 1
     assert checked >= 1, f"no filesystem in common: ours {[dict(k) for k in sizes]}"
+
+
+def test_gateway_metrics_endpoint_agrees_with_node_exporter(tmp_path: Path) -> None:
+    """The same facts through the running gateway: observer -> pipeline -> /metrics."""
+    with run_gateway(tmp_path, grpc=False) as gw, node_exporter(tmp_path) as ne:
+        deadline = time.monotonic() + 15
+        while httpx.get(gw.url + "/api/metrics/current").status_code != 200:
+            assert time.monotonic() < deadline, "no observer cycle within 15 s"
+            time.sleep(0.1)
+        current = httpx.get(gw.url + "/api/metrics/current").json()
+        ours = scrape(gw.url)
+        node = scrape(ne.url)
+
+    def series(name: str) -> dict[frozenset[tuple[str, str]], float]:
+        drop = {"job", "instance", "otel_scope_name", "otel_scope_version"}
+        return {
+            frozenset((k, v) for k, v in labels if k not in drop): value
+            for (sample, labels), value in ours.items()
+            if sample == name
+        }
+
+    memory = series(by_name("system.memory.usage").prometheus_name())
+    assert (
+        memory[frozenset({("type", "total")})] == node[("node_memory_MemTotal_bytes", frozenset())]
+    )
+
+    # CPU seconds only grow: node_exporter, scraped after the observer's cycle, reads as much
+    # or more, and not more than the time since (15 s on every core, generously)
+    cpu = series(by_name("system.cpu.time").prometheus_name())
+    for (sample, labels), value in node.items():
+        if sample == "node_cpu_seconds_total":
+            lab = dict(labels)
+            got = cpu[frozenset({("core", lab["cpu"]), ("mode", lab["mode"])})]
+            assert got - 0.011 <= value <= got + 15, (lab, got, value)
+
+    sizes = series(by_name("system.filesystem.size").prometheus_name())
+    common = [
+        (key, size) for key, size in sizes.items() if ("node_filesystem_size_bytes", key) in node
+    ]
+    assert common, f"no filesystem in common: {list(sizes)}"
+    for key, size in common:
+        assert node[("node_filesystem_size_bytes", key)] == pytest.approx(size, rel=1e-4)
+
+    load = series(by_name("system.load_average").prometheus_name())
+    assert load[frozenset({("period", "15m")})] == pytest.approx(
+        node[("node_load15", frozenset())], abs=0.25
+    )
+    assert current["summary"]["memory_utilization"] is not None
+    assert current["history"]["points"], current
