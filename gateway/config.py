@@ -16,18 +16,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.health.config import HealthConfig
 from gateway.observers.config import ObserversConfig
 
 __all__ = [
+    "AuthConfig",
     "ConfigError",
     "ForwarderConfig",
     "GatewayConfig",
     "LimitsConfig",
+    "MemoryLimiterConfig",
     "PrometheusConfig",
+    "QueueConfig",
     "ServerConfig",
+    "TlsConfig",
     "load",
     "load_file",
 ]
@@ -51,6 +62,93 @@ class ServerConfig(_Frozen):
 class LimitsConfig(_Frozen):
     #: largest request body, checked before and again after decompression
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    #: most data points one export request may carry; more refuse the request (400)
+    max_points_per_request: int = Field(100_000, gt=0)
+    #: most attributes one data point may carry; such points are refused (partial_success)
+    max_attributes_per_point: int = Field(128, gt=0)
+    #: longest string attribute value in characters; such points are refused (partial_success)
+    max_attribute_value_length: int = Field(4096, gt=0)
+
+
+class QueueConfig(_Frozen):
+    """Where forwarded batches wait for the upstream."""
+
+    #: memory: lost on a crash; disk: a SQLite file (WAL), delivered after a restart
+    kind: Literal["memory", "disk"] = "memory"
+    #: the disk queue's file (created with its directory); required for kind: disk
+    path: str = ""
+    #: most bytes of queued payload the disk queue holds
+    max_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    #: when full: refuse new data with a retryable error (HTTP 503 + Retry-After, gRPC
+    #: UNAVAILABLE), or make room by dropping the oldest entries (counted as dropped)
+    full_policy: Literal["refuse", "drop_oldest"] = "refuse"
+    #: Retry-After sent to clients while the queue is full
+    retry_after_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _disk_needs_path(self) -> QueueConfig:
+        if self.kind == "disk" and not self.path:
+            raise ValueError("queue.path is required when queue.kind is disk")
+        return self
+
+
+class MemoryLimiterConfig(_Frozen):
+    """Backpressure on the process's resident memory, sampled in the background."""
+
+    #: refuse ingest (HTTP 503 + Retry-After, gRPC UNAVAILABLE) above this RSS; 0 turns the
+    #: limiter off
+    soft_limit_bytes: int = Field(1536 * 1024 * 1024, ge=0)
+    #: above this RSS also run a full garbage collection at each check; must be >= soft
+    hard_limit_bytes: int = Field(2048 * 1024 * 1024, ge=0)
+    #: how often RSS is sampled (one syscall per check, not per request)
+    check_interval_seconds: float = Field(0.1, gt=0)
+    #: Retry-After sent to clients while above the soft limit
+    retry_after_seconds: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _hard_above_soft(self) -> MemoryLimiterConfig:
+        if self.soft_limit_bytes and self.hard_limit_bytes < self.soft_limit_bytes:
+            raise ValueError("memory_limiter.hard_limit_bytes must be >= soft_limit_bytes")
+        return self
+
+
+class AuthConfig(_Frozen):
+    """Bearer tokens on OTLP/HTTP and OTLP/gRPC ingest (`Authorization: Bearer <token>`)."""
+
+    #: require a token on ingest
+    enabled: bool = False
+    #: tenant (or service) -> token; set it from the environment with
+    #: GATEWAY_AUTH__TOKENS='{team-a: s3cret}' rather than writing tokens into the file
+    tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: a YAML file mapping tenant -> token (or a list of tokens), read at start
+    tokens_file: str = ""
+
+    @model_validator(mode="after")
+    def _tokens_when_enabled(self) -> AuthConfig:
+        if self.enabled and not self.tokens and not self.tokens_file:
+            raise ValueError("auth.enabled needs auth.tokens or auth.tokens_file")
+        if any(not t for t in self.tokens.values()):
+            raise ValueError("auth.tokens: a token must not be empty")
+        return self
+
+
+class TlsConfig(_Frozen):
+    """TLS for both listeners (OTLP/HTTP with /metrics, and OTLP/gRPC)."""
+
+    #: PEM certificate chain; empty: plain TCP
+    cert_file: str = ""
+    #: PEM private key of the certificate
+    key_file: str = ""
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TlsConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("tls.cert_file and tls.key_file go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
 
 
 class PrometheusConfig(_Frozen):
@@ -87,7 +185,8 @@ class ForwarderConfig(_Frozen):
     #: retry backoff: first wait, cap, and how long one batch may be retried in all
     initial_backoff_seconds: float = Field(0.5, gt=0)
     max_backoff_seconds: float = Field(30.0, gt=0)
-    max_elapsed_seconds: float = Field(300.0, gt=0)
+    #: 0: never give up (with the disk queue, the queue's full_policy then decides what goes)
+    max_elapsed_seconds: float = Field(300.0, ge=0)
 
 
 class GatewayConfig(_Frozen):
@@ -99,6 +198,14 @@ class GatewayConfig(_Frozen):
     health: HealthConfig = HealthConfig()
     #: system observers: host and process metrics, adaptive interval, /api/metrics/current
     observers: ObserversConfig = ObserversConfig()
+    #: the forwarder's queue: memory or durable on disk
+    queue: QueueConfig = QueueConfig()
+    #: backpressure on resident memory
+    memory_limiter: MemoryLimiterConfig = MemoryLimiterConfig()
+    #: bearer tokens on ingest
+    auth: AuthConfig = AuthConfig()
+    #: TLS for both listeners
+    tls: TlsConfig = TlsConfig()
 
 
 class ConfigError(Exception):

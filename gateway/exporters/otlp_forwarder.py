@@ -5,6 +5,11 @@ requests into one (concatenated serialized `ExportMetricsServiceRequest`s are on
 protobuf merges repeated fields) and retrying with exponential backoff on the statuses the OTLP
 specification calls retryable (HTTP 429, 502, 503, 504; gRPC UNAVAILABLE, RESOURCE_EXHAUSTED,
 DEADLINE_EXCEEDED, ...), honouring `Retry-After`.
+
+Delivery is at-least-once: entries leave the queue only after the upstream answered. A send
+whose outcome is unknown (timeout, connection lost after the request went out, a crash before
+the ack with the disk queue) is sent again, and its points are counted in
+`counters.redelivered`: the upstream may see them twice.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from gateway.config import ForwarderConfig
+from gateway.errors import RetryableError
 from gateway.exporters.queue import Entry, ForwardQueue, MemoryQueue
 from gateway.pipeline.batch import MetricsBatch, count_points
 
@@ -47,9 +53,11 @@ _EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Expor
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, after: float | None = None) -> None:
+    def __init__(self, reason: str, after: float | None = None, *, unknown: bool = False) -> None:
         super().__init__(reason)
         self.after = after
+        #: the upstream may have received the request (timeout, connection lost mid-way)
+        self.unknown = unknown
 
 
 class _GiveUp(Exception):
@@ -71,10 +79,12 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class ForwarderCounters:
-    __slots__ = ("dropped", "forwarded", "last_success_unix", "rejected_upstream")
+    __slots__ = ("dropped", "forwarded", "last_success_unix", "redelivered", "rejected_upstream")
 
     def __init__(self) -> None:
         self.forwarded = 0
+        #: points sent again after an attempt with an unknown outcome: possible duplicates
+        self.redelivered = 0
         self.dropped: dict[str, int] = {}
         self.rejected_upstream = 0
         self.last_success_unix: float | None = None
@@ -92,9 +102,11 @@ class OtlpForwarder:
         queue: ForwardQueue | None = None,
         *,
         sleep: Callable[[float], object] = asyncio.sleep,
+        full_retry_after_seconds: float = 5.0,
     ) -> None:
         self._config = config
         self._queue: ForwardQueue = queue or MemoryQueue(config.queue_size)
+        self._full_retry_after = full_retry_after_seconds
         self._sleep = sleep
         self.counters = ForwarderCounters()
         self._wakeup = asyncio.Event()
@@ -110,7 +122,23 @@ class OtlpForwarder:
         return len(self._queue)
 
     def queue_fill_ratio(self) -> float:
-        return len(self._queue) / self._queue.capacity
+        return self._queue.fill_ratio()
+
+    def dropped(self) -> dict[str, int]:
+        """Points dropped by reason, including what the queue evicted to make room."""
+        out = dict(self.counters.dropped)
+        evicted = self._queue.evicted_points()
+        if evicted:
+            out["queue_full_oldest"] = evicted
+        return out
+
+    def check_room(self) -> None:
+        """Admission for the receivers: a `RetryableError` while the queue refuses data."""
+        if not self._queue.has_room():
+            raise RetryableError(
+                "forward queue is full (upstream slow or down); retry later",
+                retry_after_seconds=self._full_retry_after,
+            )
 
     def last_success_unix(self) -> float | None:
         return self.counters.last_success_unix
@@ -153,6 +181,7 @@ class OtlpForwarder:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        self._queue.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -171,8 +200,10 @@ class OtlpForwarder:
             entries = self._queue.peek(self._config.max_batch_points)
             payload = b"".join(e.payload for e in entries)
             points = sum(e.points for e in entries)
+            self.counters.redelivered += sum(e.points for e in entries if e.attempts)
+            self._queue.mark_attempted(len(entries))
             try:
-                await self._deliver(payload)
+                await self._deliver(payload, points)
             except _GiveUp as exc:
                 log.warning("forwarder: dropping %d points: %s", points, exc)
                 self.counters.drop(str(exc).split(":", 1)[0], points)
@@ -181,7 +212,7 @@ class OtlpForwarder:
                 self.counters.last_success_unix = time.time()
             self._queue.ack(len(entries))
 
-    async def _deliver(self, payload: bytes) -> None:
+    async def _deliver(self, payload: bytes, points: int) -> None:
         config = self._config
         started = time.monotonic()
         backoff = config.initial_backoff_seconds
@@ -190,8 +221,10 @@ class OtlpForwarder:
                 await self._send_once(payload)
                 return
             except _Retry as exc:
+                if exc.unknown:
+                    self.counters.redelivered += points
                 elapsed = time.monotonic() - started
-                if elapsed >= config.max_elapsed_seconds:
+                if config.max_elapsed_seconds and elapsed >= config.max_elapsed_seconds:
                     raise _GiveUp(f"retries_exhausted: {exc}") from None
                 wait = exc.after if exc.after is not None else backoff * (0.5 + random.random())
                 wait = min(wait, config.max_backoff_seconds)
@@ -213,8 +246,10 @@ class OtlpForwarder:
         headers = {"Content-Type": "application/x-protobuf", **self._config.headers}
         try:
             response = await self._http.post(url, content=payload, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _Retry(f"upstream unreachable: {exc!r}") from None
+        except httpx.HTTPError as exc:
+            raise _Retry(f"upstream did not answer: {exc!r}", unknown=True) from None
         if response.status_code == 200:
             self._note_partial(ExportMetricsServiceResponse.FromString(response.content))
             return
@@ -238,7 +273,13 @@ class OtlpForwarder:
             response = await call(payload, timeout=self._config.timeout_seconds, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _RETRYABLE_GRPC:
-                raise _Retry(f"upstream answered {exc.code().name}") from None
+                # UNAVAILABLE before the call reached the server is the common case; a deadline
+                # or a cancellation may come after the server took the data.
+                unknown = exc.code() in (
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.CANCELLED,
+                )
+                raise _Retry(f"upstream answered {exc.code().name}", unknown=unknown) from None
             self.counters.rejected_upstream += 1
             raise _GiveUp(f"rejected_upstream: {exc.code().name} {exc.details()}") from None
         self._note_partial(response)

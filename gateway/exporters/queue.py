@@ -1,8 +1,9 @@
 """Forward queues: where batches wait for the upstream.
 
-The forwarder only needs `offer`, `peek`, `ack` and `__len__`, so a durable queue can replace
-the in-memory one without touching it: `peek` hands out entries without removing them and `ack`
-removes them once the upstream accepted them (at-least-once).
+The forwarder only needs the `ForwardQueue` protocol, so the durable queue
+(`gateway.exporters.disk_queue.DiskQueue`) replaces the in-memory one without touching it:
+`peek` hands out entries without removing them and `ack` removes them once the upstream
+accepted them (at-least-once).
 """
 
 from __future__ import annotations
@@ -19,21 +20,45 @@ class Entry:
     #: a serialized ExportMetricsServiceRequest
     payload: bytes
     points: int
+    #: sends tried before (by this process or one that crashed): if > 0, sending again may
+    #: deliver a duplicate
+    attempts: int = 0
 
 
 class ForwardQueue(Protocol):
+    #: what `fill_ratio` measures against (entries for the memory queue, bytes on disk)
     capacity: int
 
     def offer(self, entry: Entry) -> bool:
         """Append; False when the queue is full (the caller counts the drop)."""
         ...
 
+    def has_room(self) -> bool:
+        """Whether `offer` would take more data now (for admission before the body is read)."""
+        ...
+
     def peek(self, max_points: int) -> list[Entry]:
         """The oldest entries, at least one, up to `max_points` points in all."""
         ...
 
+    def mark_attempted(self, count: int) -> None:
+        """The `count` oldest entries are about to be sent (remembered across a crash)."""
+        ...
+
     def ack(self, count: int) -> None:
         """Remove the `count` oldest entries: they were delivered (or given up on)."""
+        ...
+
+    def fill_ratio(self) -> float:
+        """How full the queue is, 0-1."""
+        ...
+
+    def evicted_points(self) -> int:
+        """Points dropped to make room (the drop_oldest policy), since start."""
+        ...
+
+    def close(self) -> None:
+        """Release files; what is queued stays queued (on disk) or is lost (in memory)."""
         ...
 
     def __len__(self) -> int: ...
@@ -52,6 +77,9 @@ class MemoryQueue:
         self._items.append(entry)
         return True
 
+    def has_room(self) -> bool:
+        return len(self._items) < self.capacity
+
     def peek(self, max_points: int) -> list[Entry]:
         out: list[Entry] = []
         total = 0
@@ -62,9 +90,21 @@ class MemoryQueue:
             total += entry.points
         return out
 
+    def mark_attempted(self, count: int) -> None:
+        """Nothing to remember: a crash loses the entries anyway."""
+
     def ack(self, count: int) -> None:
         for _ in range(min(count, len(self._items))):
             self._items.popleft()
+
+    def fill_ratio(self) -> float:
+        return len(self._items) / self.capacity
+
+    def evicted_points(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -1,0 +1,235 @@
+"""`DiskQueue`: the forwarder's durable queue, one SQLite file in WAL mode.
+
+Why SQLite and not a hand-written segment log: a table of (id, payload, points, attempts) in a
+WAL-mode database gives atomic appends, atomic removal of delivered entries and recovery after
+a crash with no code of our own; `sqlite3` is in the standard library.
+
+Durability. `synchronous=NORMAL` in WAL mode: every commit is written to the WAL file before
+`offer` returns, so a killed process (SIGKILL, OOM killer) loses nothing; only an operating
+system crash or power loss may lose the last commits, which a sync per request (`FULL`) would
+avoid at about a millisecond per request. One offer is one small transaction: an INSERT into
+the WAL, no fsync.
+
+At-least-once. The forwarder `peek`s the oldest entries, `mark_attempted` them, sends, and
+`ack`s them only after the upstream accepted them (or refused them for good). A crash between
+send and ack leaves the entries in place with `attempts > 0`; after the restart they are sent
+again, and the forwarder counts their points as possible duplicates.
+
+Bound. `max_bytes` bounds the payload bytes held (the file is a little larger: SQLite pages, the
+WAL, which `journal_size_limit` trims after checkpoints). When full, the `refuse` policy makes
+`has_room()` false, so the receivers answer "retry later" before reading a body; requests
+already past that check may still be appended, up to `max_bytes` plus one request's payload.
+The `drop_oldest` policy deletes the oldest entries that are not being sent and counts their
+points.
+
+Example, with max_bytes=100 and refuse:
+    offer(60 B) -> True, has_room() -> True (60 < 100)
+    offer(60 B) -> True (one request may overshoot), has_room() -> False (120 >= 100)
+    offer(60 B) -> False (already full)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Literal
+
+from gateway.exporters.queue import Entry
+
+__all__ = ["DiskQueue"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload BLOB NOT NULL,
+    points INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+)
+"""
+# Rows fetched per step while peeking; peek stops at max_points anyway.
+_PEEK_STEP = 256
+
+
+class DiskQueue:
+    """A `ForwardQueue` that survives restarts. Not thread-safe: the event loop's thread only."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int,
+        full_policy: Literal["refuse", "drop_oldest"] = "refuse",
+    ) -> None:
+        self.path = Path(path)
+        self.capacity = max_bytes
+        self._policy = full_policy
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(SUM(points), 0) "
+            "FROM entries"
+        ).fetchone()
+        self._count: int = row[0]
+        self._bytes: int = row[1]
+        self._points: int = row[2]
+        self._evicted = 0
+        #: (id, bytes, points) of the entries the last `peek` handed out, oldest first
+        self._inflight: list[tuple[int, int, int]] = []
+        if self._count:
+            log.info(
+                "disk queue %s: %d entries (%d points, %d bytes) from before the restart",
+                self.path,
+                self._count,
+                self._points,
+                self._bytes,
+            )
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            # A file that is not a database (or is damaged beyond SQLite's recovery): keep it
+            # for inspection and start empty, rather than refusing to start the gateway.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.error("disk queue %s is unreadable (%s); moved to %s", self.path, exc, aside)
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(f"{self.path}{suffix}")
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: autocommit, transactions are explicit where several statements
+        # must be atomic.
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA journal_size_limit=67108864")
+            db.execute(_SCHEMA)
+            db.execute("SELECT COUNT(*) FROM entries").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    # ------------------------------------------------------------------ ForwardQueue
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def bytes_used(self) -> int:
+        return self._bytes
+
+    @property
+    def points(self) -> int:
+        return self._points
+
+    def has_room(self) -> bool:
+        return self._policy == "drop_oldest" or self._bytes < self.capacity
+
+    def fill_ratio(self) -> float:
+        return min(1.0, self._bytes / self.capacity)
+
+    def evicted_points(self) -> int:
+        return self._evicted
+
+    def offer(self, entry: Entry) -> bool:
+        size = len(entry.payload)
+        if self._policy == "refuse":
+            if self._bytes >= self.capacity:
+                return False
+        elif self._bytes + size > self.capacity:
+            self._evict(self._bytes + size - self.capacity)
+        self._db.execute(
+            "INSERT INTO entries (payload, points) VALUES (?, ?)", (entry.payload, entry.points)
+        )
+        self._count += 1
+        self._bytes += size
+        self._points += entry.points
+        return True
+
+    def _evict(self, need: int) -> None:
+        """Delete the oldest entries not being sent until `need` bytes are free."""
+        after = self._inflight[-1][0] if self._inflight else 0
+        freed = 0
+        victims: list[tuple[int, int, int]] = []
+        for row in self._db.execute(
+            "SELECT id, LENGTH(payload), points FROM entries WHERE id > ? ORDER BY id", (after,)
+        ):
+            if freed >= need:
+                break
+            victims.append(row)
+            freed += row[1]
+        if not victims:
+            return
+        self._delete(victims)
+        self._evicted += sum(v[2] for v in victims)
+
+    def peek(self, max_points: int) -> list[Entry]:
+        out: list[Entry] = []
+        self._inflight = []
+        total = 0
+        last = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT id, payload, points, attempts FROM entries WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                (last, _PEEK_STEP),
+            ).fetchall()
+            for row_id, payload, points, attempts in rows:
+                if out and total + points > max_points:
+                    return out
+                out.append(Entry(payload, points, attempts))
+                self._inflight.append((row_id, len(payload), points))
+                total += points
+            if len(rows) < _PEEK_STEP:
+                return out
+            last = rows[-1][0]
+
+    def mark_attempted(self, count: int) -> None:
+        ids = [(i,) for i, _, _ in self._inflight[:count]]
+        if ids:
+            self._db.executemany("UPDATE entries SET attempts = attempts + 1 WHERE id = ?", ids)
+
+    def ack(self, count: int) -> None:
+        """Remove the first `count` entries of the last peek (the oldest)."""
+        done, self._inflight = self._inflight[:count], self._inflight[count:]
+        if len(done) < count:  # acked without a peek: the oldest rows
+            done += self._db.execute(
+                "SELECT id, LENGTH(payload), points FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+                (done[-1][0] if done else 0, count - len(done)),
+            ).fetchall()
+        self._delete(done)
+
+    def _delete(self, rows: list[tuple[int, int, int]]) -> None:
+        if not rows:
+            return
+        self._db.execute("BEGIN")
+        try:
+            removed = 0
+            for row_id, size, points in rows:
+                cur = self._db.execute("DELETE FROM entries WHERE id = ?", (row_id,))
+                if cur.rowcount:
+                    removed += 1
+                    self._bytes -= size
+                    self._points -= points
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._count -= removed
+        if not self._count:
+            self._bytes = self._points = 0
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
