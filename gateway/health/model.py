@@ -9,6 +9,7 @@ observations (`componentId`, `componentType`, `observedValue`, `observedUnit`, `
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -102,10 +103,13 @@ class Check:
     component_type: str = "component"
     #: the dependency's circuit breaker (None: the check has none)
     breaker: CircuitBreaker | None = None
-    #: frees what the check holds (a pool, a client) at shutdown
+    #: frees what the check holds (a pool, a client) at shutdown; by default the `close()`
+    #: of a check object that has one (`PostgresCheck`, `RedisCheck`)
     close: Callable[[], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
+        if self.close is None and inspect.iscoroutinefunction(getattr(self.fn, "close", None)):
+            object.__setattr__(self, "close", self.fn.close)  # type: ignore[attr-defined]
         if not self.name or ":" in self.name:
             raise ValueError(f"check name {self.name!r} must be non-empty and without ':'")
         if self.timeout <= 0 or self.interval <= 0:

@@ -104,6 +104,8 @@ class HealthRegistry:
         self._wall = wall_clock
         self._checks: dict[str, Check] = {}
         self._results: dict[str, CheckResult] = {}
+        #: output of each check's last failed run, quoted while its breaker refuses calls
+        self._last_error: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._orphans: set[asyncio.Task[object]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -220,8 +222,7 @@ class HealthRegistry:
         started = self._clock()
         wall = self._wall()
         if breaker is not None and not breaker.allow():
-            previous = self._results[name]
-            reason = previous.output if previous.ran and previous.output else "dependency failing"
+            reason = self._last_error.get(name, "dependency failing")
             outcome = CheckOutcome(
                 Status.FAIL,
                 output=f"circuit breaker {breaker.state.value}, not calling the dependency "
@@ -237,6 +238,8 @@ class HealthRegistry:
             # Keep the response keys stable ("postgresql:responseTime" does not turn into
             # "postgresql" while it fails): the measurements of the last run, without values.
             outcome = replace(outcome, observations=_placeholders(self._results[name]))
+        if called and outcome.status is Status.FAIL:
+            self._last_error[name] = outcome.output
         if breaker is not None and called:
             if outcome.status is Status.FAIL:
                 breaker.record_failure()

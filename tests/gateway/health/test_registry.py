@@ -193,6 +193,9 @@ def test_breaker_shapes_status_and_stops_calling_the_dependency() -> None:
         assert third.status is Status.FAIL
         assert "circuit breaker open" in third.output
         assert "reset by peer" in third.output
+        fourth_refused = await registry.run_once("postgresql")
+        assert fourth_refused.output.count("circuit breaker") == 1  # no nesting of reasons
+        assert fourth_refused.output.endswith("last error: ConnectionResetError: reset by peer")
 
         up["value"] = True
         clock.now += 5
@@ -210,7 +213,7 @@ def test_breaker_shapes_status_and_stops_calling_the_dependency() -> None:
         statuses = [
             p.value for b in sink.batches for p in points(b) if p.name == "ns.health.check.status"
         ]
-        assert statuses == [0.5, 0.0, 0.0, 1.0]
+        assert statuses == [0.5, 0.0, 0.0, 0.0, 1.0]
         last_counts = {
             (p.attributes["from"], p.attributes["to"]): p.value
             for p in points(sink.batches[-1])
@@ -329,5 +332,26 @@ def test_shutdown_without_start_and_closes_checks() -> None:
         await registry.shutdown()
         await registry.shutdown()
         assert closed == ["x"]
+
+    asyncio.run(scenario())
+
+
+def test_a_check_object_with_an_async_close_is_closed_at_shutdown() -> None:
+    class Probe:
+        closed = False
+
+        async def __call__(self) -> None:
+            return None
+
+        async def close(self) -> None:
+            self.closed = True
+
+    async def scenario() -> None:
+        probe = Probe()
+        registry = HealthRegistry()
+        registry.add(Check("p", probe))
+        await registry.start()
+        await registry.shutdown()
+        assert probe.closed
 
     asyncio.run(scenario())
