@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 
 import grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, PermanentError
 from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.pipeline.consumer import Consumer
 from gateway.receivers.status import grpc_code, reason
@@ -25,15 +25,28 @@ from gateway.selftelemetry import SelfTelemetry
 __all__ = ["OtlpGrpcReceiver"]
 
 
-class _Servicer(metrics_service_pb2_grpc.MetricsServiceServicer):
+_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
+
+
+class _Export:
+    """The `Export` method. It takes the raw request bytes and parses them itself, so that an
+    undecodable message is INVALID_ARGUMENT with a message (grpc's own deserializer would
+    answer INTERNAL)."""
+
     def __init__(self, consumer: Consumer, telemetry: SelfTelemetry) -> None:
         self._consumer = consumer
         self._telemetry = telemetry
 
-    async def Export(
-        self, request: ExportMetricsServiceRequest, context: grpc.aio.ServicerContext
+    async def export(
+        self, body: bytes, context: grpc.aio.ServicerContext
     ) -> ExportMetricsServiceResponse:
         started = time.perf_counter()
+        try:
+            request = ExportMetricsServiceRequest.FromString(body)
+        except DecodeError as exc:
+            error = PermanentError(f"message is not a valid OTLP metrics request: {exc}")
+            self._telemetry.record_refused("grpc", reason(error))
+            await context.abort(grpc_code(error), str(error))
         batch = MetricsBatch(request, source="grpc")
         points = count_points(request)
         try:
@@ -61,7 +74,7 @@ class OtlpGrpcReceiver:
         port: int,
         max_message_bytes: int,
     ) -> None:
-        self._servicer = _Servicer(consumer, telemetry)
+        self._export = _Export(consumer, telemetry)
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._server: grpc.aio.Server | None = None
@@ -76,9 +89,17 @@ class OtlpGrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            self._servicer, server
+        handler = grpc.method_handlers_generic_handler(
+            _SERVICE,
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self._export.export,
+                    request_deserializer=None,  # raw bytes: _Export parses them
+                    response_serializer=ExportMetricsServiceResponse.SerializeToString,
+                )
+            },
         )
+        server.add_generic_rpc_handlers((handler,))
         self.port = server.add_insecure_port(self._address)
         if self.port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")
