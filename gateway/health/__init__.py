@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gateway.health.breaker import BreakerState, CircuitBreaker, CircuitOpenError
     from gateway.health.checks import (
+        PipelineCounters,
         PipelineStats,
         UpstreamStatus,
         pipeline_check,
@@ -42,6 +43,7 @@ _WHERE = {
     "BreakerState": "breaker",
     "CircuitBreaker": "breaker",
     "CircuitOpenError": "breaker",
+    "PipelineCounters": "checks",
     "PipelineStats": "checks",
     "UpstreamStatus": "checks",
     "pipeline_check": "checks",
@@ -80,6 +82,7 @@ __all__ = [
     "HealthListener",
     "HealthRegistry",
     "Observation",
+    "PipelineCounters",
     "PipelineHealthMetrics",
     "PipelineStats",
     "Status",

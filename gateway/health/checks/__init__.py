@@ -4,13 +4,14 @@ Component names (the `component` label of the health metrics; alert rules use th
 "postgresql", "redis", "otlp_upstream", "pipeline", "system".
 """
 
-from gateway.health.checks.pipeline import PipelineStats, pipeline_check
+from gateway.health.checks.pipeline import PipelineCounters, PipelineStats, pipeline_check
 from gateway.health.checks.postgres import postgres_check
 from gateway.health.checks.redis import redis_check
 from gateway.health.checks.system import system_check
 from gateway.health.checks.upstream import UpstreamStatus, upstream_check
 
 __all__ = [
+    "PipelineCounters",
     "PipelineStats",
     "UpstreamStatus",
     "pipeline_check",

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from gateway.health.config import PipelineCheckConfig
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 
-__all__ = ["COMPONENT", "PipelineCheck", "PipelineStats", "pipeline_check"]
+__all__ = ["COMPONENT", "PipelineCheck", "PipelineCounters", "PipelineStats", "pipeline_check"]
 
 COMPONENT = "pipeline"
 
@@ -33,6 +33,41 @@ class PipelineStats(Protocol):
     def last_ingest_unix(self) -> float | None:
         """Wall-clock time of the last accepted batch; None if none yet."""
         ...
+
+
+class PipelineCounters:
+    """`PipelineStats` over two counter readers, for a pipeline that counts but does not
+    timestamp: the last ingest is when the accepted count (received - rejected) was last seen
+    to grow, so its resolution is the check interval.
+
+    >>> stats = PipelineCounters(lambda: store.seen, lambda: store.refused)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        received: Callable[[], int],
+        rejected: Callable[[], int],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._received = received
+        self._rejected = rejected
+        self._wall = wall_clock
+        self._accepted = 0
+        self._last: float | None = None
+
+    def points_received_total(self) -> int:
+        return self._received()
+
+    def points_rejected_total(self) -> int:
+        return self._rejected()
+
+    def last_ingest_unix(self) -> float | None:
+        accepted = self._received() - self._rejected()
+        if accepted > self._accepted:
+            self._accepted = accepted
+            self._last = self._wall()
+        return self._last
 
 
 class PipelineCheck:

@@ -9,7 +9,12 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.health.checks.pipeline import PipelineCheck, pipeline_check
+from gateway.health.checks.pipeline import (
+    PipelineCheck,
+    PipelineCounters,
+    PipelineStats,
+    pipeline_check,
+)
 from gateway.health.checks.postgres import PostgresCheck, postgres_check
 from gateway.health.checks.redis import RedisCheck, redis_check
 from gateway.health.checks.system import PsutilSampler, SystemCheck, system_check
@@ -269,3 +274,20 @@ def test_system_check_reads_the_real_host() -> None:
     for key in ("cpuUtilization", "memoryUtilization", "diskUtilization"):
         assert 0 <= float(values[key]) <= 100  # type: ignore[arg-type]
     assert system_check(SystemCheckConfig()).component_type == "system"
+
+
+def test_pipeline_counters_derive_the_last_ingest_from_growth() -> None:
+    now = {"t": 100.0}
+    seen = {"received": 0, "rejected": 0}
+    stats = PipelineCounters(
+        lambda: seen["received"], lambda: seen["rejected"], wall_clock=lambda: now["t"]
+    )
+    assert isinstance(stats, PipelineStats)
+    assert stats.last_ingest_unix() is None
+    seen["received"] = 10
+    now["t"] = 105.0
+    assert stats.last_ingest_unix() == 105.0
+    seen["received"], seen["rejected"] = 15, 5  # only rejects: nothing was ingested
+    now["t"] = 110.0
+    assert stats.last_ingest_unix() == 105.0
+    assert (stats.points_received_total(), stats.points_rejected_total()) == (15, 5)
