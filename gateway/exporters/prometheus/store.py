@@ -232,6 +232,11 @@ def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool)
     return _Resource(",".join(base + copied), info_labels)
 
 
+def _reason_label(message: str) -> str:
+    """"invalid value: NaN ..." -> "invalid_value", the `reason` label of self-metrics."""
+    return message.split(":", 1)[0].replace(" ", "_")
+
+
 def _point_labels(stream: _Stream, point: Any) -> str:
     """A series' own labels, as they follow the stream's prefix: `,a="1",b="2"` (no leading
     comma when the prefix is empty)."""
@@ -378,7 +383,7 @@ class SeriesStore:
             for index, _ in reversed(bad):
                 del dps[index]
             for _, reason in bad:
-                self.counters.reject(reason)
+                self.counters.reject(_reason_label(reason))
             batch.reject(len(bad), f"metric {metric.name!r}: {bad[0][1]}")
         self.counters.accepted += len(dps)
 
@@ -391,7 +396,7 @@ class SeriesStore:
 
     def _reject_all(self, batch: MetricsBatch, dps: Any, problem: str) -> None:
         n = len(dps)
-        self.counters.reject(problem.split(":", 1)[0], n)
+        self.counters.reject(_reason_label(problem), n)
         batch.reject(n, problem)
         del dps[:]
 
