@@ -1,0 +1,249 @@
+"""The instrumented demo service (uvicorn subprocess) -> a real gateway -> its /metrics, with the
+real PostgreSQL: exact request, deployment and WebSocket counts, by route and status, for one
+worker and for `uvicorn --workers 2` (each worker its own service.instance.id).
+
+Names are the raw OpenTelemetry ones as the gateway exposes them without views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from demo.db import token_for
+from demo.runner import Samples, parse_prometheus_text
+from demo.traffic import TrafficGenerator
+from tests.support.servers import (
+    REPO,
+    GatewayProcess,
+    ServerProcess,
+    _spawn,
+    free_port,
+    run_gateway,
+)
+
+pytestmark = pytest.mark.integration
+
+DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+JOB = "coderunner/coderunner-demo"
+HTTP_COUNT = "http_server_request_duration_seconds_count"
+
+
+@contextlib.contextmanager
+def demo_service(
+    tmp: Path, gateway: GatewayProcess, prefix: str, *, workers: int = 1
+) -> Iterator[ServerProcess]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=gateway.url,
+        OTEL_METRIC_EXPORT_INTERVAL="300",
+        DATABASE_URL=DSN,
+        DEMO_TABLE_PREFIX=prefix,
+        PYTHONPATH=str(REPO),
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "demo.app:create_app_from_env",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    try:
+        with _spawn(
+            argv,
+            tmp / f"demo-{port}.log",
+            f"http://127.0.0.1:{port}",
+            "/live",
+            env=env,
+            cwd=REPO,
+        ) as server:
+            yield server
+    finally:
+        asyncio.run(_drop(prefix))
+
+
+async def _drop(prefix: str) -> None:
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {prefix}deployments, {prefix}users")
+    finally:
+        await conn.close()
+
+
+def scrape(gateway: GatewayProcess) -> Samples:
+    return parse_prometheus_text(httpx.get(gateway.url + "/metrics", timeout=5).text)
+
+
+def total(samples: Samples, name: str, **match: str) -> float:
+    return sum(
+        v
+        for labels, v in samples.get(name, [])
+        if labels.get("job") == JOB and all(labels.get(k) == w for k, w in match.items())
+    )
+
+
+def eventually(
+    gateway: GatewayProcess, ready: Callable[[Samples], bool], timeout: float = 15.0
+) -> Samples:
+    deadline = time.monotonic() + timeout
+    samples: Samples = {}
+    while time.monotonic() < deadline:
+        samples = scrape(gateway)
+        if ready(samples):
+            # One more export interval: exact means no late double counting either.
+            time.sleep(0.8)
+            return scrape(gateway)
+        time.sleep(0.2)
+    return samples
+
+
+async def _drive(
+    base: str, n_users: int, m_deploy: int, k_ws: int, *, keepalive: bool = True
+) -> None:
+    ws_url = "ws" + base[4:] + "/ws"
+    # Without keep-alive every request is a new connection, which either worker may accept.
+    limits = httpx.Limits(max_keepalive_connections=None if keepalive else 0)
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as c:
+        for i in range(n_users):
+            assert (await c.get(f"/api/users/{i % 30 + 1}")).status_code == 200
+        for _ in range(3):
+            assert (await c.get("/api/users/99999")).status_code == 404
+        for i in range(m_deploy):
+            outcome = "failed" if i % 3 == 0 else "success"
+            r = await c.post(
+                "/api/deploy", json={"user_id": 5, "runtime": "node", "outcome": outcome}
+            )
+            assert r.status_code == 201, r.text
+    for i in range(k_ws):
+        async with connect(f"{ws_url}?token={token_for(i + 1)}") as ws:
+            await ws.send("ping")
+            await ws.recv()
+    with pytest.raises(InvalidStatus):
+        async with connect(f"{ws_url}?token=bogus"):
+            pass
+
+
+def _check_counts(samples: Samples, n: int, m: int, k: int) -> None:
+    users = {"http_route": "/api/users/{user_id}", "http_request_method": "GET"}
+    assert total(samples, HTTP_COUNT, **users, http_response_status_code="200") == n
+    assert total(samples, HTTP_COUNT, **users, http_response_status_code="404") == 3
+    deploy = {"http_route": "/api/deploy", "http_request_method": "POST"}
+    assert total(samples, HTTP_COUNT, **deploy, http_response_status_code="201") == m
+    failed = len([i for i in range(m) if i % 3 == 0])
+    assert total(samples, "coderunner_deployments_total", status="failed", type="node") == failed
+    assert (
+        total(samples, "coderunner_deployments_total", status="success", type="node") == m - failed
+    )
+    assert total(samples, "coderunner_deployment_duration_seconds_count", type="node") == m
+    ws = "coderunner_websocket_connections_total"
+    assert total(samples, ws, status="authenticated") == k
+    assert total(samples, ws, status="closed") == k
+    assert total(samples, ws, status="rejected") == 1
+    assert total(samples, "coderunner_websocket_active_connections") == 0
+    assert (
+        total(samples, "db_client_operation_duration_seconds_count", db_operation_name="INSERT")
+        >= m
+    )
+
+
+def test_exact_counts_single_worker(tmp_path: Path) -> None:
+    n, m, k = 23, 7, 4
+    prefix = f"e2e1_{os.getpid()}_"
+    with run_gateway(tmp_path, grpc=False) as gw, demo_service(tmp_path, gw, prefix) as demo:
+        asyncio.run(_drive(demo.url, n, m, k))
+        samples = eventually(
+            gw,
+            lambda s: (
+                total(s, "coderunner_websocket_connections_total", status="closed") >= k
+                and total(s, HTTP_COUNT, http_route="/api/deploy") >= m
+            ),
+        )
+        _check_counts(samples, n, m, k)
+        instances = {
+            labels["instance"] for labels, _ in samples["target_info"] if labels.get("job") == JOB
+        }
+        assert len(instances) == 1
+
+
+def test_exact_counts_two_workers_distinct_instances(tmp_path: Path) -> None:
+    n, m, k = 40, 6, 5
+    prefix = f"e2e2_{os.getpid()}_"
+    with (
+        run_gateway(tmp_path, grpc=False) as gw,
+        demo_service(tmp_path, gw, prefix, workers=2) as demo,
+    ):
+        # Both workers export (plan gauge) as soon as they start: two target_info series.
+        samples = eventually(
+            gw,
+            lambda s: (
+                len({la["instance"] for la, _ in s.get("target_info", []) if la.get("job") == JOB})
+                >= 2
+            ),
+        )
+        asyncio.run(_drive(demo.url, n, m, k, keepalive=False))
+        samples = eventually(
+            gw,
+            lambda s: (
+                total(s, "coderunner_websocket_connections_total", status="closed") >= k
+                and total(s, HTTP_COUNT, http_route="/api/deploy") >= m
+            ),
+        )
+        _check_counts(samples, n, m, k)
+        instances = {la["instance"] for la, _ in samples["target_info"] if la.get("job") == JOB}
+        assert len(instances) == 2
+        served: dict[str, float] = {}
+        for la, v in samples[HTTP_COUNT]:
+            if la.get("job") == JOB:
+                served[la["instance"]] = served.get(la["instance"], 0) + v
+        # Both workers served some of the 49 new connections, each under its own instance
+        # label, and the exact totals above are the sums over them.
+        assert set(served) == instances, served
+        assert all(v > 0 for v in served.values()), served
+
+
+def test_traffic_generator_matches_the_gateway(tmp_path: Path) -> None:
+    prefix = f"e2e3_{os.getpid()}_"
+    with run_gateway(tmp_path, grpc=False) as gw, demo_service(tmp_path, gw, prefix) as demo:
+        gen = TrafficGenerator(demo.url, rate=60, seed=3)
+        stats = asyncio.run(gen.run(duration_s=2.5))
+        assert stats.transport_errors == 0
+        assert stats.requests > 50
+        samples = eventually(
+            gw,
+            lambda s: (
+                total(s, HTTP_COUNT) >= stats.requests
+                and total(s, "coderunner_websocket_connections_total", status="closed")
+                >= stats.ws_sessions
+            ),
+        )
+        for code, count in stats.responses.items():
+            assert total(samples, HTTP_COUNT, http_response_status_code=str(code)) == count, code
+        for status, count in stats.deployments.items():
+            assert total(samples, "coderunner_deployments_total", status=status) == count
+        ws = "coderunner_websocket_connections_total"
+        assert total(samples, ws, status="authenticated") == stats.ws_sessions
+        assert total(samples, ws, status="rejected") == stats.ws_rejected
+        assert (
+            total(samples, "coderunner_errors_total", type="SimulatedError")
+            == (stats.responses[500])
+        )
