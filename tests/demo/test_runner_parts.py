@@ -42,3 +42,45 @@ def test_port_in_use_is_a_clear_error() -> None:
         out = io.StringIO()
         assert run_demo(http_port=port, grpc_port=0, demo_port=port + 1, out=out) == 1
     assert f"port {port} is in use" in out.getvalue()
+
+
+def test_render_is_one_screen_with_every_figure(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from demo.runner import _render
+    from demo.traffic import TrafficStats
+
+    stats = TrafficStats()
+    stats.responses.update({200: 10, 201: 3, 404: 2, 500: 1})
+    stats.ws_sessions, stats.ws_rejected = 4, 1
+    summary = Summary(
+        requests_total=16,
+        requests_per_s=3.5,
+        deployments_ok=2,
+        deployments_failed=1,
+        errors=2,
+        websockets_open=1,
+        active_series=77,
+    )
+    screen = _render(
+        {"metrics": "http://127.0.0.1:1/metrics"},
+        "connected",
+        summary,
+        stats,
+        Path("/tmp/logs"),
+        0.0,
+    )
+    assert len(screen.splitlines()) <= 24
+    for needle in (
+        "http://127.0.0.1:1/metrics",
+        "connected",
+        "3.5",
+        "2 success",
+        "1 failed",
+        "77",
+        "2xx=13",
+        "4xx=2",
+        "5xx=1",
+        "ws 4 ok / 1 rejected",
+    ):
+        assert needle in screen, needle

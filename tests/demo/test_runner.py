@@ -1,0 +1,54 @@
+"""`run_demo` for real: gateway and demo subprocesses, traffic, summary, and Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from demo.runner import _port_free, run_demo
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_summarises_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    http, grpc, demo = free_port(), free_port(), free_port()
+    out = io.StringIO()
+    # Ctrl-C after a few summaries.
+    timer = threading.Timer(9.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = run_demo(
+            http_port=http,
+            grpc_port=grpc,
+            demo_port=demo,
+            rate=30,
+            summary_interval_s=1.0,
+            export_interval_s=0.5,
+            log_dir=str(tmp_path),
+            out=out,
+        )
+    finally:
+        timer.cancel()
+    text = out.getvalue()
+    assert code == 0, text
+    assert f"http://127.0.0.1:{http}/metrics" in text
+    assert f"http://127.0.0.1:{http}/api/health" in text
+    assert f"http://127.0.0.1:{demo}/" in text
+    # Not a TTY: one line per summary; the last one shows traffic reached the gateway.
+    lines = re.findall(r"req/s ([\d.]+) deployments (\d+)/(\d+) errors (\d+) series (\d+)", text)
+    assert len(lines) >= 3, text
+    _, ok, failed, errors, series = lines[-1]
+    assert int(errors) > 0, text  # failed builds and simulated errors
+    assert int(ok) + int(failed) > 0 and int(series) > 0, text
+    assert "demo stopped" in text
+    # Everything it started is gone: the ports are free again.
+    for port in (http, grpc, demo):
+        assert _port_free("127.0.0.1", port), port
+    assert (tmp_path / "gateway.log").exists() and (tmp_path / "demo.log").exists()
