@@ -3,14 +3,24 @@ batch with `BatchBuilder` gives, across shape changes."""
 
 from __future__ import annotations
 
+import pytest
+
 from gateway import __version__
+from gateway.observers import template as template_module
 from gateway.observers.system import SCOPE, SystemObserver
 from gateway.observers.template import BatchTemplate
 
 from .fakes import Collect, FakeClock, FakeSampler, Net, Part, Usage, cpu_after
 
 
-def test_render_equals_build_and_rebuilds_only_on_shape_change() -> None:
+@pytest.mark.parametrize("fast", [True, False])
+def test_render_equals_build_and_rebuilds_only_on_shape_change(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fast:
+        # a sentinel that cannot be found exactly once (zero bytes are everywhere) forces the
+        # message-copy fallback
+        monkeypatch.setattr(template_module, "_TIME_MARK", 0)
     sampler, clock = FakeSampler(), FakeClock()
     observer = SystemObserver(
         Collect(),
@@ -41,6 +51,7 @@ def test_render_equals_build_and_rebuilds_only_on_shape_change() -> None:
         rendered = template.render(reading)
         built = template.build(reading)
         assert rendered.request == built.request, cycle
+        assert template.fast is fast
         assert rendered.request is not built.request
         rebuilds.append(template.rebuilds)
         clock.advance(10)
