@@ -12,7 +12,9 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -20,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig
+from gateway.exporters.disk_queue import DiskQueue
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.prometheus.exposition import (
     OPENMETRICS_CONTENT_TYPE,
@@ -29,9 +32,12 @@ from gateway.exporters.prometheus.exposition import (
     wants_openmetrics,
 )
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
+from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.receivers.auth import TokenAuth
+from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.selftelemetry import SelfTelemetry
@@ -77,7 +83,17 @@ class Gateway:
         #: the gateway's own counters, kept apart so that `/metrics/self` can serve them alone
         #: (with a Collector, Prometheus scrapes the gateway for these only)
         self.self_store = SeriesStore(settings)
-        self.forwarder = OtlpForwarder(config.forwarder) if config.forwarder.endpoint else None
+        self.forwarder: OtlpForwarder | None = None
+        if config.forwarder.endpoint:
+            q = config.queue
+            queue = (
+                DiskQueue(q.path, max_bytes=q.max_bytes, full_policy=q.full_policy)
+                if q.kind == "disk"
+                else None
+            )
+            self.forwarder = OtlpForwarder(
+                config.forwarder, queue, full_retry_after_seconds=q.retry_after_seconds
+            )
         exporters: list[Consumer] = [self.store]
         if self.forwarder is not None:
             exporters.append(self.forwarder)
@@ -94,8 +110,34 @@ class Gateway:
         #: where in-process producers hand their batches
         self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)
 
+        #: backpressure: refuses ingest above the soft RSS limit
+        self.memory_limiter = MemoryLimiter(config.memory_limiter)
+        admission: list[Callable[[], None]] = []
+        if self.memory_limiter.enabled:
+            admission.append(self.memory_limiter.check)
+        if self.forwarder is not None:
+            admission.append(self.forwarder.check_room)
+        try:
+            auth = TokenAuth.from_config(config.auth)
+        except ValueError as exc:
+            raise ConfigError("auth", [str(exc)]) from None
+        limits = InputLimits(config.limits)
+        tls = None
+        if config.tls.enabled:
+            try:
+                tls = (
+                    Path(config.tls.key_file).read_bytes(),
+                    Path(config.tls.cert_file).read_bytes(),
+                )
+            except OSError as exc:
+                raise ConfigError("tls", [f"{exc.filename}: {exc.strerror}"]) from None
         self.http_receiver = OtlpHttpReceiver(
-            self.pipeline, self.telemetry, max_body_bytes=config.limits.max_body_bytes
+            self.pipeline,
+            self.telemetry,
+            max_body_bytes=config.limits.max_body_bytes,
+            auth=auth,
+            admission=admission,
+            limits=limits,
         )
         self.grpc_receiver = (
             OtlpGrpcReceiver(
@@ -104,6 +146,10 @@ class Gateway:
                 host=config.server.host,
                 port=config.server.grpc_port,
                 max_message_bytes=config.limits.max_body_bytes,
+                auth=auth,
+                admission=admission,
+                limits=limits,
+                tls=tls,
             )
             if config.server.grpc_port
             else None
@@ -120,6 +166,7 @@ class Gateway:
         self.accepting = False
         self.app = self._build_app()
         self._server: _Server | None = None
+        self._stop_requested: float | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -132,7 +179,7 @@ class Gateway:
         def dropped() -> dict[str, int]:
             merged = dict(store.counters.dropped)
             if forwarder is not None:
-                for k, v in forwarder.counters.dropped.items():
+                for k, v in forwarder.dropped().items():
                     merged[k] = merged.get(k, 0) + v
             return merged
 
@@ -140,6 +187,9 @@ class Gateway:
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
             t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
+            t.counter(
+                "gateway.points.redelivered", "", lambda: {"": forwarder.counters.redelivered}
+            )
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="telemetry-gateway", version=__version__, docs_url=None, redoc_url=None)
@@ -185,6 +235,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Consumers first: the forwarder, then the producers."""
+        await self.memory_limiter.start()
         if self.forwarder is not None:
             await self.forwarder.start()
         if self.grpc_receiver is not None:
@@ -193,19 +244,30 @@ class Gateway:
             await component.start()
 
     async def shutdown(self) -> None:
-        """Producers first, then flush the forwarder within the grace period."""
+        """Producers first, then flush the forwarder, all within the grace period counted from
+        the stop request: the gRPC listener gets a quarter of what is left for its in-flight
+        calls, the forwarder the rest but a margin for closing (with the disk queue whatever
+        it cannot deliver stays on disk for the next start)."""
         self.accepting = False
         grace = self.config.server.shutdown_grace_seconds
+        started = self._stop_requested or time.monotonic()
+
+        def left() -> float:
+            return max(0.0, started + grace - time.monotonic())
+
         for component in reversed(self.components):
             await component.shutdown()
         if self.grpc_receiver is not None:
-            await self.grpc_receiver.shutdown(grace / 2)
+            await self.grpc_receiver.shutdown(left() / 4)
         if self.forwarder is not None:
-            await self.forwarder.shutdown(grace / 2)
+            await self.forwarder.shutdown(max(0.0, left() - min(1.0, grace / 10)))
+        await self.memory_limiter.shutdown()
 
     def request_stop(self) -> None:
         """SIGTERM: not ready first, then stop accepting connections."""
         log.info("stopping: no longer ready, draining")
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
         self.accepting = False
         if self._server is not None:
             self._server.should_exit = True
@@ -221,6 +283,8 @@ class Gateway:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=max(1, int(cfg.shutdown_grace_seconds / 2)),
+            ssl_certfile=self.config.tls.cert_file or None,
+            ssl_keyfile=self.config.tls.key_file or None,
         )
         self._server = _Server(uv_config)
         loop = asyncio.get_running_loop()

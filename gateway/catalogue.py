@@ -340,6 +340,15 @@ CATALOGUE: tuple[Metric, ...] = (
         _G,
     ),
     Metric(
+        "gateway.points.redelivered",
+        "{point}",
+        _C,
+        (),
+        "Data points forwarded again after a send with an unknown outcome (timeout, crash "
+        "before the ack): the upstream may have them twice.",
+        _G,
+    ),
+    Metric(
         "gateway.points.overflowed",
         "{point}",
         _C,

@@ -2,24 +2,35 @@
 
 The same semantics as OTLP/HTTP, in gRPC codes: INVALID_ARGUMENT for bad data,
 RESOURCE_EXHAUSTED for a message over the size limit (grpc enforces it after decompression),
-UNAVAILABLE for retryable overload; `partial_success` for refused points.
+UNAVAILABLE for retryable overload (with `google.rpc.RetryInfo` in the trailing metadata, as
+`google.rpc.retryinfo-bin`, which the OTel SDK exporters read, and inside
+`grpc-status-details-bin`), UNAUTHENTICATED without a valid bearer token in the `authorization`
+metadata; `partial_success` for refused points. TLS when certificate files are given.
+
+Checks run cheapest first: token, admission (memory limiter, forward queue room), parsing,
+input limits.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 
-from gateway.errors import GatewayError, PermanentError
+from gateway.errors import GatewayError, PermanentError, RetryableError
 from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.pipeline.consumer import Consumer
-from gateway.receivers.status import grpc_code, reason
+from gateway.receivers.auth import TokenAuth
+from gateway.receivers.limits import InputLimits
+from gateway.receivers.status import grpc_code, reason, rpc_status_body
 from gateway.selftelemetry import SelfTelemetry
 
 __all__ = ["OtlpGrpcReceiver"]
@@ -28,32 +39,74 @@ __all__ = ["OtlpGrpcReceiver"]
 _SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
+def _trailers(exc: GatewayError) -> tuple[tuple[str, bytes], ...]:
+    """RetryInfo for a retryable error: the delay clients should wait."""
+    if not isinstance(exc, RetryableError):
+        return ()
+    seconds = exc.retry_after_seconds
+    info = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(
+            seconds=int(seconds), nanos=int((seconds - int(seconds)) * 1e9)
+        )
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status: status_pb2.Status = rpc_status_body(exc)
+    status.details.append(detail)
+    return (
+        ("google.rpc.retryinfo-bin", info.SerializeToString()),
+        ("grpc-status-details-bin", status.SerializeToString()),
+    )
+
+
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else None
+    return None
+
+
 class _Export:
     """The `Export` method. It takes the raw request bytes and parses them itself, so that an
     undecodable message is INVALID_ARGUMENT with a message (grpc's own deserializer would
     answer INTERNAL)."""
 
-    def __init__(self, consumer: Consumer, telemetry: SelfTelemetry) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        telemetry: SelfTelemetry,
+        auth: TokenAuth | None,
+        admission: Sequence[Callable[[], None]],
+        limits: InputLimits | None,
+    ) -> None:
         self._consumer = consumer
         self._telemetry = telemetry
+        self._auth = auth
+        self._admission = tuple(admission)
+        self._limits = limits
 
     async def export(
         self, body: bytes, context: grpc.aio.ServicerContext
     ) -> ExportMetricsServiceResponse:
         started = time.perf_counter()
         try:
-            request = ExportMetricsServiceRequest.FromString(body)
-        except DecodeError as exc:
-            error = PermanentError(f"message is not a valid OTLP metrics request: {exc}")
-            self._telemetry.record_refused("grpc", reason(error))
-            await context.abort(grpc_code(error), str(error))
-        batch = MetricsBatch(request, source="grpc")
-        points = count_points(request)
-        try:
+            tenant = self._auth.tenant(_authorization(context)) if self._auth else ""
+            for check in self._admission:
+                check()
+            try:
+                request = ExportMetricsServiceRequest.FromString(body)
+            except DecodeError as exc:
+                raise PermanentError(
+                    f"message is not a valid OTLP metrics request: {exc}"
+                ) from None
+            batch = MetricsBatch(request, source="grpc", tenant=tenant)
+            points = count_points(request)
+            if self._limits is not None:
+                self._limits.apply(batch, points)
             self._consumer.consume(batch)
         except GatewayError as exc:
             self._telemetry.record_refused("grpc", reason(exc))
-            await context.abort(grpc_code(exc), str(exc))
+            await context.abort(grpc_code(exc), str(exc), _trailers(exc))
         response = ExportMetricsServiceResponse()
         if batch.rejected_points:
             response.partial_success.rejected_data_points = batch.rejected_points
@@ -73,10 +126,16 @@ class OtlpGrpcReceiver:
         host: str,
         port: int,
         max_message_bytes: int,
+        auth: TokenAuth | None = None,
+        admission: Sequence[Callable[[], None]] = (),
+        limits: InputLimits | None = None,
+        tls: tuple[bytes, bytes] | None = None,
     ) -> None:
-        self._export = _Export(consumer, telemetry)
+        """`tls`: (PEM private key, PEM certificate chain), or None for plain TCP."""
+        self._export = _Export(consumer, telemetry, auth, admission, limits)
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
+        self._tls = tls
         self._server: grpc.aio.Server | None = None
         self.port = port
 
@@ -100,7 +159,11 @@ class OtlpGrpcReceiver:
             },
         )
         server.add_generic_rpc_handlers((handler,))
-        self.port = server.add_insecure_port(self._address)
+        if self._tls is not None:
+            credentials = grpc.ssl_server_credentials([self._tls])
+            self.port = server.add_secure_port(self._address, credentials)
+        else:
+            self.port = server.add_insecure_port(self._address)
         if self.port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")
         await server.start()

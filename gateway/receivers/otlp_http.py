@@ -3,12 +3,18 @@
 Responses follow the OTLP/HTTP specification: 200 with an `ExportMetricsServiceResponse` in
 the request's encoding (with `partial_success` when points were refused), and for errors a
 `google.rpc.Status` body, 400 (undecodable), 413 (too large, before or after decompression),
-415 (unsupported content type), 429/503 with `Retry-After` (overload).
+415 (unsupported content type), 429/503 with `Retry-After` (overload), 401 (no valid bearer
+token, when auth is on).
+
+Order of the checks, cheapest first: the token, admission (memory limiter, forward queue room),
+the declared size; only then is the body read, inflated and decoded, and the input limits
+applied.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -21,7 +27,9 @@ from starlette.responses import Response
 from gateway.errors import GatewayError, PermanentError, RetryableError
 from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.pipeline.consumer import Consumer
+from gateway.receivers.auth import TokenAuth
 from gateway.receivers.decode import JSON, PROTOBUF, decode_body, inflate, media_type
+from gateway.receivers.limits import InputLimits
 from gateway.receivers.status import http_status, reason, rpc_status_body
 from gateway.selftelemetry import SelfTelemetry
 
@@ -36,11 +44,22 @@ def _encode(message: Message, content_type: str) -> bytes:
 
 class OtlpHttpReceiver:
     def __init__(
-        self, consumer: Consumer, telemetry: SelfTelemetry, *, max_body_bytes: int
+        self,
+        consumer: Consumer,
+        telemetry: SelfTelemetry,
+        *,
+        max_body_bytes: int,
+        auth: TokenAuth | None = None,
+        admission: Sequence[Callable[[], None]] = (),
+        limits: InputLimits | None = None,
     ) -> None:
         self._consumer = consumer
         self._telemetry = telemetry
         self._max_body_bytes = max_body_bytes
+        self._auth = auth
+        #: checks that raise `RetryableError` while the gateway cannot take data
+        self._admission = tuple(admission)
+        self._limits = limits
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -64,7 +83,12 @@ class OtlpHttpReceiver:
         started = time.perf_counter()
         content_type = media_type(request.headers.get("content-type"))
         reply_type = JSON if content_type == JSON else PROTOBUF
+        tenant = ""
         try:
+            if self._auth is not None:
+                tenant = self._auth.tenant(request.headers.get("authorization"))
+            for check in self._admission:
+                check()
             if content_type not in (PROTOBUF, JSON):
                 raise PermanentError(
                     f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
@@ -72,8 +96,10 @@ class OtlpHttpReceiver:
                 )
             body = await self._read_body(request)
             body = inflate(body, request.headers.get("content-encoding", ""), self._max_body_bytes)
-            batch = MetricsBatch(decode_body(body, content_type), source="http")
+            batch = MetricsBatch(decode_body(body, content_type), source="http", tenant=tenant)
             points = count_points(batch.request)
+            if self._limits is not None:
+                self._limits.apply(batch, points)
             self._consumer.consume(batch)
         except ClientDisconnect:
             return Response(status_code=400)
@@ -91,6 +117,8 @@ class OtlpHttpReceiver:
         headers = {}
         if isinstance(exc, RetryableError):
             headers["Retry-After"] = str(max(1, round(exc.retry_after_seconds)))
+        elif http_status(exc) == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="otlp"'
         return Response(
             _encode(rpc_status_body(exc), reply_type),
             status_code=http_status(exc),
