@@ -15,17 +15,21 @@ not need it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -423,3 +427,178 @@ def test_an_empty_or_broken_query_is_reported(tmp_path: Path) -> None:
     # Grafana's escaping survives PromQL's string parsing: a dot matches only a dot.
     assert _grafana_regex(["a.b"]) == "a\\\\.b"
     assert _grafana_regex(["demo", "telemetry-gateway"]) == "(demo|telemetry-gateway)"
+
+
+# --- the demo's own traffic ------------------------------------------------------------------
+
+DEMO_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+DEMO_LAYERS = (Layer.APPLICATION, Layer.BUSINESS)
+_NAME_RE = re.compile(r"\bcoderunner_[a-z0-9_]+")
+_BY_PROM = {m.prometheus_name(DEFAULT_NAMESPACE): m for m in CATALOGUE}
+
+
+def _panel_metrics(panel: Mapping[str, Any]) -> set[Metric]:
+    names = _NAME_RE.findall(" ".join(t["expr"] for t in panel["targets"]))
+    return {_BY_PROM[re.sub(r"_(bucket|sum|count)$", "", n)] for n in names}
+
+
+@contextlib.contextmanager
+def _demo_service(tmp: Path, gateway_url: str) -> Iterator[str]:
+    """The demo app under uvicorn, as compose and `telemetry-gateway demo` run it."""
+    port = free_port()
+    prefix = f"dash{port}_"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DEMO_"))}
+    env.update(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": gateway_url,
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            "OTEL_SERVICE_NAME": "coderunner-demo",
+            "DATABASE_URL": DEMO_DSN,
+            "DEMO_TABLE_PREFIX": prefix,
+        }
+    )
+    argv = [sys.executable, "-m", "uvicorn", "demo.app:create_app_from_env", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+    log = tmp / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/live", proc=proc, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()  # SIGTERM: the demo flushes its last export
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        asyncio.run(_drop_tables(prefix))
+
+
+async def _drop_tables(prefix: str) -> None:
+    with contextlib.suppress(OSError, asyncpg.PostgresError):
+        conn = await asyncpg.connect(DEMO_DSN, timeout=5)
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS {prefix}deployments, {prefix}users")
+        finally:
+            await conn.close()
+
+
+class _DemoTraffic:
+    """demo.traffic.TrafficGenerator on its own event loop in a thread."""
+
+    def __init__(self, demo_url: str) -> None:
+        from demo.traffic import TrafficGenerator
+
+        self.generator = TrafficGenerator(demo_url, rate=40.0, seed=8)
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self.generator.run(stop=self._stop))
+
+    def __enter__(self) -> _DemoTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)
+        self._loop.close()
+
+
+# The OpenTelemetry semantic-convention metrics the instrumentation emits for HTTP and the
+# database, which the gateway's views turn into catalogue metrics (the views' own issue).
+_SEMCONV_VIEWS = {
+    "api.requests": "http_server_request_duration_seconds",
+    "api.duration": "http_server_request_duration_seconds",
+    "api.active_requests": "http_server_active_requests",
+    "db.operation.duration": "db_client_operation_duration_seconds",
+}
+
+
+def _present(prometheus: str) -> set[str]:
+    result = _query(prometheus, 'count by (__name__) ({__name__=~".+"})')
+    return {re.sub(r"_(bucket|sum|count)$", "", s["metric"]["__name__"])
+            for s in result["data"]["result"]}  # fmt: skip
+
+
+def _wait_for(prometheus: str, metrics: set[Metric], timeout: float) -> set[str]:
+    """The metrics still missing after `timeout` (empty: all arrived). Stops early when all
+    that is missing has arrived under its semantic-convention name instead (no views)."""
+    wanted = {m.prometheus_name(DEFAULT_NAMESPACE): m for m in metrics}
+    deadline = time.monotonic() + timeout
+    missing = set(wanted)
+    settled = 0
+    while time.monotonic() < deadline:
+        present = _present(prometheus)
+        missing = set(wanted) - present
+        if not missing:
+            break
+        only_views = all(_SEMCONV_VIEWS.get(wanted[n].name) in present for n in missing)
+        settled = settled + 1 if only_views else 0
+        if settled >= 10:  # five seconds of exports and scrapes changed nothing
+            break
+        time.sleep(0.5)
+    return missing
+
+
+def test_demo_traffic_fills_every_application_and_business_panel(tmp_path: Path) -> None:
+    """The demo service under its traffic generator, not synthetic data: the label values the
+    panels filter on (status="5xx", status="success", le="0.5", ...) must be the ones the
+    instrumentation and the gateway's views really write."""
+    panels = [p for p in _panels() if _panel_metrics(p) and
+              all(m.layer in DEMO_LAYERS for m in _panel_metrics(p))]  # fmt: skip
+    needed = set().union(*(_panel_metrics(p) for p in panels))
+    with (
+        run_gateway(tmp_path, grpc=False) as gw,
+        run_prometheus(tmp_path, _prometheus_config(gw.url.removeprefix("http://"),
+                                                    "127.0.0.1:1")) as prom,
+        _demo_service(tmp_path, gw.url) as demo_url,
+        _DemoTraffic(demo_url) as traffic,
+    ):  # fmt: skip
+        missing = _wait_for(prom.url, needed, timeout=30)
+        time.sleep(4 * SCRAPE_SECONDS + 1)
+        # job is service.namespace/service.name; pick the demo's as a user would.
+        jobs = _label_values(prom.url, "job", '{__name__=~"coderunner_.+"}')
+        demo_jobs = [j for j in jobs if j.rpartition("/")[2] == "coderunner-demo"]
+        assert len(demo_jobs) == 1, jobs
+        service = _grafana_regex(demo_jobs)
+        instances = _grafana_regex(_label_values(prom.url, "instance", f'{{job="{demo_jobs[0]}"}}'))
+        failures = []
+        unchecked = []
+        for panel in panels:
+            if any(m.prometheus_name(DEFAULT_NAMESPACE) in missing for m in _panel_metrics(panel)):
+                unchecked.append(f"{panel['id']} {panel['title']}")
+                continue
+            for target in panel["targets"]:
+                result = _query(prom.url, _substitute(target["expr"], service, instances))
+                if result.get("status") != "success" or not result["data"]["result"]:
+                    failures.append(f"panel {panel['id']} {panel['title']}: {target['expr']}")
+        untranslated = {
+            re.sub(r"_(bucket|sum|count)$", "", n)
+            for n in _label_values(prom.url, "__name__", '{__name__=~"http_.+|db_.+"}')
+        }
+    assert failures == [], "\n".join(failures)
+    if not missing:
+        return
+    by_name = {m.prometheus_name(DEFAULT_NAMESPACE): m.name for m in needed}
+    views_gap = {
+        name
+        for name in missing
+        if by_name[name] in _SEMCONV_VIEWS and _SEMCONV_VIEWS[by_name[name]] in untranslated
+    }
+    assert missing == views_gap, (
+        f"the demo's traffic never produced {sorted(missing - views_gap)} "
+        f"(traffic: {traffic.generator.stats})"
+    )
+    # Known gap, not a dashboard fault: the services' semconv metrics reach Prometheus under
+    # their own names because the gateway has no semconv -> catalogue views yet. Once it has,
+    # `missing` is empty and this test checks those panels too.
+    pytest.xfail(
+        f"gateway views missing: {sorted(views_gap)} arrive only as "
+        f"{sorted(untranslated)}; panels not checked: {unchecked}"
+    )
