@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.config import ConfigError, GatewayConfig, load_file
+from gateway.stack import add_stack_parser
 
 __all__ = ["main"]
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
+    add_stack_parser(sub)
     return parser
 
 

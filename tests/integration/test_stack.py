@@ -1,0 +1,159 @@
+"""`telemetry-gateway stack`: up, status, logs and stop on free ports with real Prometheus,
+Alertmanager, node_exporter, gateway and demo processes; nothing is left running afterwards."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from tests.support.servers import REPO, free_port
+
+pytestmark = pytest.mark.integration
+
+COMPONENTS = ("node-exporter", "gateway", "demo", "alertmanager", "prometheus")
+
+
+def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "stack", "--dir", str(directory), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+def _ports() -> dict[str, int]:
+    return {
+        "prometheus": free_port(),
+        "alertmanager": free_port(),
+        "node-exporter": free_port(),
+        "gateway": free_port(),
+        "demo": free_port(),
+    }
+
+
+def _port_flags(ports: dict[str, int]) -> list[str]:
+    flags = [f"--{name}-port={port}" for name, port in ports.items()]
+    return [*flags, "--gateway-grpc-port=0"]
+
+
+def _processes(directory: Path) -> list[psutil.Process]:
+    """Every process the stack recorded, with all their descendants."""
+    state = json.loads((directory / "stack.json").read_text())
+    procs = []
+    for record in state["running"].values():
+        proc = psutil.Process(record["pid"])
+        procs += [proc, *proc.children(recursive=True)]
+    return procs
+
+
+def _leftovers(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"{proc.pid} {' '.join(proc.cmdline())}")
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "stack"
+    yield directory
+    # Whatever a failing test left running is stopped here, through the command under test.
+    if (directory / "stack.json").exists():
+        _stack(directory, "stop")
+
+
+def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
+    ports = _ports()
+    up = _stack(stack_dir, "up", *_port_flags(ports))
+    assert up.returncode == 0, up.stdout + up.stderr
+    procs = _processes(stack_dir)
+    assert len(procs) >= len(COMPONENTS)
+
+    status = _stack(stack_dir, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:] if line}
+    for name in COMPONENTS:
+        assert rows[name][2] == "healthy", status.stdout
+        assert f"127.0.0.1:{ports[name]}" in rows[name][3], status.stdout
+    assert status.stdout.splitlines()[0].split() == ["COMPONENT", "PID", "HEALTH", "URL"]
+
+    # Prometheus runs this repo's rules and scrapes the stack's own ports, and has the
+    # retention the design asks for.
+    prom = f"http://127.0.0.1:{ports['prometheus']}"
+    groups = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    expected_groups = sum(
+        len(yaml.safe_load(p.read_text())["groups"])
+        for p in (REPO / "prometheus" / "rules").glob("*.yml")
+    )
+    assert len(groups) == expected_groups
+    scraped: dict[str, str] = {}
+    deadline = time.monotonic() + 15  # target discovery runs a few seconds after start
+    while len(scraped) < 4 and time.monotonic() < deadline:
+        targets = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        scraped = {t["labels"]["job"]: t["scrapeUrl"] for t in targets}
+        time.sleep(0.2)
+    assert scraped["gateway"] == f"http://127.0.0.1:{ports['gateway']}/metrics"
+    assert scraped["node"] == f"http://127.0.0.1:{ports['node-exporter']}/metrics"
+    flags = httpx.get(f"{prom}/api/v1/status/flags", timeout=5).json()["data"]
+    assert flags["storage.tsdb.retention.time"] == "15d"
+    assert flags["storage.tsdb.retention.size"] == "10GiB"  # Prometheus reads GB as GiB
+    am = httpx.get(f"{prom}/api/v1/alertmanagers", timeout=5).json()["data"]
+    assert am["activeAlertmanagers"][0]["url"].startswith(
+        f"http://127.0.0.1:{ports['alertmanager']}/"
+    )
+
+    logs = _stack(stack_dir, "logs", "-n", "5")
+    assert logs.returncode == 0
+    for name in COMPONENTS:
+        assert f"==> {name} (" in logs.stdout
+
+    stop = _stack(stack_dir, "stop")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    for name in COMPONENTS:
+        assert f"{name:<14} stopped" in stop.stdout
+    assert _leftovers(procs) == []
+    assert not list((stack_dir / "run").glob("*.pid"))
+    after = _stack(stack_dir, "status")
+    assert after.returncode == 3 and "no component is running" in after.stdout
+
+
+def test_up_says_which_component_failed_and_stops_the_rest(stack_dir: Path) -> None:
+    ports = _ports()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", ports["prometheus"]))
+        squatter.listen()
+        up = _stack(stack_dir, "up", "--no-demo", *_port_flags(ports))
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert f"prometheus     FAILED: port {ports['prometheus']} is in use" in up.stdout
+    assert "--prometheus-port" in up.stdout
+    assert "stopped the components this run had started" in up.stdout
+    state = json.loads((stack_dir / "stack.json").read_text())
+    assert state["running"] == {}
+    # The components started before the failure are gone too.
+    for name in ("node-exporter", "gateway", "alertmanager"):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{ports[name]}/", timeout=1)
+
+
+def test_status_and_stop_without_a_stack(stack_dir: Path) -> None:
+    status = _stack(stack_dir, "status")
+    assert status.returncode == 3
+    assert "has not been started" in status.stdout
+    stop = _stack(stack_dir, "stop")
+    assert stop.returncode == 0 and "nothing to stop" in stop.stdout
