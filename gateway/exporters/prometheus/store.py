@@ -33,6 +33,7 @@ from gateway.exporters.prometheus.naming import (
     unit_suffix,
 )
 from gateway.pipeline.batch import MetricsBatch
+from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
 
 __all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings"]
@@ -46,14 +47,20 @@ _FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))
 _EXEMPLARS_TAG = 0x2A
 _FLAGS_TAG = 0x40
 _MAX_NAME_LENGTH = 255
+# The overflow series' entry in a stream's identity index (no point serialises to it), so that
+# expiry sees it as live while its members are.
+_OVERFLOW_KEY = b"\x00overflow"
 
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     #: a series not updated for this long disappears
     expiration_seconds: float = 300.0
-    #: most series one metric stream (metric + resource + scope) may hold; more are refused
+    #: most series one metric stream (metric + resource + scope) may hold; more go to the
+    #: stream's overflow series (used when `cardinality` is None)
     max_series_per_stream: int = 2000
+    #: every cardinality limit (per stream, per metric, per service, label value length)
+    cardinality: CardinalityConfig | None = None
     #: resource attributes copied onto every series of the resource
     resource_to_labels: tuple[str, ...] = ()
     target_info: bool = True
@@ -263,6 +270,11 @@ class SeriesStore:
         self.settings = settings or StoreSettings()
         self._clock = clock
         self.counters = IngestCounters()
+        self.limiter = CardinalityLimiter(
+            self.settings.cardinality
+            or CardinalityConfig(max_series_per_stream=self.settings.max_series_per_stream),
+            clock=clock,
+        )
         self._resources: dict[bytes, _Resource] = {}
         self._scopes: dict[bytes, str] = {}
         self._streams: dict[tuple[Any, ...], _Stream] = {}
@@ -467,16 +479,28 @@ class SeriesStore:
         return stream, None
 
     def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:
-        """First sight of an identity key: find or create the series it names (None: refused)."""
-        labels = _point_labels(stream, point)
+        """First sight of an identity key: find or create the series it names (None: refused).
+        Over a cardinality limit the limiter hands out a member of the stream's overflow
+        series instead (gateway.processors.cardinality)."""
+        limiter = self.limiter
+        labels = _point_labels(stream, limiter.shorten(stream, point))
         series = stream.by_labels.get(labels)
         if series is None:
-            if len(stream.by_labels) >= self.settings.max_series_per_stream:
-                return None
-            series = factory(labels)
-            stream.by_labels[labels] = series
-            self._series_count += 1
-        if len(stream.series) < 2 * self.settings.max_series_per_stream:
+            if limiter.over_limit(stream, len(stream.by_labels)):
+                overflow_labels = _point_labels(stream, OVERFLOW_POINT)
+                series, new_overflow = limiter.overflow(stream, labels, factory, overflow_labels)
+                if new_overflow is not None:
+                    stream.by_labels[overflow_labels] = new_overflow
+                    stream.series[_OVERFLOW_KEY] = new_overflow
+                    self._series_count += 1
+                if series is None:
+                    return None
+            else:
+                series = factory(labels)
+                stream.by_labels[labels] = series
+                self._series_count += 1
+                limiter.admitted(stream)
+        if len(stream.series) < 2 * limiter.limit(stream):
             stream.series[key] = series
         return series
 

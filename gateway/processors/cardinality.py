@@ -1,0 +1,292 @@
+"""`CardinalityLimiter`: series limits per metric stream and per service, an overflow series,
+label values cut to a length limit.
+
+Where it runs. Admission is decided inside the series store (`SeriesStore._series_for`), the
+one place that already knows, on the first sight of a series only, whether it is new. A
+processor of its own would have to compute every point's identity a second time (serialise the
+point, cut the fixed fields, look it up): about 0.7 us a point against the store's ~1.8 us, far
+beyond the 30 % the views and limits may cost together. So the limits protect what the gateway
+serves to Prometheus; the forwarded OTLP carries the producers' own limits (the OpenTelemetry
+SDKs cap each instrument at 2,000 attribute sets with the same overflow attribute).
+
+Over a limit, a new series goes into the stream's single overflow series, labelled
+`otel_metric_overflow="true"` (the SDKs' `otel.metric.overflow` attribute), and nothing is lost
+or counted twice. The store keeps writing `series.value = v` as for any series; what it holds
+for an overflowed series is an `_OverflowMember`, whose setter adds the series' increase to the
+overflow series:
+
+* monotonic sums: the increase since the member was last seen (`v - last`), or `v` after a
+  reset (the value went down, or a delta stream restarted). The first sight adds the whole `v`:
+  the series counted that much since it started.
+* delta input: the store accumulates deltas into the member, so the increase is the delta.
+* gauges and up-down counters: `v - last`, so the overflow series is the sum of the members'
+  current values.
+
+Worked example, limit 1, cumulative counter, series a then b and c:
+
+    point         series held                              overflow value
+    a=5           {a}=5                                    -
+    b=3           {a}=5, overflow=3 (b last 3)             3
+    c=2           {a}=5, overflow=5 (c last 2)             5
+    b=10          {a}=5, overflow=12 (b: +7)               12
+    b=4 (reset)   {a}=5, overflow=16 (b: +4)               16
+
+The trade-off: exactness needs each overflowed series' last value, so the limiter remembers at
+most `max_tracked_overflow_series` of them per stream; points of further overflowed series are
+dropped and counted (`gateway.points.dropped{reason="cardinality_limit"}`), never guessed.
+A member that goes stale (no point for `metric_expiration_seconds`) is forgotten with the rest;
+if it comes back it counts as new. Histograms, exponential histograms and summaries over the
+limit are dropped and counted (`cardinality_limit`): their buckets cannot be summed without
+equal bounds, which a runaway label gives no guarantee of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["OVERFLOW_ATTRIBUTE", "CardinalityConfig", "CardinalityLimiter", "LimiterCounters"]
+
+#: the attribute (and, sanitised, the label) of the overflow series, as the OpenTelemetry SDKs
+#: name it
+OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+#: what a cut label value ends with
+TRUNCATION_MARKER = "..."
+
+
+class CardinalityConfig(BaseModel):
+    """Limits on series (the `cardinality:` YAML section)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: most series one metric stream (metric + resource + scope) holds; more go to its
+    #: overflow series
+    max_series_per_stream: int = Field(2000, gt=0)
+    #: per-metric limits that replace max_series_per_stream, by Prometheus family name
+    #: (`coderunner_api_requests_total`)
+    per_metric: dict[str, int] = Field(default_factory=dict)
+    #: most series of one service (job: service.namespace/service.name) over all its
+    #: streams; 0: no limit
+    max_series_per_service: int = Field(100_000, ge=0)
+    #: label values longer than this many characters are cut and end in "..."; 0: no limit
+    max_label_value_length: int = Field(512, ge=0)
+    #: overflowed series whose last value is remembered, per stream (memory: ~200 bytes each)
+    max_tracked_overflow_series: int = Field(10_000, ge=0)
+
+
+class LimiterCounters:
+    """Points folded into overflow series, and series whose label values were cut, by metric
+    (Prometheus family name)."""
+
+    def __init__(self) -> None:
+        self.overflowed: dict[str, int] = {}
+        self.truncated: dict[str, int] = {}
+
+
+class _OverflowMember:
+    """An overflowed series: looks like the store's number series, adds its increases to the
+    overflow series instead of holding a value of its own."""
+
+    __slots__ = (
+        "_counters",
+        "_last",
+        "_metric",
+        "_monotonic",
+        "_reset",
+        "_start",
+        "_target",
+        "_updated",
+        "time",
+    )
+
+    def __init__(self, target: Any, monotonic: bool, metric: str, counters: LimiterCounters):
+        self._target = target
+        self._monotonic = monotonic
+        self._metric = metric
+        self._counters = counters
+        self._last: float = 0.0
+        self._start = 0
+        self._reset = False
+        self.time = 0
+        self._updated = 0.0
+
+    @property
+    def value(self) -> float:
+        return self._last
+
+    @value.setter
+    def value(self, v: float) -> None:
+        last = self._last
+        # A monotonic series that went down (or restarted) counts from zero again.
+        increase = v if self._monotonic and (v < last or self._reset) else v - last
+        self._reset = False
+        self._last = v
+        target = self._target
+        target.value += increase
+        overflowed = self._counters.overflowed
+        overflowed[self._metric] = overflowed.get(self._metric, 0) + 1
+
+    @property
+    def start(self) -> int:
+        return self._start
+
+    @start.setter
+    def start(self, s: int) -> None:
+        # A delta stream that restarts (a gap before this point) gets a new start time.
+        if self._start and s != self._start:
+            self._reset = True
+        self._start = s
+
+    @property
+    def updated(self) -> float:
+        return self._updated
+
+    @updated.setter
+    def updated(self, now: float) -> None:
+        self._updated = now
+        target = self._target
+        if now > target.updated:
+            target.updated = now
+            target.time = max(target.time, self.time)
+
+
+class _Overflow:
+    __slots__ = ("members", "series")
+
+    def __init__(self, series: Any) -> None:
+        self.series = series
+        self.members: dict[str, _OverflowMember] = {}
+
+
+def _overflow_point() -> metrics_pb2.NumberDataPoint:
+    p = metrics_pb2.NumberDataPoint()
+    kv: KeyValue = p.attributes.add()
+    kv.key = OVERFLOW_ATTRIBUTE
+    kv.value.bool_value = True
+    return p
+
+
+#: a point whose only attribute is the overflow one: the store renders its labels
+OVERFLOW_POINT = _overflow_point()
+
+
+def _service_of(stream: Any) -> str:
+    """The job label of a stream's resource (`job="ns/name"` leads the resource labels)."""
+    labels: str = stream.resource.labels
+    if not labels.startswith("job="):
+        return ""
+    end = labels.find('",instance="')
+    return labels if end < 0 else labels[:end]
+
+
+class CardinalityLimiter:
+    """Decides, on the first sight of a series, whether a stream may hold it. Used by the
+    series store; holds the overflow state of each stream."""
+
+    def __init__(
+        self, config: CardinalityConfig | None = None, *, clock: Callable[[], float]
+    ) -> None:
+        self.config = config or CardinalityConfig()
+        self.counters = LimiterCounters()
+        self._clock = clock
+        self._overflows: dict[Any, _Overflow] = {}
+        #: job -> streams seen, and their series count, recounted at most once a second
+        self._service_streams: dict[str, set[Any]] = {}
+        self._service_series: dict[str, int] = {}
+        self._recounted = 0.0
+
+    # ------------------------------------------------------------------ limits
+
+    def limit(self, stream: Any) -> int:
+        return self.config.per_metric.get(stream.family.name, self.config.max_series_per_stream)
+
+    def over_limit(self, stream: Any, held: int) -> bool:
+        """Whether a stream holding `held` series may not take one more."""
+        if held >= self.limit(stream):
+            return True
+        cap = self.config.max_series_per_service
+        if not cap:
+            return False
+        service = _service_of(stream)
+        self._maybe_recount()
+        return self._service_series.get(service, 0) >= cap
+
+    def admitted(self, stream: Any) -> None:
+        """A new series was created in `stream`."""
+        if not self.config.max_series_per_service:
+            return
+        service = _service_of(stream)
+        streams = self._service_streams.setdefault(service, set())
+        streams.add(stream)
+        self._service_series[service] = self._service_series.get(service, 0) + 1
+
+    def _maybe_recount(self) -> None:
+        """Series expire and streams go away inside the store; the per-service counts catch
+        up here, at most once a second."""
+        now = self._clock()
+        if now - self._recounted < 1.0:
+            return
+        self._recounted = now
+        for service, streams in list(self._service_streams.items()):
+            live = {s for s in streams if s in s.family.streams}
+            if not live:
+                del self._service_streams[service]
+                self._service_series.pop(service, None)
+                continue
+            self._service_streams[service] = live
+            self._service_series[service] = sum(len(s.by_labels) for s in live)
+        for stream in [s for s in self._overflows if s not in s.family.streams]:
+            del self._overflows[stream]
+
+    # ------------------------------------------------------------------ overflow
+
+    def overflow(
+        self, stream: Any, labels: str, factory: type, overflow_labels: str
+    ) -> tuple[Any, Any]:
+        """The member standing for the over-limit series `labels`, and the overflow series if
+        the store must add it now; (None, None) when the point cannot be taken (counted)."""
+        metric = stream.family.name
+        if factory.__name__ != "_Number":
+            return None, None  # the store counts it as dropped (cardinality_limit)
+        state = self._overflows.get(stream)
+        new_series = None
+        if state is None or stream.by_labels.get(overflow_labels) is not state.series:
+            # First overflow of the stream, or its overflow series went stale and was dropped.
+            new_series = factory(overflow_labels)
+            state = self._overflows[stream] = _Overflow(new_series)
+        member = state.members.get(labels)
+        if member is None:
+            if len(state.members) >= self.config.max_tracked_overflow_series:
+                return None, new_series  # dropped and counted by the store
+            member = _OverflowMember(state.series, stream.monotonic, metric, self.counters)
+            state.members[labels] = member
+        return member, new_series
+
+    # ------------------------------------------------------------------ label values
+
+    def shorten(self, stream: Any, point: Any) -> Any:
+        """`point`, or a copy of its attributes with string values cut to the length limit
+        (counted by metric)."""
+        limit = self.config.max_label_value_length
+        if not limit:
+            return point
+        long = False
+        for kv in point.attributes:
+            if len(kv.value.string_value) > limit:
+                long = True
+                break
+        if not long:
+            return point
+        copy = metrics_pb2.NumberDataPoint()
+        copy.attributes.extend(point.attributes)
+        keep = max(limit - len(TRUNCATION_MARKER), 0)
+        for kv in copy.attributes:
+            if len(kv.value.string_value) > limit:
+                kv.value.string_value = kv.value.string_value[:keep] + TRUNCATION_MARKER
+        metric = stream.family.name
+        self.counters.truncated[metric] = self.counters.truncated.get(metric, 0) + 1
+        return copy

@@ -1,0 +1,176 @@
+"""Cardinality limits in the series store: overflow series, exact values, label truncation,
+per-metric and per-service limits. Read through the real exposition."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.exporters.prometheus.exposition import render
+from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
+from gateway.pipeline.batch import MetricsBatch
+from gateway.processors.cardinality import CardinalityConfig
+from tests.support.otlp import CUMULATIVE, DELTA, Req
+from tests.support.promtext import Samples, parse
+
+OVERFLOW = {"otel_metric_overflow": "true"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_store(clock: Clock | None = None, **limits: object) -> SeriesStore:
+    config = CardinalityConfig.model_validate(limits)
+    return SeriesStore(StoreSettings(cardinality=config), clock=clock or Clock())
+
+
+def push(store: SeriesStore, req: Req) -> MetricsBatch:
+    batch = MetricsBatch(req.request)
+    store.consume(batch)
+    return batch
+
+
+def scrape(store: SeriesStore) -> Samples:
+    return parse(render(store).decode())
+
+
+def total(samples: Samples, name: str) -> float:
+    return sum(v for _, v in samples.all(name))
+
+
+def test_worked_example_of_the_module_docstring() -> None:
+    store = make_store(max_series_per_stream=1)
+    steps = [("a", 5, 10), ("b", 3, 20), ("c", 2, 30), ("b", 10, 40), ("b", 4, 50)]
+    expected_overflow = [None, 3, 5, 12, 16]
+    for (series, value, t), want in zip(steps, expected_overflow, strict=True):
+        push(store, Req().sum("c", [({"k": series}, value, 0, t)]))
+        s = scrape(store)
+        assert s.value("c_total", k="a") == 5
+        if want is not None:
+            assert s.value("c_total", **OVERFLOW) == want
+    assert len(scrape(store).all("c_total")) == 2
+    assert store.limiter.counters.overflowed == {"c_total": 4}
+
+
+def test_delta_input_adds_each_point_to_the_overflow_series() -> None:
+    store = make_store(max_series_per_stream=2)
+    for i in range(5):
+        push(store, Req().sum("jobs", [({"k": str(i)}, 4, 0, 10)], temporality=DELTA))
+    push(store, Req().sum("jobs", [({"k": "4"}, 6, 10, 20)], temporality=DELTA))
+    s = scrape(store)
+    assert s.value("jobs_total", **OVERFLOW) == 4 + 4 + 4 + 6
+    assert total(s, "jobs_total") == 5 * 4 + 6
+
+
+def test_gauge_overflow_is_the_sum_of_current_values() -> None:
+    store = make_store(max_series_per_stream=1)
+    push(store, Req().gauge("g", [({"k": "a"}, 1.0, 10), ({"k": "b"}, 5.0, 10)]))
+    push(store, Req().gauge("g", [({"k": "c"}, 2.0, 10)]))
+    push(store, Req().gauge("g", [({"k": "b"}, 3.0, 20)]))  # goes down: no reset for a gauge
+    assert scrape(store).value("g", **OVERFLOW) == 3.0 + 2.0
+
+
+def test_per_metric_limit_replaces_the_default() -> None:
+    store = make_store(max_series_per_stream=100, per_metric={"small_total": 2})
+    push(store, Req().sum("small", [({"k": str(i)}, 1, 0, 10) for i in range(10)]))
+    push(store, Req().sum("big", [({"k": str(i)}, 1, 0, 10) for i in range(10)]))
+    s = scrape(store)
+    assert len(s.all("small_total")) == 3
+    assert s.value("small_total", **OVERFLOW) == 8
+    assert len(s.all("big_total")) == 10
+
+
+def test_per_service_limit_counts_every_stream_of_the_service() -> None:
+    store = make_store(max_series_per_service=5)
+    push(store, Req(service="a").sum("x", [({"k": str(i)}, 1, 0, 10) for i in range(4)]))
+    push(store, Req(service="a").sum("y", [({"k": str(i)}, 1, 0, 10) for i in range(4)]))
+    push(store, Req(service="b").sum("y", [({"k": str(i)}, 1, 0, 10) for i in range(4)]))
+    s = scrape(store)
+    assert len(s.all("x_total", job="a")) == 4
+    # a's fifth series fits, then y overflows; service b has its own budget.
+    assert s.value("y_total", job="a", **OVERFLOW) == 3
+    assert len(s.all("y_total", job="b")) == 4
+    assert total(s, "y_total") == 8
+
+
+def test_untracked_overflowed_series_are_dropped_and_counted() -> None:
+    store = make_store(max_series_per_stream=1, max_tracked_overflow_series=2)
+    push(store, Req().sum("c", [({"k": str(i)}, 1, 0, 10) for i in range(5)]))
+    s = scrape(store)
+    assert s.value("c_total", **OVERFLOW) == 2
+    assert store.counters.dropped == {"cardinality_limit": 2}
+
+
+def test_overflow_series_expires_with_its_members_and_starts_again() -> None:
+    clock = Clock()
+    store = make_store(clock, max_series_per_stream=1)
+    push(store, Req().sum("c", [({"k": "a"}, 1, 0, 10), ({"k": "b"}, 7, 0, 10)]))
+    clock.now += 400
+    store.expire()
+    assert store.series_count == 0
+    push(store, Req().sum("c", [({"k": "x"}, 1, 0, 20), ({"k": "y"}, 2, 0, 20)]))
+    assert scrape(store).value("c_total", **OVERFLOW) == 2
+
+
+def test_long_label_values_are_cut_with_a_marker_and_counted() -> None:
+    store = make_store(max_label_value_length=10)
+    push(store, Req().gauge("g", [({"path": "/" + "x" * 50, "ok": "short"}, 1.0, 10)]))
+    push(store, Req().gauge("g", [({"path": "/" + "x" * 50, "ok": "short"}, 2.0, 20)]))
+    s = scrape(store)
+    assert s.value("g", path="/xxxxxx...", ok="short") == 2.0
+    assert store.limiter.counters.truncated == {"g": 1}
+
+
+def test_histograms_over_the_limit_are_dropped_and_counted() -> None:
+    store = make_store(max_series_per_stream=1)
+    points = [({"k": str(i)}, [1.0], [1, 0], 0.5, 0, 10) for i in range(3)]
+    push(store, Req().histogram("h", points, unit="s"))
+    assert len(scrape(store).all("h_seconds_count")) == 1
+    assert store.counters.dropped == {"cardinality_limit": 2}
+
+
+# A stream of updates: (series index, increase), pushed in requests of a few points.
+_updates = st.lists(st.tuples(st.integers(0, 24), st.integers(0, 1000)), min_size=1, max_size=120)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    updates=_updates,
+    limit=st.integers(1, 12),
+    chunk=st.integers(1, 9),
+    delta=st.booleans(),
+)
+def test_sum_of_output_equals_sum_of_input_and_series_stay_bounded(
+    updates: list[tuple[int, int]], limit: int, chunk: int, delta: bool
+) -> None:
+    store = make_store(max_series_per_stream=limit)
+    cumulative: dict[int, int] = {}
+    last_end: dict[int, int] = {}
+    t = 0
+    for offset in range(0, len(updates), chunk):
+        t += 1
+        points = []
+        seen: set[int] = set()
+        for index, increase in updates[offset : offset + chunk]:
+            if index in seen:
+                continue  # one point per series per request, as an SDK sends
+            seen.add(index)
+            cumulative[index] = cumulative.get(index, 0) + increase
+            if delta:
+                start = last_end.get(index, 0)
+                points.append(({"series": f"s{index}"}, increase, start, t))
+                last_end[index] = t
+            else:
+                points.append(({"series": f"s{index}"}, cumulative[index], 0, t))
+        temporality = DELTA if delta else CUMULATIVE
+        push(store, Req().sum("events", points, temporality=temporality))
+        samples = scrape(store).all("events_total")
+        assert len(samples) <= limit + 1
+        assert store.series_count <= limit + 1
+    assert total(scrape(store), "events_total") == sum(cumulative.values())
+    assert store.counters.dropped == {}
