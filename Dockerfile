@@ -18,7 +18,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links=/wheels telemetry-gateway \
     && rm -rf /wheels \
-    && useradd --system --uid 10001 --no-create-home gateway
+    && useradd --system --uid 10001 --no-create-home gateway \
+    && install -d -o 10001 -g 10001 /var/lib/telemetry-gateway
+# The disk forward queue's directory; a named volume mounted here starts with this owner.
+VOLUME /var/lib/telemetry-gateway
 USER 10001
 # Bind every interface inside the container; compose publishes the ports on 127.0.0.1 only.
 ENV GATEWAY_HOST=0.0.0.0

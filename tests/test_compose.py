@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from gateway.config import ConfigError
+from gateway.config import load_file as load_config
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose.yaml"
 PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"
@@ -153,6 +156,16 @@ def test_target_check_catches_a_missing_service(compose: dict[str, Any]) -> None
     assert "nope" not in compose["services"]
 
 
+def test_gateway_environment_is_a_valid_gateway_config(compose: dict[str, Any]) -> None:
+    env = compose["services"]["gateway"]["environment"]
+    config = load_config(None, environ={k: str(v) for k, v in env.items()})
+    assert config.server.host == "0.0.0.0"
+    assert config.queue.kind == "disk"
+    assert config.queue.path.startswith("/var/lib/telemetry-gateway/")
+    with pytest.raises(ConfigError):
+        load_config(None, environ={**env, "GATEWAY_QUEUE__KIND": "tape"})
+
+
 def test_gateway_forwards_to_the_collector_otlp_http_port(compose: dict[str, Any]) -> None:
     collector = yaml.safe_load((REPO / "otel-collector" / "config.yaml").read_text())
     http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
@@ -190,6 +203,7 @@ def test_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
         ("postgres", "/var/lib/postgresql/data"),
         ("redis", "/data"),
         ("otel-collector", "/var/lib/otelcol"),
+        ("gateway", "/var/lib/telemetry-gateway"),
     ]:
         mounts = {v["target"]: v["source"] for v in _volumes(compose["services"][service])}
         assert mounts.get(target) in named, f"{service}:{target}"
