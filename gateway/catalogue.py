@@ -357,6 +357,14 @@ CATALOGUE: tuple[Metric, ...] = (
         _G,
     ),
     Metric(
+        "gateway.series.truncated",
+        "{series}",
+        _C,
+        ("metric",),
+        "Series whose label values were cut to cardinality.max_label_value_length.",
+        _G,
+    ),
+    Metric(
         "gateway.requests.refused",
         "{request}",
         _C,

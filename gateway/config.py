@@ -27,6 +27,9 @@ from pydantic import (
 
 from gateway.health.config import HealthConfig
 from gateway.observers.config import ObserversConfig
+from gateway.processors.cardinality import CardinalityConfig
+from gateway.processors.defaults import default_views
+from gateway.processors.views import ViewConfig
 
 __all__ = [
     "AuthConfig",
@@ -206,6 +209,11 @@ class GatewayConfig(_Frozen):
     auth: AuthConfig = AuthConfig()
     #: TLS for both listeners
     tls: TlsConfig = TlsConfig()
+    #: views: what services emit -> the metric catalogue; the default list is
+    #: gateway/processors/defaults.py (docs/metrics.md), `views: []` turns views off
+    views: tuple[ViewConfig, ...] = Field(default_factory=default_views)
+    #: series limits per stream, per metric and per service; label value length
+    cardinality: CardinalityConfig = CardinalityConfig()
 
 
 class ConfigError(Exception):
