@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway.health.breaker import BreakerState
 from gateway.health.config import DetailsPolicy
 from gateway.health.model import CheckResult, Status
 from gateway.health.registry import HealthRegistry
@@ -58,12 +59,15 @@ def _entries(result: CheckResult) -> dict[str, list[dict[str, Any]]]:
     if not result.observations:
         return {result.name: [entry(result.status, result.output)]}
     checks: dict[str, list[dict[str, Any]]] = {}
+    breaker_says_fail = result.breaker_state in (BreakerState.OPEN, BreakerState.HALF_OPEN)
     for obs in result.observations:
-        # An observation's own status only ever makes things worse than the check's.
-        status = result.status
-        if obs.status is Status.FAIL or (obs.status is Status.WARN and status is Status.PASS):
-            status = obs.status
-        e = entry(status, obs.output or result.output, obs.value, obs.unit)
+        # An observation with its own status keeps it (a check that warns on disk use does not
+        # make its memory reading a warning), unless the dependency's breaker is not closed.
+        if obs.status is None or breaker_says_fail:
+            status, output = result.status, result.output
+        else:
+            status, output = obs.status, obs.output or result.output
+        e = entry(status, output, obs.value, obs.unit)
         if obs.component_id is not None:
             e["componentId"] = obs.component_id
         checks.setdefault(f"{result.name}:{obs.measurement}", []).append(e)

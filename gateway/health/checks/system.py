@@ -2,11 +2,16 @@
 
 psutil is passed in (`SystemSampler`), as prometheus_client's process collector takes `proc=`,
 so tests feed exact numbers. `cpu_percent(interval=None)` compares against the previous call and
-never blocks the event loop; the sampler is primed at construction so the first run is real.
+never blocks the event loop; it averages over the time since the previous call, so the check
+waits (asynchronously) until at least `min_cpu_window_seconds` have passed since the last sample:
+a first run right after startup would otherwise report the startup burst as 100 % CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import psutil
@@ -54,14 +59,29 @@ def _level(name: str, value: float, warn: float, fail: float) -> Observation:
 
 
 class SystemCheck:
-    def __init__(self, config: SystemCheckConfig, sampler: SystemSampler | None = None) -> None:
+    def __init__(
+        self,
+        config: SystemCheckConfig,
+        sampler: SystemSampler | None = None,
+        *,
+        min_cpu_window_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
-        self._sampler = sampler or PsutilSampler()
+        self._sampler = sampler or PsutilSampler()  # primes the CPU sample
+        self._min_window = min_cpu_window_seconds
+        self._clock = clock
+        self._last_cpu_sample = clock()
 
     async def __call__(self) -> CheckOutcome:
         cfg, s = self._config, self._sampler
+        wait = self._last_cpu_sample + self._min_window - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        cpu = s.cpu_percent()
+        self._last_cpu_sample = self._clock()
         return CheckOutcome.of(
-            _level("cpu", s.cpu_percent(), cfg.cpu_warn, cfg.cpu_fail),
+            _level("cpu", cpu, cfg.cpu_warn, cfg.cpu_fail),
             _level("memory", s.memory_percent(), cfg.memory_warn, cfg.memory_fail),
             _level("disk", s.disk_percent(cfg.disk_path), cfg.disk_warn, cfg.disk_fail),
         )

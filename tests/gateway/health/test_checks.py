@@ -4,6 +4,7 @@ small protocols with exact numbers."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import pytest
@@ -256,7 +257,8 @@ class Sampler:
 )
 def test_system_thresholds(cpu: float, memory: float, disk: float, expected: Status) -> None:
     sampler = Sampler(cpu, memory, disk)
-    outcome = asyncio.run(SystemCheck(SystemCheckConfig(disk_path="/tmp"), sampler)())
+    check = SystemCheck(SystemCheckConfig(disk_path="/tmp"), sampler, min_cpu_window_seconds=0)
+    outcome = asyncio.run(check())
     assert outcome.status is expected
     assert sampler.paths == ["/tmp"]
     assert by_key(outcome) == {
@@ -269,7 +271,11 @@ def test_system_thresholds(cpu: float, memory: float, disk: float, expected: Sta
 
 
 def test_system_check_reads_the_real_host() -> None:
-    outcome = asyncio.run(SystemCheck(SystemCheckConfig(), PsutilSampler())())
+    check = SystemCheck(SystemCheckConfig(), PsutilSampler(), min_cpu_window_seconds=0.2)
+    started = time.monotonic()
+    outcome = asyncio.run(check())
+    # the first run waits out the minimum CPU window instead of sampling a few milliseconds
+    assert time.monotonic() - started >= 0.19
     values = by_key(outcome)
     for key in ("cpuUtilization", "memoryUtilization", "diskUtilization"):
         assert 0 <= float(values[key]) <= 100  # type: ignore[arg-type]

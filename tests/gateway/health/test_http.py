@@ -106,7 +106,7 @@ def build(details: str, state: State) -> tuple[FastAPI, HealthRegistry]:
 
     async def system() -> CheckOutcome:
         return CheckOutcome.of(
-            Observation("cpuUtilization", 12.5, "percent"),
+            Observation("cpuUtilization", 12.5, "percent", Status.PASS),
             Observation("diskUtilization", 88.0, "percent", Status.WARN, "disk 88.0% >= 85%"),
         )
 
@@ -171,6 +171,9 @@ def test_api_health_details_validate_against_the_draft() -> None:
         assert "output" not in rt
         disk = body["checks"]["system:diskUtilization"][0]
         assert (disk["status"], disk["output"]) == ("warn", "disk 88.0% >= 85%")
+        cpu = body["checks"]["system:cpuUtilization"][0]
+        assert cpu["status"] == "pass"  # the disk warning is not the CPU's
+        assert "output" not in cpu
 
         state["postgresql"] = Status.FAIL
         await registry.run_once("postgresql")
