@@ -31,8 +31,8 @@ ServerErrorMiddleware sends). WebSocket and lifespan scopes pass straight throug
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Iterable
+from time import perf_counter as _now
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
@@ -136,7 +136,7 @@ class HttpMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        start = time.perf_counter()
+        start = _now()
         error: str | None = None
         try:
             await self.app(scope, receive, send_status)
@@ -146,7 +146,7 @@ class HttpMetricsMiddleware:
                 status = 500
             raise
         finally:
-            elapsed = time.perf_counter() - start
+            elapsed = _now() - start
             if error is None and status >= 500:
                 error = str(status)  # semconv: the status code when no exception is known
             route = scope.get("route")
