@@ -1,0 +1,296 @@
+"""Soak: sustained OTLP/HTTP ingest at a share (default 80 %) of the gateway's measured maximum.
+
+    .venv/bin/python bench/soak.py [--seconds 600] [--load 0.8] [--connections 4]
+                                   [--disk-queue] [--config FILE]
+
+1. Starts a gateway (pinned to CPU 0; this load generator to CPU 1), with the embedded default
+   config or `--config`; `--disk-queue` adds a forwarder to a local sink (a second gateway)
+   through the durable disk queue, so the queue's write on the ingest path is part of the run.
+2. Measures the maximum: closed-loop load over `--connections` keep-alive connections for
+   `--max-seconds`, like bench/ingest.py.
+3. Sends open-loop at `--load` times that rate for `--seconds`: every connection sends on a fixed
+   schedule, and a request's latency counts from when it was due, so a stalled gateway shows up
+   in the latency instead of slowing the sender down (no coordinated omission).
+4. Every `--every` seconds prints the gateway's RSS, the rate achieved and the window's p99.
+5. At the end compares the points sent in requests answered 200 with the gateway's own
+   `coderunner_gateway_points_received_total{transport="http"}`: points lost must be 0; also
+   prints what the store dropped by reason.
+
+Requests: 1,000 cumulative-sum points each, 5 attributes, cycling over 10,000 series; every
+cycle moves time forward, so every point is a valid, in-order update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.otlp_requests import START_NS, counter_requests
+from tests.support.promtext import parse
+from tests.support.servers import free_port, wait_http
+
+SERIES = 10_000
+PER_REQUEST = 1_000
+HEADERS = {"Content-Type": "application/x-protobuf"}
+
+
+def pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
+        os.sched_setaffinity(0, {cpu})
+
+
+class Bodies:
+    """Request bodies whose timestamps only move forward: body k of cycle c carries time
+    START + (c + 1) * 10 s. The bodies are serialized once; each call patches the 8 bytes of
+    the timestamp (a fixed64 field) with one `bytes.replace`, so that the generator costs
+    little beside the gateway. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._first = struct.pack("<Q", START_NS + 10_000_000_000)
+        self._templates = [
+            r.SerializeToString() for r in counter_requests(SERIES, PER_REQUEST, round_=0)
+        ]
+        assert all(t.count(self._first) == PER_REQUEST for t in self._templates)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> bytes:
+        with self._lock:
+            n = self._next
+            self._next += 1
+        cycle, k = divmod(n, len(self._templates))
+        t = START_NS + (cycle + 1) * 10_000_000_000
+        return self._templates[k].replace(self._first, struct.pack("<Q", t))
+
+
+class Load:
+    """Counters shared by the sender threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.ok_points = 0
+        self.errors = 0
+        self.requests = 0
+
+    def record(self, latency: float, status: int) -> None:
+        with self.lock:
+            self.latencies.append(latency)
+            self.requests += 1
+            if status == 200:
+                self.ok_points += PER_REQUEST
+            else:
+                self.errors += 1
+
+    def take_window(self) -> list[float]:
+        with self.lock:
+            out, self.latencies = self.latencies, []
+            return out
+
+
+def sender(port: int, bodies: Bodies, load: Load, stop: float, interval: float | None) -> None:
+    """One keep-alive connection. interval None: closed loop (as fast as answers come)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    due = time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        if interval is not None:
+            if due > now:
+                time.sleep(due - now)
+            start = due
+            due += interval
+        else:
+            start = now
+        if time.monotonic() >= stop:
+            break
+        body = bodies.next()
+        conn.request("POST", "/v1/metrics", body=body, headers=HEADERS)
+        resp = conn.getresponse()
+        resp.read()
+        load.record(time.perf_counter() - start, resp.status)
+    conn.close()
+
+
+def run_load(
+    port: int, bodies: Bodies, seconds: float, connections: int, rate: float | None
+) -> tuple[Load, list[threading.Thread]]:
+    load = Load()
+    stop = time.monotonic() + seconds
+    interval = connections * PER_REQUEST / rate if rate else None
+    threads = [
+        threading.Thread(target=sender, args=(port, bodies, load, stop, interval), daemon=True)
+        for _ in range(connections)
+    ]
+    for k, t in enumerate(threads):
+        if interval:  # spread the connections' schedules over one interval
+            time.sleep(interval / connections if k else 0)
+        t.start()
+    return load, threads
+
+
+def p99(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+def self_metrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics/self")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return text
+
+
+def start_gateway(
+    port: int, config: str | None, tmp: Path, cpu: int | None
+) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "gateway", "run", "--http-port", str(port), "--grpc-port", "0"]
+    argv += ["--log-level", "warning"]
+    if config is not None:
+        cfg = tmp / f"gw-{port}.yaml"
+        cfg.write_text(config)
+        argv += ["--config", str(cfg)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "OTEL_"))}
+    proc = subprocess.Popen(
+        argv,
+        preexec_fn=(lambda: pin(cpu)) if cpu is not None else None,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    wait_http(f"http://127.0.0.1:{port}/live", proc=proc)
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="soak duration")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="maximum measurement")
+    parser.add_argument("--load", type=float, default=0.8, help="share of the maximum")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--every", type=float, default=30.0, help="report interval, seconds")
+    parser.add_argument("--config", help="gateway YAML config (default: embedded)")
+    parser.add_argument(
+        "--disk-queue", action="store_true", help="forward through the disk queue to a sink"
+    )
+    args = parser.parse_args()
+    pin(1)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        config = Path(args.config).read_text() if args.config else ""
+        sink: subprocess.Popen[bytes] | None = None
+        if args.disk_queue:
+            sink_port = free_port()
+            sink = start_gateway(sink_port, "observers: {enabled: false}\n", tmp, None)
+            config += (
+                f"forwarder: {{endpoint: 'http://127.0.0.1:{sink_port}'}}\n"
+                f"queue: {{kind: disk, path: '{tmp / 'queue.db'}'}}\n"
+            )
+        port = free_port()
+        proc = start_gateway(port, config or None, tmp, 0)
+        gw = psutil.Process(proc.pid)
+        try:
+            bodies = Bodies()
+            # Warm-up (every series created), then the maximum.
+            load, threads = run_load(port, bodies, 2.0, args.connections, None)
+            for t in threads:
+                t.join()
+            load, threads = run_load(port, bodies, args.max_seconds, args.connections, None)
+            for t in threads:
+                t.join()
+            maximum = load.requests * PER_REQUEST / args.max_seconds
+            target = maximum * args.load
+            print(
+                f"maximum: {maximum:,.0f} points/s over {args.max_seconds:.0f} s "
+                f"({args.connections} connections, p99 {p99(load.latencies) * 1e3:.1f} ms); "
+                f"soak at {args.load:.0%}: {target:,.0f} points/s for {args.seconds:.0f} s"
+                + (" (forwarding through the disk queue)" if args.disk_queue else "")
+            )
+            before = parse(self_metrics(port)).all(
+                "coderunner_gateway_points_received_total", transport="http"
+            )
+            received_before = sum(v for _, v in before)
+            rss_start = gw.memory_info().rss
+            load, threads = run_load(port, bodies, args.seconds, args.connections, target)
+            started = time.monotonic()
+            all_latencies: list[float] = []
+            last_requests = 0
+            rss_max = rss_start
+            print(f"{'t (s)':>6} {'RSS (MiB)':>10} {'points/s':>10} {'p99 (ms)':>9} {'errors':>7}")
+            print(f"{0:6.0f} {rss_start / 2**20:10.1f}")
+            while any(t.is_alive() for t in threads):
+                time.sleep(min(args.every, max(0.1, started + args.seconds + 5 - time.monotonic())))
+                window = load.take_window()
+                all_latencies.extend(window)
+                rss = gw.memory_info().rss
+                rss_max = max(rss_max, rss)
+                with load.lock:
+                    done, errors = load.requests, load.errors
+                elapsed = time.monotonic() - started
+                rate = (done - last_requests) * PER_REQUEST / args.every
+                last_requests = done
+                print(
+                    f"{elapsed:6.0f} {rss / 2**20:10.1f} {rate:10,.0f} "
+                    f"{p99(window) * 1e3:9.1f} {errors:7d}",
+                    flush=True,
+                )
+            for t in threads:
+                t.join()
+            all_latencies.extend(load.take_window())
+            text = self_metrics(port)
+            samples = parse(text)
+            received = (
+                sum(
+                    v
+                    for _, v in samples.all(
+                        "coderunner_gateway_points_received_total", transport="http"
+                    )
+                )
+                - received_before
+            )
+            dropped = {
+                labels.get("reason", ""): v
+                for labels, v in samples.all("coderunner_gateway_points_dropped_total")
+            }
+            lost = load.ok_points - received
+            print(
+                f"sent {load.ok_points:,} points in {load.requests:,} requests answered 200 "
+                f"({load.errors} other answers); the gateway counted {received:,.0f}: "
+                f"points lost {lost:,.0f}"
+            )
+            print(
+                f"achieved {load.requests * PER_REQUEST / args.seconds:,.0f} points/s; "
+                f"latency p50 {statistics.median(all_latencies) * 1e3:.1f} ms, "
+                f"p99 {p99(all_latencies) * 1e3:.1f} ms; RSS start {rss_start / 2**20:.0f} MiB, "
+                f"max {rss_max / 2**20:.0f} MiB, end {gw.memory_info().rss / 2**20:.0f} MiB; "
+                f"store drops {dropped or 'none'}"
+            )
+            if args.disk_queue:
+                time.sleep(2)
+                queued = parse(self_metrics(port)).all("coderunner_gateway_forward_queue_length")
+                print(f"forward queue length at the end: {sum(v for _, v in queued):.0f}")
+            print("verdict:", "no points lost" if lost == 0 and not load.errors else "POINTS LOST")
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            if sink is not None:
+                sink.terminate()
+                sink.wait(15)
+
+
+if __name__ == "__main__":
+    main()
