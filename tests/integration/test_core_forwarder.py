@@ -1,0 +1,133 @@
+"""The OTLP forwarder against real upstreams: another gateway (HTTP and gRPC), and a recording
+upstream that answers errors with Retry-After."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.otlp import Req
+from tests.support.promtext import parse
+from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.upstream import run_upstream
+
+pytestmark = pytest.mark.integration
+
+PB = {"Content-Type": "application/x-protobuf"}
+# Only the test's own points travel upstream: the system observer and the health checks
+# (whose metrics go through the pipeline too) are off.
+QUIET = (
+    "observers:\n  enabled: false\n"
+    "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
+    "  system: {enabled: false}\n"
+)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def push(gw: GatewayProcess, req: Req) -> None:
+    r = httpx.post(gw.otlp_http, content=req.bytes(), headers=PB)
+    assert r.status_code == 200, r.content
+
+
+def self_metric(gw: GatewayProcess, name: str, **labels: str) -> float:
+    found = parse(httpx.get(gw.url + "/metrics/self").text).all(name, **labels)
+    return sum(v for _, v in found)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_forwards_to_another_gateway(tmp_path: Path, protocol: str) -> None:
+    with run_gateway(tmp_path) as upstream:
+        endpoint = upstream.url if protocol == "http/protobuf" else upstream.grpc_target
+        config = QUIET + f"forwarder:\n  endpoint: {endpoint}\n  protocol: {protocol}\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            push(gw, Req(service="fwd").sum("orders", [({"shop": "x"}, 42, 0, 10)]))
+            eventually(
+                lambda: bool(parse(httpx.get(upstream.url + "/metrics").text).all("orders_total"))
+            )
+            s = parse(httpx.get(upstream.url + "/metrics").text)
+            assert s.value("orders_total", job="fwd", shop="x") == 42
+            assert self_metric(gw, "coderunner_gateway_points_forwarded_total") >= 1
+            # The gateway's own metrics are not forwarded: the upstream has only its own.
+            assert all(
+                lab.get("instance", "").endswith(str(upstream.http_port))
+                for lab, _ in s.all("coderunner_gateway_points_received_total")
+            )
+
+
+def test_retries_honour_retry_after_then_deliver(tmp_path: Path) -> None:
+    with run_upstream() as upstream:
+        upstream.fail_next(503, 1, retry_after="1")
+        upstream.fail_next(429, 1, retry_after="1")
+        config = f"forwarder:\n  endpoint: {upstream.url}\n  initial_backoff_seconds: 0.1\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            started = time.monotonic()
+            push(gw, Req(service="r").sum("c", [({"k": str(i)}, i, 0, 10) for i in range(5)]))
+            eventually(lambda: upstream.points_of("r") == 5)
+            # Two "Retry-After: 1" waits; the 0.1 s backoff alone would take ~0.3 s.
+            assert time.monotonic() - started >= 1.5
+            assert upstream.attempts >= 3
+            assert self_metric(gw, "coderunner_gateway_points_forwarded_total") >= 5
+
+
+def test_permanent_upstream_error_drops_and_counts(tmp_path: Path) -> None:
+    with run_upstream() as upstream:
+        upstream.fail_next(400, 1)
+        config = QUIET + f"forwarder:\n  endpoint: {upstream.url}\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            push(gw, Req(service="p").sum("c", [({}, 1, 0, 10)]))
+            eventually(
+                lambda: (
+                    self_metric(
+                        gw, "coderunner_gateway_points_dropped_total", reason="rejected_upstream"
+                    )
+                    == 1
+                )
+            )
+            push(gw, Req(service="p").sum("c", [({}, 2, 0, 20)]))
+            eventually(lambda: upstream.points_of("p") == 1)
+
+
+def test_full_queue_refuses_with_retry_after_by_default(tmp_path: Path) -> None:
+    with run_upstream() as upstream:
+        # Every attempt fails with a long Retry-After: the first batch blocks the queue.
+        upstream.fail_next(503, 1000, retry_after="60")
+        config = QUIET + f"forwarder:\n  endpoint: {upstream.url}\n  queue_size: 2\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            statuses = []
+            for i in range(5):
+                req = Req(service="q").sum("c", [({"i": str(i)}, 1, 0, 10)])
+                r = httpx.post(gw.otlp_http, content=req.bytes(), headers=PB)
+                statuses.append(r.status_code)
+                if r.status_code == 503:
+                    assert int(r.headers["Retry-After"]) >= 1
+            assert statuses == [200, 200, 503, 503, 503]
+            assert self_metric(gw, "coderunner_gateway_forward_queue_length") == 2
+            assert (
+                self_metric(gw, "coderunner_gateway_requests_refused_total", transport="http") == 3
+            )
+
+
+def test_sigterm_flushes_the_queue_and_exits_zero(tmp_path: Path) -> None:
+    with run_upstream() as upstream:
+        upstream.fail_next(503, 1, retry_after="1")
+        config = QUIET + (
+            f"forwarder:\n  endpoint: {upstream.url}\nserver:\n  shutdown_grace_seconds: 8\n"
+        )
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            push(gw, Req(service="s").sum("c", [({}, 3, 0, 10)]))
+            code = gw.stop(signal.SIGTERM, timeout=15)
+            assert code == 0, gw.log_text()
+            assert upstream.points_of("s") == 1

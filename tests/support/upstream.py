@@ -1,0 +1,94 @@
+"""A real OTLP/HTTP upstream for forwarding tests: records every request it accepts and can be
+told to answer with an error status (and Retry-After) for the next N requests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+
+from gateway.pipeline.batch import count_points
+
+__all__ = ["Upstream", "run_upstream"]
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.requests: list[ExportMetricsServiceRequest] = []
+        self.failures: list[tuple[int, str | None]] = []  # (status, Retry-After) to answer next
+        self.attempts = 0
+        self.lock = threading.Lock()
+        self.url = ""
+
+    @property
+    def points(self) -> int:
+        with self.lock:
+            return sum(count_points(r) for r in self.requests)
+
+    def points_of(self, service: str) -> int:
+        """Points received from resources whose service.name is `service`."""
+        total = 0
+        with self.lock:
+            for request in self.requests:
+                for rm in request.resource_metrics:
+                    names = [
+                        a.value.string_value
+                        for a in rm.resource.attributes
+                        if a.key == "service.name"
+                    ]
+                    if names == [service]:
+                        one = ExportMetricsServiceRequest()
+                        one.resource_metrics.append(rm)
+                        total += count_points(one)
+        return total
+
+    def fail_next(self, status: int, times: int, retry_after: str | None = None) -> None:
+        with self.lock:
+            self.failures.extend([(status, retry_after)] * times)
+
+
+@contextmanager
+def run_upstream() -> Iterator[Upstream]:
+    upstream = Upstream()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with upstream.lock:
+                upstream.attempts += 1
+                failure = upstream.failures.pop(0) if upstream.failures else None
+                if failure is None:
+                    upstream.requests.append(ExportMetricsServiceRequest.FromString(body))
+            if failure is not None:
+                status, retry_after = failure
+                self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            reply = ExportMetricsServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    upstream.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield upstream
+    finally:
+        server.shutdown()
+        server.server_close()
