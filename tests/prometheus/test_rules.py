@@ -3,6 +3,7 @@ and every alert carries the labels, annotations and links the runbooks and dashb
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -172,3 +173,16 @@ def test_recorded_series_used_by_alerts_are_recorded() -> None:
                 referenced |= set(re.findall(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b", rule["expr"]))
     assert referenced, "no recorded names found: the pattern is wrong"
     assert referenced - recorded == set()
+
+
+def test_dashboard_panels_exist_in_the_overview_dashboard() -> None:
+    """The dashboards generator lists its panels (dashboards/panels.json); an alert linking to
+    a panel id it does not have would open an empty view."""
+    panels = json.loads((REPO / "dashboards" / "panels.json").read_text())
+    assert panels["dashboard_uid"] == "coderunner-overview"
+    urls = {p["url"]: p["title"] for p in panels["panels"]}
+    base = _links()["dashboard"]
+    for rule in _alerts():
+        url = rule["annotations"]["dashboard_url"]
+        path = url.removeprefix(base.removesuffix("/d/coderunner-overview/coderunner-overview"))
+        assert path in urls, f"{rule['alert']}: no panel for {url}"
