@@ -263,3 +263,14 @@ def test_alert_links_land_on_a_panel_about_the_alert(dashboard: dict[str, Any]) 
                 problems.append(f"{alert['alert']}: threshold {x} not drawn on panel {panel_id}")
     assert linked > 0
     assert problems == [], "\n".join(problems)
+
+
+def test_operations_doc_lists_every_panel_id() -> None:
+    doc = (REPO / "docs" / "operations.md").read_text()
+    rows = {
+        int(m.group(1)): (m.group(2), m.group(3))
+        for m in re.finditer(r"^\| (\d+) \| [^|]+ \| ([^|]+?) \| `(\w+)` \|", doc, re.M)
+    }
+    mapping = json.loads((REPO / "dashboards" / "panels.json").read_text())
+    expected = {p["id"]: (p["title"], p["key"]) for p in mapping["panels"]}
+    assert rows == expected
