@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,7 +43,7 @@ _METER_NAME = "instrumentation"
 _VERSION = "0.1.0"
 
 
-@dataclass
+@dataclass(eq=False)
 class Instrumentation:
     """What `setup()` returns: the provider, the typed meters, and `shutdown()` (flushes)."""
 
@@ -62,6 +63,28 @@ class Instrumentation:
         self._closed = True
         _asyncpg.unbind(self.meter_provider)
         self.meter_provider.shutdown(timeout_millis)
+
+
+# Handles alive in this process, for the fork warning below.
+_live: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A provider inherited through fork shares the parent's service.instance.id and its
+    # accumulated counts, so parent and child would overwrite each other's series. The SDK
+    # restarts the export thread in the child, which hides the problem; say it loudly instead.
+    for handle in list(_live):
+        if not handle._closed:
+            _log.warning(
+                "instrumentation.setup() ran before this process was forked: the worker shares "
+                "service.instance.id %s with its parent and their series collide; call setup() "
+                "in each worker (instrument_app() does, in the app's lifespan)",
+                handle.resource.attributes.get("service.instance.id"),
+            )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _protocol(explicit: str | None) -> Protocol:
@@ -194,7 +217,9 @@ def setup(
     meters = Meters(provider.get_meter(_METER_NAME, _VERSION), namespace=namespace)
     if instrument_asyncpg:
         _asyncpg.bind(provider)
-    return Instrumentation(provider, meters, resource, namespace)
+    handle = Instrumentation(provider, meters, resource, namespace)
+    _live.add(handle)
+    return handle
 
 
 def _set_global(provider: MeterProvider) -> None:
