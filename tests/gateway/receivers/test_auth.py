@@ -1,0 +1,85 @@
+"""TokenAuth: tenants from tokens, one answer for every kind of wrong credential."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import AuthConfig, ConfigError, load
+from gateway.receivers.auth import AuthError, TokenAuth, load_tokens
+from gateway.receivers.status import grpc_code, http_status
+
+
+def auth(**tokens: str) -> TokenAuth:
+    return TokenAuth({t: [v] for t, v in tokens.items()})
+
+
+def test_valid_token_names_its_tenant() -> None:
+    a = auth(team_a="alpha-token", team_b="beta-token")
+    assert a.tenant("Bearer alpha-token") == "team_a"
+    assert a.tenant("bearer beta-token") == "team_b", "the scheme is case-insensitive"
+    assert a.tenant("Bearer  beta-token ") == "team_b"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxwaGE6",
+        "alpha-token",
+        "Bearer alpha-toke",
+        "Bearer alpha-tokenX",
+        "Bearer beta",
+        "Bearer \udcff",
+    ],
+)
+def test_every_wrong_credential_gets_the_same_error(header: str | None) -> None:
+    a = auth(team_a="alpha-token", team_b="beta-token")
+    with pytest.raises(AuthError) as info:
+        a.tenant(header)
+    assert str(info.value) == "missing or invalid bearer token"
+    assert "alpha" not in str(info.value) and "team" not in str(info.value)
+    assert http_status(info.value) == 401
+    assert grpc_code(info.value).name == "UNAUTHENTICATED"
+
+
+def test_tokens_file_with_rotation_and_config_tokens(tmp_path: Path) -> None:
+    f = tmp_path / "tokens.yaml"
+    f.write_text("team-a: old-token\nteam-b: [b-one, b-two]\n")
+    cfg = AuthConfig(enabled=True, tokens={"team-a": "new-token"}, tokens_file=str(f))
+    assert load_tokens(cfg) == {"team-a": ["new-token", "old-token"], "team-b": ["b-one", "b-two"]}
+    a = TokenAuth.from_config(cfg)
+    assert a is not None
+    assert a.tenant("Bearer old-token") == a.tenant("Bearer new-token") == "team-a"
+    assert a.tenant("Bearer b-two") == "team-b"
+
+
+@pytest.mark.parametrize("text", ["- just\n- a list\n", "team: ''\n", "team: [1, 2]\n", ": ["])
+def test_bad_tokens_file_names_the_file(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "tokens.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=r"auth\.tokens_file"):
+        load_tokens(AuthConfig(enabled=True, tokens_file=str(f)))
+
+
+def test_missing_tokens_file() -> None:
+    with pytest.raises(ValueError, match=r"auth\.tokens_file /nonexistent"):
+        load_tokens(AuthConfig(enabled=True, tokens_file="/nonexistent/tokens.yaml"))
+
+
+def test_off_unless_enabled() -> None:
+    assert TokenAuth.from_config(AuthConfig()) is None
+
+
+def test_config_from_the_environment_and_validation() -> None:
+    cfg = load(None, environ={"GATEWAY_AUTH__ENABLED": "true", "GATEWAY_AUTH__TOKENS": "{a: s3}"})
+    assert cfg.auth.tokens == {"a": "s3"}
+    assert "s3" not in repr(cfg.auth), "tokens stay out of logs and reprs"
+    with pytest.raises(ConfigError, match=r"auth\.enabled needs"):
+        load({"auth": {"enabled": True}})
+    with pytest.raises(ConfigError, match="must not be empty"):
+        load({"auth": {"tokens": {"a": ""}}})

@@ -1,0 +1,88 @@
+"""InputLimits: whole requests over the point limit are refused; points over the attribute
+limits are removed and counted for partial_success."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import LimitsConfig
+from gateway.errors import PermanentError
+from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.receivers.limits import InputLimits
+from tests.support.otlp import Req
+
+LIMITS = InputLimits(
+    LimitsConfig(
+        max_points_per_request=10, max_attributes_per_point=3, max_attribute_value_length=20
+    )
+)
+
+
+def batch(req: Req) -> MetricsBatch:
+    return MetricsBatch(req.request)
+
+
+def apply(b: MetricsBatch) -> None:
+    LIMITS.apply(b, count_points(b.request))
+
+
+def test_too_many_points_refuses_the_request_with_the_limit_named() -> None:
+    b = batch(Req().sum("c", [({"i": i}, 1, 0, 1) for i in range(11)]))
+    with pytest.raises(PermanentError, match=r"11 data points.*limits\.max_points_per_request"):
+        apply(b)
+
+
+def test_points_over_attribute_limits_are_removed_and_counted() -> None:
+    b = batch(
+        Req()
+        .sum(
+            "c",
+            [
+                ({"a": "ok"}, 1, 0, 1),
+                ({"a": "x", "b": "y", "c": "z", "d": "w"}, 2, 0, 1),  # 4 attributes
+                ({"a": "v" * 21}, 3, 0, 1),  # value over the limit
+                ({"a": "v" * 20}, 4, 0, 1),  # exactly at the limit: kept
+                ({"k" * 21: "v"}, 5, 0, 1),  # key too long
+            ],
+        )
+        .gauge("g", [({}, 1.0, 1)])
+    )
+    g = b.request.resource_metrics[0].scope_metrics[0].metrics[1].gauge.data_points[0]
+    g.attributes.add(key="raw").value.bytes_value = b"b" * 21
+    apply(b)
+    kept = [
+        p.as_int for p in b.request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points
+    ]
+    assert kept == [1, 4]
+    assert b.rejected_points == 4
+    assert "limits.max_attributes_per_point" in b.error_message
+    assert "limits.max_attribute_value_length" in b.error_message
+    assert "metric 'g'" in b.error_message
+
+
+def test_resource_over_the_limits_loses_all_its_points() -> None:
+    b = batch(
+        Req(service="a-service-name-over-20-characters").sum("c", [({}, 1, 0, 1), ({}, 2, 0, 1)])
+    )
+    apply(b)
+    assert count_points(b.request) == 0
+    assert b.rejected_points == 2
+    assert "resource has" in b.error_message
+
+
+def test_nested_values_count_by_size() -> None:
+    b = batch(Req().sum("c", [({}, 1, 0, 1)]))
+    p = b.request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0]
+    kv = p.attributes.add(key="arr")
+    for s in ("abcdefgh", "ijklmnop", "qrstuvwx"):
+        kv.value.array_value.values.add().string_value = s
+    apply(b)
+    assert b.rejected_points == 1
+
+
+def test_within_limits_nothing_changes() -> None:
+    req = Req().sum("c", [({"a": "1", "b": 2, "c": True}, 1, 0, 1)] * 10)
+    before = req.request.SerializeToString()
+    b = batch(req)
+    apply(b)
+    assert b.rejected_points == 0 and b.request.SerializeToString() == before
