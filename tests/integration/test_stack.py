@@ -4,6 +4,7 @@ Alertmanager, node_exporter, gateway and demo processes; nothing is left running
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,12 +25,15 @@ COMPONENTS = ("node-exporter", "gateway", "demo", "alertmanager", "prometheus")
 
 
 def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    # The demo gets tables of its own, apart from other tests' demos in the shared database.
+    env = {**os.environ, "DEMO_TABLE_PREFIX": "stacktest_"}
     return subprocess.run(
         [sys.executable, "-m", "gateway", "stack", "--dir", str(directory), *args],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -117,6 +121,18 @@ def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
     assert am["activeAlertmanagers"][0]["url"].startswith(
         f"http://127.0.0.1:{ports['alertmanager']}/"
     )
+
+    again = _stack(stack_dir, "up", *_port_flags(ports))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("already running") == len(COMPONENTS)
+
+    restart = _stack(stack_dir, "restart")  # same ports as the last `up`
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert _leftovers(procs) == []
+    procs = _processes(stack_dir)
+    status = _stack(stack_dir, "status")
+    assert status.returncode == 0, status.stdout
+    assert f"127.0.0.1:{ports['prometheus']}" in status.stdout
 
     logs = _stack(stack_dir, "logs", "-n", "5")
     assert logs.returncode == 0
