@@ -81,6 +81,8 @@ def _slos() -> dict[str, dict[str, Any]]:
 # Deployment failures: warning when more than 10 % of deployments fail (alerts.yml,
 # DeploymentFailureRateHigh); the panel shows the success ratio, so the line sits at 0.9.
 DEPLOYMENT_SUCCESS_FLOOR = 0.9
+# GatewayForwardQueueFilling: the forward queue more than 80 % full.
+FORWARD_QUEUE_ALERT = 0.8
 
 
 class Transform(enum.Enum):
@@ -262,6 +264,10 @@ def _rows() -> tuple[RowSpec, ...]:
     overflowed = by_name("gateway.points.overflowed")
     dropped = by_name("gateway.points.dropped")
     queue = by_name("gateway.forward.queue.length")
+    queue_cap = by_name("gateway.forward.queue.capacity")
+    redelivered = by_name("gateway.points.redelivered")
+    refused = by_name("gateway.requests.refused")
+    interval = by_name("gateway.observer.interval")
     series = by_name("gateway.active_series")
     request_duration = by_name("gateway.request.duration")
     proc_cpu = by_name("process.cpu.time")
@@ -464,9 +470,22 @@ def _rows() -> tuple[RowSpec, ...]:
         PanelSpec(13, "points_dropped", "Points dropped", "Accepted points dropped per second "
                   "by reason. Alert: gateway dropping points.",
                   dropped, R, _q(_sum_rate(dropped, "reason"), "{{reason}}")),
-        PanelSpec(16, "forward_queue", "Forward queue", "Batches waiting to be forwarded. "
-                  "Alert: forward queue filling.",
+        PanelSpec(16, "forward_queue", "Forward queue fill", "Batches waiting to be forwarded "
+                  "as a share of what the queue holds. Alert: forward queue filling, above "
+                  f"{FORWARD_QUEUE_ALERT:.0%}.",
+                  queue, X, _q(f"{_gauge(queue, 'max', 'job, instance')} / "
+                               f"{_gauge(queue_cap, 'max', 'job, instance')}", "{{instance}}"),
+                  thresholds=(FORWARD_QUEUE_ALERT,)),
+        PanelSpec(51, "forward_queue_length", "Forward queue length",
+                  "Batches waiting to be forwarded.",
                   queue, V, _q(_gauge(queue, "max", "instance"), "{{instance}}")),
+        PanelSpec(52, "points_redelivered", "Points redelivered", "Points sent again after a "
+                  "send whose outcome was unknown (timeout, crash), per second.",
+                  redelivered, R, _q(_sum_rate(redelivered, "instance"), "{{instance}}")),
+        PanelSpec(53, "requests_refused", "Requests refused", "Export requests refused whole, "
+                  "per second, by transport and reason.",
+                  refused, R, _q(_sum_rate(refused, "transport, reason"),
+                                 "{{transport}} {{reason}}")),
         PanelSpec(46, "active_series", "Active series", "Series held for exposition.",
                   series, V, _q(_gauge(series, "sum", "instance"), "{{instance}}")),
         PanelSpec(47, "export_duration_p99", "Export request duration p99",
@@ -481,6 +500,9 @@ def _rows() -> tuple[RowSpec, ...]:
         PanelSpec(50, "observer_overhead", "Observer overhead", "CPU the system observer "
                   "costs, as a share of one core.",
                   overhead, V, _q(_gauge(overhead, "max", "instance"), "{{instance}}")),
+        PanelSpec(54, "observer_interval", "Observer interval", "Current interval of the "
+                  "adaptive system observer (longer under load or when over its CPU budget).",
+                  interval, V, _q(_gauge(interval, "max", "instance"), "{{instance}}")),
     ))  # fmt: skip
 
     return (system, api, deploy, websocket, errs, business, health_row, gateway)

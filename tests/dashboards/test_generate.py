@@ -107,8 +107,13 @@ def test_every_panel_unit_matches_the_catalogue(dashboard: dict[str, Any]) -> No
             if not metrics:  # Prometheus' own up / probe_success (0 or 1)
                 assert unit == "short", panel["id"]
                 continue
-            assert len(metrics) == 1, f"panel {panel['id']} mixes {metrics}"
-            assert unit == _expected_unit(expr, metrics.pop()), f"panel {panel['id']}: {expr}"
+            if len(metrics) > 1:
+                # One metric over another (queue length / capacity): same unit, a 0-1 ratio.
+                assert " / " in expr, f"panel {panel['id']} mixes {metrics}"
+                assert len({m.unit for m in metrics}) == 1, f"panel {panel['id']}: {metrics}"
+                assert unit == "percentunit", panel["id"]
+            else:
+                assert unit == _expected_unit(expr, metrics.pop()), f"panel {panel['id']}: {expr}"
             checked += 1
     assert checked >= 40
 
@@ -133,7 +138,8 @@ def test_panels_cover_every_layer(dashboard: dict[str, Any]) -> None:
                      "user.activity", "feature.usage", "resource.costs", "plan.distribution",
                      "health.check.status", "circuit_breaker.state", "gateway.points.received",
                      "gateway.points.rejected", "gateway.points.overflowed",
-                     "gateway.forward.queue.length"):  # fmt: skip
+                     "gateway.forward.queue.length", "gateway.forward.queue.capacity",
+                     "gateway.requests.refused", "gateway.points.redelivered"):  # fmt: skip
         assert required in names, required
     titles = {p["title"] for p in dashboard["panels"] if p["type"] == "row"}
     assert len(titles) == 8
