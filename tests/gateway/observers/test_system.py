@@ -5,6 +5,8 @@ import logging
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from gateway.catalogue import Kind, by_name
@@ -427,3 +429,23 @@ def test_disabled_observer_does_not_run() -> None:
 
     asyncio.run(scenario())
     assert out.batches == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0, max_value=64), st.floats(min_value=0, max_value=2)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_interval_stays_within_bounds_whatever_load_and_cost(
+    cycles: list[tuple[float, float]],
+) -> None:
+    observer, sampler, clock, _ = make()
+    for load, cost in cycles:
+        sampler.load = (load, load, load)
+        clock.cpu_step = cost
+        observer.collect()
+        assert 5.0 <= observer.interval <= 30.0
+        clock.advance(observer.interval)
