@@ -4,6 +4,7 @@ Docker engine here), and its agreement with prometheus/prometheus.yml and the Co
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -267,3 +268,12 @@ def test_blackbox_config_loads_in_the_real_exporter(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode != 0
+
+
+def test_alertmanager_secret_files_are_mounted(compose: dict[str, Any]) -> None:
+    config = (REPO / "alertmanager" / "alertmanager.yml").read_text()
+    paths = re.findall(r"_file:\s*(/\S+)", config)
+    assert paths, "alertmanager.yml reads no secret files"
+    mounts = [v["target"] for v in _volumes(compose["services"]["alertmanager"])]
+    for path in paths:
+        assert any(path.startswith(m.rstrip("/") + "/") for m in mounts), path
