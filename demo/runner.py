@@ -355,7 +355,7 @@ async def _run(
         out.write("\n".join(f"{k:<16}{v}" for k, v in urls.items()) + "\n")
         out.flush()
         generator = TrafficGenerator(demo_url, rate=rate) if traffic else None
-        tasks = [
+        tasks: list[asyncio.Task[object]] = [
             asyncio.create_task(
                 _summaries(
                     gateway_url, demo_url, urls, logs, generator, stop, summary_interval_s, out

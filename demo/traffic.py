@@ -141,7 +141,8 @@ class TrafficGenerator:
     # --- driving ---
 
     def pick(self) -> Callable[[httpx.AsyncClient], Awaitable[None]]:
-        actions, weights = zip(*self._actions, strict=True)
+        actions = [a for a, _ in self._actions]
+        weights = [w for _, w in self._actions]
         return self.rng.choices(actions, weights)[0]
 
     async def _guarded(

@@ -95,6 +95,6 @@ def _instrument_tracing(app: Starlette, tracer_provider: TracerProvider | None) 
         tracer_provider=tracer_provider,
         meter_provider=NoOpMeterProvider(),
     )
-    asyncpg_instrumentor = AsyncPGInstrumentor()
+    asyncpg_instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
     if not asyncpg_instrumentor.is_instrumented_by_opentelemetry:
         asyncpg_instrumentor.instrument(tracer_provider=tracer_provider)

@@ -132,7 +132,7 @@ def _patch() -> None:
         if original is not None and not getattr(original, "__instrumentation_wrapped__", False):
             setattr(Connection, name, _wrap(original))
     if not getattr(Connection.reset, "__instrumentation_wrapped__", False):
-        Connection.reset = _wrap_reset(Connection.reset)  # type: ignore[method-assign]
+        Connection.reset = _wrap_reset(Connection.reset)
     _patched = True
 
 

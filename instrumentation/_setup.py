@@ -26,7 +26,11 @@ from typing import Literal
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 
 from gateway.catalogue import DEFAULT_NAMESPACE
@@ -110,7 +114,9 @@ def _http_endpoint(endpoint: str) -> str:
     return stripped + "/v1/metrics" if path_start < 0 else endpoint
 
 
-def _exporter(protocol: Protocol, endpoint: str | None, headers: Mapping[str, str] | None):  # type: ignore[no-untyped-def]
+def _exporter(
+    protocol: Protocol, endpoint: str | None, headers: Mapping[str, str] | None
+) -> MetricExporter:
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcExporter,
