@@ -36,6 +36,7 @@ from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.processors.views import ViewProcessor
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
@@ -77,6 +78,7 @@ class Gateway:
             expiration_seconds=config.prometheus.metric_expiration_seconds,
             resource_to_labels=config.prometheus.resource_to_labels,
             target_info=config.prometheus.target_info,
+            cardinality=config.cardinality,
         )
         #: everything the pipeline delivers: services' data, observers, health checks
         self.store = SeriesStore(settings)
@@ -97,7 +99,10 @@ class Gateway:
         exporters: list[Consumer] = [self.store]
         if self.forwarder is not None:
             exporters.append(self.forwarder)
-        self.pipeline = Pipeline(processors=[], exporters=exporters)
+        #: services' semconv names -> the catalogue, before the fan-out so that the forwarder
+        #: sends the catalogue's names too
+        self.views = ViewProcessor(config.views, namespace=ns)
+        self.pipeline = Pipeline(processors=[self.views], exporters=exporters)
 
         instance = f"{socket.gethostname()}:{config.server.http_port}"
         self.resource: Mapping[str, str] = {
@@ -171,19 +176,24 @@ class Gateway:
     # ------------------------------------------------------------------ wiring
 
     def _register_self_metrics(self) -> None:
-        t, store = self.telemetry, self.store
+        t, store, views = self.telemetry, self.store, self.views
         t.gauge("gateway.active_series", lambda: float(store.series_count))
         t.counter("gateway.points.rejected", "reason", lambda: store.counters.rejected)
         forwarder = self.forwarder
 
         def dropped() -> dict[str, int]:
             merged = dict(store.counters.dropped)
+            for k, v in views.counters.dropped.items():
+                merged[k] = merged.get(k, 0) + v
             if forwarder is not None:
                 for k, v in forwarder.dropped().items():
                     merged[k] = merged.get(k, 0) + v
             return merged
 
         t.counter("gateway.points.dropped", "reason", dropped)
+        limits = store.limiter.counters
+        t.counter("gateway.points.overflowed", "metric", lambda: limits.overflowed)
+        t.counter("gateway.series.truncated", "metric", lambda: limits.truncated)
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
             t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
