@@ -280,3 +280,19 @@ def test_operations_doc_lists_every_panel_id() -> None:
     mapping = json.loads((REPO / "dashboards" / "panels.json").read_text())
     expected = {p["id"]: (p["title"], p["key"]) for p in mapping["panels"]}
     assert rows == expected
+
+
+def test_provisioned_datasource_matches_dashboard_and_scrape_interval() -> None:
+    provisioning = REPO / "dashboards" / "provisioning"
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())
+    (prom,) = datasource["datasources"]
+    assert prom["uid"] == generate.DATASOURCE_UID
+    assert prom["url"] == "${PROMETHEUS_URL}"
+    # $__rate_interval is four of these: equal to the scrape interval, rate() sees 4 samples.
+    scrape = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    assert prom["jsonData"]["timeInterval"] == scrape["global"]["scrape_interval"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    uids = {t["datasource"]["uid"] for p in _panels(dashboard) for t in p["targets"]}
+    assert uids == {generate.DATASOURCE_UID}
+    provider = yaml.safe_load((provisioning / "dashboards" / "coderunner.yaml").read_text())
+    assert provider["providers"][0]["type"] == "file"
