@@ -19,7 +19,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway import __version__
 from gateway.config import ConfigError, GatewayConfig
@@ -32,6 +32,7 @@ from gateway.exporters.prometheus.exposition import (
     wants_openmetrics,
 )
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
+from gateway.health import PipelineCounters, build_registry, health_router
 from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
@@ -168,6 +169,21 @@ class Gateway:
                 self.internal, config.observers, namespace=ns, resource=self.resource
             )
             self.components.append(self.observer)
+        #: health checks (/live, /ready, /health, /api/health); metrics into the pipeline
+        counts = self.store.counters
+        self.health = build_registry(
+            config.health,
+            version=__version__,
+            consumer=self.internal,
+            namespace=ns,
+            resource=self.resource,
+            pipeline=PipelineCounters(
+                lambda: counts.accepted + sum(counts.rejected.values()),
+                lambda: sum(counts.rejected.values()),
+            ),
+            upstream=self.forwarder,
+        )
+        self.components.append(self.health)
         self.accepting = False
         self.app = self._build_app()
         self._server: _Server | None = None
@@ -207,8 +223,8 @@ class Gateway:
         app.add_route("/metrics", self._metrics, methods=["GET"])
         app.add_route("/api/metrics", self._metrics, methods=["GET"])
         app.add_route("/metrics/self", self._self_metrics, methods=["GET"])
-        app.add_route("/live", self._live, methods=["GET"])
-        app.add_route("/ready", self._ready, methods=["GET"])
+        health = self.config.health
+        app.include_router(health_router(self.health, details=health.details, token=health.token))
         if self.observer is not None:
             app.include_router(
                 metrics_current_router(
@@ -233,13 +249,14 @@ class Gateway:
     async def _self_metrics(self, request: Request) -> Response:
         return self._render(request, (self.self_store,))
 
-    async def _live(self, request: Request) -> Response:
-        return JSONResponse({"status": "pass"})
+    @property
+    def accepting(self) -> bool:
+        """The pipeline takes data: /ready needs it (false while starting and draining)."""
+        return self.health.readiness().accepting
 
-    async def _ready(self, request: Request) -> Response:
-        if self.accepting:
-            return JSONResponse({"status": "pass"})
-        return JSONResponse({"status": "fail", "output": "not accepting data"}, status_code=503)
+    @accepting.setter
+    def accepting(self, value: bool) -> None:
+        self.health.set_accepting(value)
 
     # ------------------------------------------------------------------ lifecycle
 
