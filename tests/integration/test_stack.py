@@ -151,11 +151,18 @@ def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
 
 def test_up_says_which_component_failed_and_stops_the_rest(stack_dir: Path) -> None:
     ports = _ports()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
-        squatter.bind(("127.0.0.1", ports["prometheus"]))
-        squatter.listen()
-        up = _stack(stack_dir, "up", "--no-demo", *_port_flags(ports))
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squat_demo,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squat_prometheus,
+    ):
+        squat_demo.bind(("127.0.0.1", ports["demo"]))
+        squat_prometheus.bind(("127.0.0.1", ports["prometheus"]))
+        squat_demo.listen()
+        squat_prometheus.listen()
+        up = _stack(stack_dir, "up", *_port_flags(ports))
     assert up.returncode == 1, up.stdout + up.stderr
+    # The demo is optional: skipped with the reason, and `up` went on.
+    assert f"demo           skipped (optional): port {ports['demo']} is in use" in up.stdout
     assert f"prometheus     FAILED: port {ports['prometheus']} is in use" in up.stdout
     assert "--prometheus-port" in up.stdout
     assert "stopped the components this run had started" in up.stdout
