@@ -272,14 +272,14 @@ class HealthRegistry:
         task: asyncio.Task[object] = asyncio.create_task(run(), name=f"check-{check.name}")
         try:
             done, _ = await asyncio.wait({task}, timeout=check.timeout)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # shutdown: let the run clean up within the grace
             task.cancel()
+            self._adopt(task)
             raise
         if not done:
             # Do not wait for the cancellation to finish: it may talk to the slow dependency.
             task.cancel()
-            self._orphans.add(task)
-            task.add_done_callback(self._orphan_done)
+            self._adopt(task)
             return CheckOutcome(Status.FAIL, output=f"timed out after {check.timeout:g}s")
         exc = task.exception()
         if exc is not None:
@@ -294,6 +294,10 @@ class HealthRegistry:
         return CheckOutcome(
             Status.FAIL, output=f"check returned {type(value).__name__}, not CheckOutcome"
         )
+
+    def _adopt(self, task: asyncio.Task[object]) -> None:
+        self._orphans.add(task)
+        task.add_done_callback(self._orphan_done)
 
     def _orphan_done(self, task: asyncio.Task[object]) -> None:
         self._orphans.discard(task)
