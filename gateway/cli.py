@@ -58,6 +58,18 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from demo.runner import add_arguments
+
+    add_arguments(parser)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from demo.runner import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telemetry-gateway",
@@ -70,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
+    demo = sub.add_parser(
+        "demo", help="gateway + instrumented demo service + traffic, with a live summary"
+    )
+    _add_demo_arguments(demo)
+    demo.set_defaults(func=_demo)
     add_stack_parser(sub)
     return parser
 
