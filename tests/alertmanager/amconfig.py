@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["AM_CONFIG", "REPO", "alerts_from_rules", "load", "with_webhook"]
+__all__ = ["AM_CONFIG", "REPO", "alerts_from_rules", "load", "with_local_endpoints", "with_webhook"]
 
 REPO = Path(__file__).resolve().parents[2]
 AM_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
@@ -67,3 +67,36 @@ def alerts_from_rules() -> list[dict[str, Any]]:
         for group in yaml.safe_load(path.read_text())["groups"]:
             out += [rule for rule in group["rules"] if "alert" in rule]
     return out
+
+
+def with_local_endpoints(
+    *, http_base: str, smtp: str, secrets: dict[str, Path], timers: str = "1s"
+) -> str:
+    """The repo's config with its real receivers (Slack, PagerDuty, email, with the repo's
+    templates) pointed at servers on 127.0.0.1, and the secret files at `secrets`
+    (keys: slack_webhook_url, pagerduty_routing_key, smtp_password)."""
+    config = copy.deepcopy(load())
+    config["templates"] = [str(REPO / "alertmanager" / t) for t in config.get("templates", [])]
+    config["global"].update(
+        slack_api_url_file=str(secrets["slack_webhook_url"]),
+        smtp_smarthost=smtp,
+        smtp_require_tls=False,  # the test's SMTP server speaks plain SMTP
+    )
+    for receiver in config["receivers"]:
+        for pd in receiver.get("pagerduty_configs", []):
+            pd["routing_key_file"] = str(secrets["pagerduty_routing_key"])
+            pd["url"] = f"{http_base}/pagerduty"
+        for email in receiver.get("email_configs", []):
+            email["auth_password_file"] = str(secrets["smtp_password"])
+    _retime(
+        config["route"],
+        {"group_wait": timers, "group_interval": timers, "repeat_interval": "1h"},
+    )
+    return yaml.dump(config, Dumper=_NoAliases, sort_keys=False)
+
+
+class _NoAliases(yaml.SafeDumper):
+    """The config shares one PagerDuty block through a YAML anchor; write it out in full."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
