@@ -29,6 +29,7 @@ listeners run synchronously inside the call that caused the transition and must 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -67,8 +68,8 @@ class CircuitBreaker:
     """Guards calls to one dependency.
 
     Two ways to use it: `await breaker.call(fn)` (raises `CircuitOpenError` when refused), or
-    `allow()` then exactly one of `record_success()` / `record_failure()` for a call that was
-    allowed.
+    `allow()` then exactly one of `record_success()` / `record_failure()` / `release()` for a
+    call that was allowed.
     """
 
     def __init__(
@@ -162,16 +163,26 @@ class CircuitBreaker:
         # OPEN: already open; a late failure must not extend the cooldown.
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run `fn` through the breaker. Any exception, cancellation included, is a failure."""
+        """Run `fn` through the breaker. An exception (a timeout included) is a failure; a
+        cancellation (the caller went away) proves nothing about the dependency and only gives
+        back the half-open trial it may have held."""
         if not self.allow():
             raise CircuitOpenError(self.name, self.retry_in())
         try:
             result = await fn()
-        except BaseException:
+        except asyncio.CancelledError:
+            self.release()
+            raise
+        except Exception:
             self.record_failure()
             raise
         self.record_success()
         return result
+
+    def release(self) -> None:
+        """An allowed call ended without an outcome: in half_open its trial slot is free again."""
+        if self._state is BreakerState.HALF_OPEN and self._trials_started > self._trials_succeeded:
+            self._trials_started -= 1
 
     # -- internals ------------------------------------------------------------------------
 

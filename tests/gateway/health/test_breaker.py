@@ -215,3 +215,34 @@ def test_call_counts_exceptions_and_refuses_when_open() -> None:
 def test_config_rejects_nonsense(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BreakerConfig.model_validate(settings)
+
+
+def test_a_cancelled_call_is_no_failure_and_frees_its_trial() -> None:
+    breaker, clock, _ = make(failure_threshold=1, cooldown_seconds=5)
+
+    async def hang() -> int:
+        await asyncio.sleep(10)
+        return 0
+
+    async def scenario() -> None:
+        # closed: the caller going away does not count against the dependency
+        task = asyncio.create_task(breaker.call(hang))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert breaker.state is CLOSED
+        fail(breaker)
+        clock.advance(5)
+        # half_open: the only trial is cancelled, so the next call may take it
+        task = asyncio.create_task(breaker.call(hang))
+        await asyncio.sleep(0)
+        assert not breaker.allow()  # the trial is taken while the call runs
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert breaker.state is HALF
+        succeed(breaker)
+        assert breaker.state is CLOSED
+
+    asyncio.run(scenario())
