@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, getattr(args, "log_level", "info").upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: the forwarder's and the demo's would drown the rest.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         result: int = args.func(args)
     except ConfigError as exc:
