@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ from gateway.health import build_registry, health_router
 from gateway.health.config import HealthConfig
 from gateway.health.registry import HealthRegistry
 from tests.gateway.health.otlp_points import ListConsumer, breaker_states, points
-from tests.support.servers import free_port
+from tests.support.servers import free_port, run_gateway, wait_http
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -325,3 +327,58 @@ def test_probes_follow_faults_between_the_app_and_postgres_and_redis() -> None:
         f"/live: {len(live.samples)} samples, all 200, slowest "
         f"{max(t for _, t in live.samples) * 1000:.1f} ms"
     )
+
+
+def test_the_gateway_serves_its_health_and_exports_it_on_metrics(tmp_path: Path) -> None:
+    """The real `telemetry-gateway run` with an opt-in database check and a cut Redis."""
+    with TcpProxy("127.0.0.1", 6379) as rd:
+        rd.cut()
+        config = (
+            "health:\n"
+            "  details: when-authorized\n"
+            "  service_id: gw-under-test\n"
+            "  postgres:\n"
+            "    {dsn: 'postgresql://postgres@127.0.0.1:5432/test', interval_seconds: 0.2}\n"
+            f"  redis: {{url: 'redis://127.0.0.1:{rd.port}/0', interval_seconds: 0.2,"
+            " breaker: {failure_threshold: 1}}\n"
+        )
+        env = {"GATEWAY_HEALTH__TOKEN": "tok"}
+        with run_gateway(tmp_path, config=config, grpc=False, env=env) as gw:
+            wait_http(gw.url + "/ready", timeout=10)
+            auth = {"Authorization": "Bearer tok"}
+
+            def details() -> dict[str, object]:
+                body = httpx.get(gw.url + "/api/health", headers=auth).json()
+                assert isinstance(body, dict)
+                return body
+
+            within(5, lambda: details()["status"] == "warn")
+            body = details()
+            checks = body["checks"]
+            assert isinstance(checks, dict)
+            assert checks["postgresql:responseTime"][0]["status"] == "pass"
+            assert body["serviceId"] == "gw-under-test"
+            anonymous = httpx.get(gw.url + "/api/health")
+            assert anonymous.headers["content-type"] == "application/health+json"
+            assert "checks" not in anonymous.json()
+            assert httpx.get(gw.url + "/health").status_code == 200  # redis is optional
+
+            def exposed() -> str:
+                return httpx.get(gw.url + "/metrics").text
+
+            within(5, lambda: "coderunner_circuit_breaker_state{" in exposed())
+            text = exposed()
+            assert re.search(
+                r'coderunner_health_check_status\{[^}]*component="postgresql"[^}]*\} 1(\.0)?\n',
+                text,
+            )
+            assert re.search(
+                r'coderunner_circuit_breaker_state\{[^}]*component="redis"[^}]*state="open"'
+                r"[^}]*\} 1(\.0)?\n",
+                text,
+            )
+            assert re.search(
+                r'coderunner_circuit_breaker_transitions_total\{[^}]*component="redis"'
+                r'[^}]*from="closed"[^}]*to="open"[^}]*\} 1(\.0)?\n',
+                text,
+            )
