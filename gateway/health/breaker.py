@@ -1,11 +1,12 @@
 """`CircuitBreaker`: one per dependency, shared by its health check and any code that calls it.
 
-Why hand-written: the maintained Python breakers each miss something this project needs.
-pybreaker trips only on consecutive failures, reads the wall clock itself and is thread-, not
-asyncio-oriented; aiobreaker (its asyncio fork) has had no release since 2021 and shares those
-limits; purgatory is asyncio-first with state-change hooks but trips only on a failure count, has
-a single half-open trial and no injectable clock. None has resilience4j's failure-rate trip over a
-sliding window. The state machine is small, so it lives here, with an injected clock for tests.
+Why hand-written (pybreaker 1.4, aiobreaker 1.2 and purgatory 3.0 were evaluated): none has
+resilience4j's failure-rate trip over a sliding window, and each misses more. pybreaker trips on
+consecutive failures only (`fail_max`), reads the wall clock itself and does async only through
+Tornado; aiobreaker, its asyncio fork, has had no release since 2021 and shares those limits;
+purgatory is asyncio-first with state-change hooks but trips on a failure count only, lets one
+half-open trial through and has no injectable clock. The state machine is small, so it lives
+here, with an injected clock for tests.
 
 States and transitions (resilience4j's model, count-based window):
 
