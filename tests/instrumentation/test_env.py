@@ -83,6 +83,16 @@ def test_headers(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch) ->
     assert headers["authorization"] == "Bearer t0k"
 
 
+def test_metrics_headers_win_over_general_headers(
+    receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=general")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-tenant=metrics")
+    export_once()
+    assert receiver.received[0].headers["x-tenant"] == "metrics"
+
+
 def test_service_name(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
@@ -146,14 +156,27 @@ class _GrpcMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
-def test_protocol_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        # The per-signal variable wins over the general one.
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
+        },
+    ],
+    ids=["OTLP_PROTOCOL", "OTLP_METRICS_PROTOCOL"],
+)
+def test_protocol_grpc(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
     servicer = _GrpcMetrics()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
         export_once(service_name="grpc-svc")
         assert servicer.arrived.wait(5)
