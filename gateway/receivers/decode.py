@@ -84,13 +84,18 @@ def decode_body(body: bytes, content_type: str) -> ExportMetricsServiceRequest:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise PermanentError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            # json (and protobuf's json_format below) recurse per nesting level
+            raise PermanentError("body is JSON nested too deeply") from None
         if not isinstance(document, dict):
             raise PermanentError("OTLP JSON body must be an object")
-        _fix_ids(document)
         try:
+            _fix_ids(document)
             json_format.ParseDict(document, request, ignore_unknown_fields=True)
         except json_format.ParseError as exc:
             raise PermanentError(f"body is not a valid OTLP JSON request: {exc}") from None
+        except RecursionError:
+            raise PermanentError("body is JSON nested too deeply") from None
         return request
     raise PermanentError(
         f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}", http_status=415
