@@ -65,7 +65,7 @@ class ObserversConfig(BaseModel):
     #: the last interval (reacts one cycle after a spike, where load_1m takes about a minute)
     signal: Literal["load_per_core", "cpu_percent"] = "load_per_core"
     #: (signal value, interval seconds) points, signal strictly increasing; linear in between,
-    #: flat beyond the first and last point
+    #: flat beyond the first and last point; the result is then held within the bounds
     curve: tuple[tuple[float, float], ...] = DEFAULT_CURVE
     #: the observer's own CPU time as a ratio of one core it may use (0.005 = 0.5 %); when
     #: its cycles cost more, the interval lengthens (up to max_interval_seconds)

@@ -161,7 +161,6 @@ class Sampler(Protocol):
     """Everything the observer reads from the host. Calls that fail raise `OSError` (or
     psutil's errors); the observer skips that part of the cycle and keeps the rest."""
 
-    def cpu_count(self) -> int: ...
     def boot_time(self) -> float:
         """Unix seconds."""
         ...
@@ -219,9 +218,6 @@ class PsutilSampler:
 
     def __init__(self) -> None:
         self._proc = psutil.Process()
-
-    def cpu_count(self) -> int:
-        return psutil.cpu_count() or 1
 
     def boot_time(self) -> float:
         return psutil.boot_time()

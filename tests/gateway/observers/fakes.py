@@ -163,10 +163,6 @@ class FakeSampler:
         if name in self.failing:
             raise OSError(f"{name} failed (fake)")
 
-    def cpu_count(self) -> int:
-        self._call("cpu_count")
-        return len(self.cpu)
-
     def boot_time(self) -> float:
         self._call("boot_time")
         return self.boot
