@@ -147,8 +147,10 @@ class HttpMetricsMiddleware:
             raise
         finally:
             elapsed = _now() - start
-            if error is None and status >= 500:
-                error = str(status)  # semconv: the status code when no exception is known
+            if error is None and (status >= 500 or status == 0):
+                # semconv: the status code when no exception is known; an app that returned
+                # without starting a response gets the value FastAPI's own telemetry uses.
+                error = str(status) if status else "incomplete_response"
             route = scope.get("route")
             template = getattr(route, "path", None) if route is not None else None
             inst.duration.record(

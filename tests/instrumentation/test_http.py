@@ -164,3 +164,24 @@ def test_instrumenting_twice_or_mixing_arguments_is_refused(handle: Instrumentat
         instrument_app(app, handle)
     with pytest.raises(TypeError, match="not both"):
         instrument_app(make_app(), handle, service_name="x")
+
+
+async def test_an_app_that_sends_no_response_is_an_error(
+    handle: Instrumentation, reader: InMemoryMetricReader
+) -> None:
+    from starlette.applications import Starlette
+
+    async def silent(scope: dict, receive: object, send: object) -> None:
+        return None
+
+    app = Starlette()
+    app.mount("/silent", silent)
+    instrument_app(app, handle)
+    async with client(app) as c:  # type: ignore[arg-type]
+        # httpx's ASGI transport answers 500 for an app that sent nothing; the app did not.
+        await c.get("/silent")
+    points, _ = collect(reader)
+    ((attrs, point),) = points[DURATION]
+    assert attrs["error.type"] == "incomplete_response"
+    assert "http.response.status_code" not in attrs
+    assert point.count == 1
