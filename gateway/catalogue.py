@@ -398,6 +398,14 @@ CATALOGUE: tuple[Metric, ...] = (
         _G,
     ),
     Metric(
+        "gateway.forward.queue.utilization",
+        "1",
+        _GA,
+        (),
+        "How full the forward queue is (0-1): batches for the memory queue, bytes on disk.",
+        _G,
+    ),
+    Metric(
         "gateway.observer.interval",
         "s",
         _GA,
