@@ -277,3 +277,29 @@ def test_alertmanager_secret_files_are_mounted(compose: dict[str, Any]) -> None:
     mounts = [v["target"] for v in _volumes(compose["services"]["alertmanager"])]
     for path in paths:
         assert any(path.startswith(m.rstrip("/") + "/") for m in mounts), path
+
+
+def test_prometheus_scrapes_only_self_metrics_from_a_forwarding_gateway(
+    compose: dict[str, Any],
+) -> None:
+    """In compose the gateway forwards everything to the Collector, which Prometheus scrapes;
+    scraping the gateway's full /metrics too would ingest every series twice (same job and
+    instance from the resource, through honor_labels)."""
+    from gateway.app import Gateway
+    from gateway.config import load
+
+    assert compose["services"]["gateway"]["environment"]["GATEWAY_FORWARD_ENDPOINT"]
+    prometheus = yaml.safe_load(PROMETHEUS_YML.read_text())
+    jobs = [
+        job
+        for job in prometheus["scrape_configs"]
+        for static in job.get("static_configs", [])
+        if any(t.split(":")[0] == "gateway" for t in static.get("targets", []))
+    ]
+    assert jobs, "prometheus.yml does not scrape the gateway"
+    gateway = Gateway(load({"forwarder": {"endpoint": "http://otel-collector:4318"}}))
+    routes = {getattr(r, "path", None) for r in gateway.app.routes}
+    for job in jobs:
+        path = job.get("metrics_path", "/metrics")
+        assert path != "/metrics", f"{job['job_name']} scrapes the forwarded series too"
+        assert path in routes, f"{job['job_name']}: the gateway serves no {path}"
