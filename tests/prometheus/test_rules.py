@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gateway.catalogue import CATALOGUE, Kind
+from gateway.stack.components import StackSettings, write_prometheus_config
 
 REPO = Path(__file__).resolve().parents[2]
 PROM = REPO / "prometheus"
@@ -186,3 +187,29 @@ def test_dashboard_panels_exist_in_the_overview_dashboard() -> None:
         url = rule["annotations"]["dashboard_url"]
         path = url.removeprefix(base.removesuffix("/d/coderunner-overview/coderunner-overview"))
         assert path in urls, f"{rule['alert']}: no panel for {url}"
+
+
+def test_local_stack_generates_a_valid_config_for_its_ports(tmp_path: Path) -> None:
+    """`telemetry-gateway stack` rewrites prometheus.local.yml for the ports it was given."""
+    settings = StackSettings(
+        directory=tmp_path,
+        prometheus_port=19090,
+        alertmanager_port=19093,
+        node_exporter_port=19100,
+        gateway_port=14318,
+    )
+    path = write_prometheus_config(settings)
+    result = _run(_tool("promtool"), "check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout, result.stdout
+    config = yaml.safe_load(path.read_text())
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert targets == {
+        "gateway": ["127.0.0.1:14318"],
+        "node": ["127.0.0.1:19100"],
+        "alertmanager": ["127.0.0.1:19093"],
+        "prometheus": ["127.0.0.1:19090"],
+    }
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:19093"
+    ]
