@@ -281,52 +281,75 @@ def _read_varint(b: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def _number_key(p: Any) -> bytes:
-    """The serialized attributes of a NumberDataPoint (plus nothing else), fast."""
-    b: bytes = p.SerializeToString()
-    n = len(b)
-    j = 0
-    while j < n and b[j] in _FIXED_TAGS:
-        j += 9
-    key = b[j:]
-    if key and (key[0] == _EXEMPLARS_TAG or (n > 1 and b[-2] == _FLAGS_TAG)):
-        q = metrics_pb2.NumberDataPoint()
-        q.attributes.extend(p.attributes)
-        out: bytes = q.SerializeToString()
-        return out
-    return key
+# A point read once for all the views on its metric: the point, its attribute key (bytes that
+# are equal exactly when the attributes are), the serialized fields in front of the attributes
+# (`head`: times and values, or None when the point must be read field by field), and for
+# histograms the fields behind them (`tail`: min, max, flags).
+_Decoded = tuple[Any, bytes, bytes | None, bytes]
 
 
-def _histogram_key(p: Any) -> bytes:
-    """The serialized attributes of a HistogramDataPoint: skip the fixed and packed fields in
-    front (start, time, count, sum, bucket counts, bounds), cut min/max/flags behind."""
-    b: bytes = p.SerializeToString()
-    n = len(b)
-    j = 0
-    while j < n:
-        tag = b[j]
-        if tag in _HIST_FIXED_TAGS:
+def _slow_key(p: Any) -> bytes:
+    q = metrics_pb2.NumberDataPoint()
+    q.attributes.extend(p.attributes)
+    out: bytes = q.SerializeToString()
+    return out
+
+
+def _decode_numbers(dps: Any) -> list[_Decoded]:
+    """The store's trick: serialize, and the fixed-size fields in front are the value; what
+    follows is the attributes. Exemplars (in front of the attributes) and flags (behind)
+    take the slow path."""
+    out: list[_Decoded] = []
+    fixed = _FIXED_TAGS
+    for p in dps:
+        b: bytes = p.SerializeToString()
+        n = len(b)
+        j = 0
+        while j < n and b[j] in fixed:
             j += 9
-        elif tag == 0x32 or tag == 0x3A:
-            length, j = _read_varint(b, j + 1)
-            j += length
+        key = b[j:]
+        if key and (key[0] == _EXEMPLARS_TAG or (n > 1 and b[-2] == _FLAGS_TAG)):
+            out.append((p, _slow_key(p), None, b""))
         else:
-            break
-    if j < n and b[j] != _HIST_ATTR_TAG:
-        q = metrics_pb2.NumberDataPoint()  # exemplars in front: take the slow, sure way
-        q.attributes.extend(p.attributes)
-        out: bytes = q.SerializeToString()
-        return out
-    end = n
-    if p.HasField("max"):
-        end -= 9
-    if p.HasField("min"):
-        end -= 9
-    if p.flags:
-        end -= 1 + len(_varint(p.flags))
-    # The key is only looked up in a view's cache, whose entries depend on the attributes
-    # alone, so histogram keys (tag 0x4A) and number keys (0x3A) may share one cache.
-    return b[j:end]
+            out.append((p, key, b[:j], b""))
+    return out
+
+
+def _decode_histograms(dps: Any) -> list[_Decoded]:
+    """Serialize; skip the fixed fields (start, time, count, sum) and the packed bucket counts;
+    the key runs from the packed bounds to the end of the attributes, so equal keys also mean
+    equal bounds; min, max and flags follow the attributes."""
+    out: list[_Decoded] = []
+    fixed = _HIST_FIXED_TAGS
+    for p in dps:
+        b: bytes = p.SerializeToString()
+        n = len(b)
+        j = 0
+        bounds_at = -1
+        while j < n:
+            tag = b[j]
+            if tag in fixed:
+                j += 9
+            elif tag == 0x32 or tag == 0x3A:
+                if tag == 0x3A:
+                    bounds_at = j
+                length, j = _read_varint(b, j + 1)
+                j += length
+            else:
+                break
+        if j < n and b[j] != _HIST_ATTR_TAG:
+            # Exemplars in front of the attributes: the slow, sure way.
+            out.append((p, _slow_key(p), None, b""))
+            continue
+        end = n
+        if p.HasField("max"):
+            end -= 9
+        if p.HasField("min"):
+            end -= 9
+        if p.flags:
+            end -= 1 + len(_varint(p.flags))
+        out.append((p, b[bounds_at if bounds_at >= 0 else j : end], b[:j], b[end:]))
+    return out
 
 
 def _kv_bytes(key: str, value: str) -> bytes:
@@ -388,7 +411,9 @@ class _View:
         attrs = config.attributes
         #: the view only renames: the metric is changed in place, no point is touched
         self.in_place = attrs.is_identity and not self.point_filter and self.derive is None
-        self.cache: dict[bytes, _Entry | None] = {}
+        #: attribute key -> outcome, one cache per kind of point (number or histogram: their
+        #: keys are different encodings)
+        self.caches: dict[bool, dict[bytes, _Entry | None]] = {False: {}, True: {}}
         self.warned: set[str] = set()
 
     def matches(self, name: str, kind: str, scope: str, resource: Mapping[str, str]) -> bool:
@@ -405,9 +430,8 @@ class _View:
                 return False
         return True
 
-    def entry(self, key: bytes, p: Any) -> _Entry | None:
+    def entry(self, cache: dict[bytes, _Entry | None], key: bytes, p: Any) -> _Entry | None:
         """The output attributes (and rate) for a point whose attribute bytes are `key`."""
-        cache = self.cache
         if key in cache:
             return cache[key]
         incoming = {kv.key: attribute_string(kv.value) for kv in p.attributes}
@@ -462,32 +486,6 @@ def _map_value(mapping: ValueMapping, value: str | None) -> str | None:
     if mapped is not None:
         return mapped
     return mapping.other if mapping.other is not None else value
-
-
-class _NumberGroup:
-    __slots__ = ("entry", "is_int", "start", "time", "value")
-
-    def __init__(self, entry: _Entry, start: int, time: int, value: float, is_int: bool) -> None:
-        self.entry = entry
-        self.start = start
-        self.time = time
-        self.value = value
-        self.is_int = is_int
-
-
-class _HistGroup:
-    __slots__ = ("bounds", "count", "counts", "entry", "max", "min", "start", "sum", "time")
-
-    def __init__(self, entry: _Entry, p: Any) -> None:
-        self.entry = entry
-        self.start = p.start_time_unix_nano
-        self.time = p.time_unix_nano
-        self.count = p.count
-        self.sum = p.sum
-        self.bounds = list(p.explicit_bounds)
-        self.counts = list(p.bucket_counts)
-        self.min: float | None = p.min if p.HasField("min") else None
-        self.max: float | None = p.max if p.HasField("max") else None
 
 
 class ViewProcessor:
@@ -592,8 +590,10 @@ class ViewProcessor:
                     in_place_scopeless.append(index)
                 continue
             remove.append(index)
+            dps = getattr(m, kind).data_points
+            decoded = _decode_histograms(dps) if kind == "histogram" else _decode_numbers(dps)
             for view in plan:
-                out = self._build(view, m, kind)
+                out = self._build(view, m, kind, decoded)
                 if out is not None:
                     (built_scopeless if view.config.drop_scope else built_keep).append(out)
         keeps_scope = total - len(remove) - len(in_place_scopeless) > 0 or built_keep
@@ -624,155 +624,274 @@ class ViewProcessor:
         if view.description is not None:
             m.description = view.description
 
-    def _build(self, view: _View, m: metrics_pb2.Metric, kind: str) -> metrics_pb2.Metric | None:
+    def _build(
+        self, view: _View, m: metrics_pb2.Metric, kind: str, decoded: list[_Decoded]
+    ) -> metrics_pb2.Metric | None:
+        data = getattr(m, kind)
+        temporality = getattr(data, "aggregation_temporality", _CUMULATIVE)
+        groups = _group(view, view.caches[kind == "histogram"], decoded)
+        if not groups:
+            return None
         out = metrics_pb2.Metric(
             name=view.name if view.name is not None else m.name,
             unit=view.unit if view.unit is not None else m.unit,
             description=view.description if view.description is not None else m.description,
         )
-        data = getattr(m, kind)
-        temporality = getattr(data, "aggregation_temporality", _CUMULATIVE)
         derive = view.derive
         if derive is not None:
-            if kind == "histogram":
-                groups = self._derive_from_histogram(view, data.data_points, derive.value)
-            else:
-                groups = self._numbers(view, data.data_points)
-                if derive.rate is not None:
-                    for g in groups:
-                        g.value *= g.entry.rate
-                        g.is_int = False
             out.sum.is_monotonic = True
             out.sum.aggregation_temporality = temporality
-            out.sum.MergeFromString(_number_points(groups))
+            if kind == "histogram":
+                payload = _derived_from_histograms(groups, derive.value == "count")
+            else:
+                payload = _numbers(groups, scale=derive.rate is not None)
+            out.sum.MergeFromString(payload)
         elif kind == "sum" or kind == "gauge":
-            groups = self._numbers(view, data.data_points)
             target = getattr(out, kind)
             if kind == "sum":
                 target.is_monotonic = data.is_monotonic
                 target.aggregation_temporality = temporality
-                if not groups:
-                    return None
-            target.MergeFromString(_number_points(groups))
-        else:  # histogram
-            hist = self._histograms(view, data.data_points)
+            target.MergeFromString(_numbers(groups, scale=False))
+        else:
             out.histogram.aggregation_temporality = temporality
-            out.histogram.MergeFromString(_histogram_points(hist))
-        kind_out = out.WhichOneof("data")
-        if kind_out is None or not getattr(out, kind_out).data_points:
-            return None
+            out.histogram.MergeFromString(_histograms(groups, self.counters))
         return out
 
-    def _numbers(self, view: _View, dps: Any) -> list[_NumberGroup]:
-        groups: dict[bytes, _NumberGroup] = {}
-        entry_for = view.entry
-        for p in dps:
-            e = entry_for(_number_key(p), p)
-            if e is None:
-                continue
-            if p.flags & 1:  # no recorded value: nothing to add
-                continue
-            v = p.as_double or p.as_int
-            g = groups.get(e.key)
-            if g is None:
-                groups[e.key] = _NumberGroup(
-                    e, p.start_time_unix_nano, p.time_unix_nano, v, type(v) is int
-                )
-            else:
-                g.value += v
-                g.is_int = g.is_int and type(v) is int
-                g.start = min(g.start, p.start_time_unix_nano)
-                g.time = max(g.time, p.time_unix_nano)
-        return list(groups.values())
 
-    def _derive_from_histogram(self, view: _View, dps: Any, what: str) -> list[_NumberGroup]:
-        groups: dict[bytes, _NumberGroup] = {}
-        entry_for = view.entry
-        count = what == "count"
-        for p in dps:
-            e = entry_for(_histogram_key(p), p)
-            if e is None or p.flags & 1:
-                continue
-            if count:
-                v: float = p.count
-                is_int = e.rate == 1.0
-                if not is_int:
-                    v = v * e.rate
-            else:
-                v = p.sum * e.rate
-                is_int = False
-            g = groups.get(e.key)
-            if g is None:
-                groups[e.key] = _NumberGroup(e, p.start_time_unix_nano, p.time_unix_nano, v, is_int)
-            else:
-                g.value += v
-                g.start = min(g.start, p.start_time_unix_nano)
-                g.time = max(g.time, p.time_unix_nano)
-        return list(groups.values())
-
-    def _histograms(self, view: _View, dps: Any) -> list[_HistGroup]:
-        groups: dict[bytes, _HistGroup] = {}
-        entry_for = view.entry
-        for p in dps:
-            e = entry_for(_histogram_key(p), p)
-            if e is None or p.flags & 1:
-                continue
-            g = groups.get(e.key)
-            if g is None:
-                groups[e.key] = _HistGroup(e, p)
-                continue
-            bounds = list(p.explicit_bounds)
-            if bounds != g.bounds:
-                # Buckets with other bounds cannot be added up: the point is left out.
-                self.counters.drop("view_bounds_mismatch")
-                continue
-            g.counts = [a + b for a, b in zip(g.counts, p.bucket_counts, strict=True)]
-            g.count += p.count
-            g.sum += p.sum
-            g.start = min(g.start, p.start_time_unix_nano)
-            g.time = max(g.time, p.time_unix_nano)
-            g.min = min(g.min, p.min) if g.min is not None and p.HasField("min") else None
-            g.max = max(g.max, p.max) if g.max is not None and p.HasField("max") else None
-        return list(groups.values())
+def _group(
+    view: _View, cache: dict[bytes, _Entry | None], decoded: list[_Decoded]
+) -> list[list[Any]]:
+    """Points by output attribute set: [entry, (point, head, tail), ...] per group."""
+    groups: dict[bytes, list[Any]] = {}
+    entry_for = view.entry
+    for d in decoded:
+        key = d[1]
+        e = cache[key] if key in cache else entry_for(cache, key, d[0])
+        if e is None:
+            continue
+        g = groups.get(e.key)
+        if g is None:
+            groups[e.key] = [e, d]
+        else:
+            g.append(d)
+    return list(groups.values())
 
 
-def _number_points(groups: Iterable[_NumberGroup]) -> bytes:
-    """Sum/Gauge `data_points` (field 1) as protobuf bytes."""
+_HIST_HEAD = struct.Struct("<xQxQxQxd")  # start, time, count, sum with their tags: 36 bytes
+_NUMBER_HEAD = struct.Struct("<xQxQ")  # start, time with their tags: 18 bytes
+_MIN_MAX = struct.Struct("<xdxd")
+_COUNTS: dict[int, struct.Struct] = {}
+_SMALL_VARINTS = [_varint(n) for n in range(4096)]
+
+
+def _point(body: bytes) -> bytes:
+    """One element of a `data_points` field (field 1, length-delimited)."""
+    n = len(body)
+    return b"\x0a" + (_SMALL_VARINTS[n] if n < 4096 else _varint(n)) + body
+
+
+def _fast_hist_head(head: bytes) -> tuple[int, int, int, float, tuple[int, ...], bytes] | None:
+    """start, time, count, sum, bucket counts and the serialized bounds field, read from the
+    point's own bytes when they have the usual layout (every field set); else None."""
+    if len(head) < 38 or head[0] != 0x11 or head[9] != 0x19 or head[18] != 0x21:
+        return None
+    if head[27] != 0x29 or head[36] != 0x32:
+        return None
+    length, j = _read_varint(head, 37)
+    counts = _COUNTS.get(length)
+    if counts is None:
+        counts = _COUNTS[length] = struct.Struct(f"<{length // 8}Q")
+    start, end, count, total = _HIST_HEAD.unpack_from(head)
+    return start, end, count, total, counts.unpack_from(head, j), head[j + length :]
+
+
+def _numbers(groups: list[list[Any]], *, scale: bool) -> bytes:
+    """Sum/Gauge `data_points` (field 1) as protobuf bytes. A group of one point whose fields
+    were read in one piece keeps them as they are; others are added up (and scaled)."""
     parts = []
     for g in groups:
-        body = (
-            g.entry.number_attrs
-            + b"\x11"
-            + _Q.pack(g.start)
-            + b"\x19"
-            + _Q.pack(g.time)
-            + (b"\x31" + _q.pack(int(g.value)) if g.is_int else b"\x21" + _D.pack(g.value))
+        e: _Entry = g[0]
+        if len(g) == 2 and not scale and g[1][2] is not None:
+            parts.append(_point(e.number_attrs + g[1][2]))
+            continue
+        start = end = 0
+        total: float = 0
+        is_int = True
+        any_point = False
+        for p, _, head, _ in g[1:]:
+            if head is not None and len(head) == 27:
+                s, t = _NUMBER_HEAD.unpack_from(head)
+                if head[18] == 0x31:
+                    v: float = _q.unpack_from(head, 19)[0]
+                else:
+                    v = _D.unpack_from(head, 19)[0]
+                    is_int = False
+            else:
+                if p.flags & 1:
+                    continue
+                s, t = p.start_time_unix_nano, p.time_unix_nano
+                v = p.as_double or p.as_int
+                is_int = is_int and type(v) is int
+            total += v
+            if not any_point:
+                start, end, any_point = s, t, True
+            else:
+                start = s if s < start else start
+                end = t if t > end else end
+        if not any_point:
+            continue
+        if scale:
+            value = b"\x21" + _D.pack(total * e.rate)
+        elif is_int:
+            value = b"\x31" + _q.pack(int(total))
+        else:
+            value = b"\x21" + _D.pack(total)
+        parts.append(
+            _point(e.number_attrs + b"\x11" + _Q.pack(start) + b"\x19" + _Q.pack(end) + value)
         )
-        parts.append(_field(0x0A, body))
     return b"".join(parts)
 
 
-def _histogram_points(groups: Iterable[_HistGroup]) -> bytes:
+def _derived_from_histograms(groups: list[list[Any]], count: bool) -> bytes:
+    """A counter point per group: the histograms' count, or their sum times the rate."""
     parts = []
     for g in groups:
-        body = [
-            g.entry.hist_attrs,
-            b"\x11",
-            _Q.pack(g.start),
-            b"\x19",
-            _Q.pack(g.time),
-            b"\x21",
-            _Q.pack(g.count),
-            b"\x29",
-            _D.pack(g.sum),
-        ]
-        if g.counts:
-            body.append(_field(0x32, struct.pack(f"<{len(g.counts)}Q", *g.counts)))
-        if g.bounds:
-            body.append(_field(0x3A, struct.pack(f"<{len(g.bounds)}d", *g.bounds)))
-        if g.min is not None:
-            body.append(b"\x59" + _D.pack(g.min))
-        if g.max is not None:
-            body.append(b"\x61" + _D.pack(g.max))
-        parts.append(_field(0x0A, b"".join(body)))
+        e: _Entry = g[0]
+        rate = e.rate
+        if len(g) == 2 and count and rate == 1.0:
+            head = g[1][2]
+            if head is not None and len(head) >= 27 and head[18] == 0x21 and head[0] == 0x11:
+                # start and time as they are; the count's fixed64 is the as_int's sfixed64
+                parts.append(_point(e.number_attrs + head[:18] + b"\x31" + head[19:27]))
+                continue
+        start = end = 0
+        counted = 0
+        total = 0.0
+        any_point = False
+        for p, _, head, _ in g[1:]:
+            if head is not None and len(head) >= 36 and head[0] == 0x11 and head[27] == 0x29:
+                s, t, c, sm = _HIST_HEAD.unpack_from(head)
+            else:
+                if p.flags & 1:
+                    continue
+                s, t, c, sm = p.start_time_unix_nano, p.time_unix_nano, p.count, p.sum
+            counted += c
+            total += sm
+            if not any_point:
+                start, end, any_point = s, t, True
+            else:
+                start = s if s < start else start
+                end = t if t > end else end
+        if not any_point:
+            continue
+        if count and rate == 1.0:
+            value = b"\x31" + _q.pack(counted)
+        elif count:
+            value = b"\x21" + _D.pack(counted * rate)
+        else:
+            value = b"\x21" + _D.pack(total * rate)
+        parts.append(
+            _point(e.number_attrs + b"\x11" + _Q.pack(start) + b"\x19" + _Q.pack(end) + value)
+        )
     return b"".join(parts)
+
+
+def _histograms(groups: list[list[Any]], counters: ViewCounters) -> bytes:
+    """Histogram `data_points`: a group of one point keeps its serialized fields; others are
+    added bucket by bucket (equal bounds only)."""
+    parts = []
+    for g in groups:
+        e: _Entry = g[0]
+        if len(g) == 2 and g[1][2] is not None:
+            _, _, head, tail = g[1]
+            parts.append(_point(e.hist_attrs + head + tail))
+            continue
+        merged = _merge_fast(g, counters)
+        parts.append(_point(e.hist_attrs + merged) if merged else _merge_slow(g, counters))
+    return b"".join(parts)
+
+
+def _merge_fast(g: list[Any], counters: ViewCounters) -> bytes | None:
+    """Adds up the group's points from their bytes; None when one has an unusual layout."""
+    reads = []
+    for _, _, head, tail in g[1:]:
+        if head is None or (tail and tail[0] != 0x59 and tail[0] != 0x61):
+            return None  # exemplars or flags: read field by field
+        read = _fast_hist_head(head)
+        if read is None:
+            return None
+        reads.append((read, tail))
+    (start, end, count, total, first_counts, bounds), first_tail = reads[0]
+    columns = [first_counts]
+    tails = [first_tail]
+    for (s, t, c, sm, counts, b), tail in reads[1:]:
+        if b != bounds:
+            # Buckets with other bounds cannot be added up: the point is left out.
+            counters.drop("view_bounds_mismatch")
+            continue
+        columns.append(counts)
+        tails.append(tail)
+        count += c
+        total += sm
+        start = s if s < start else start
+        end = t if t > end else end
+    summed = [sum(column) for column in zip(*columns, strict=True)]
+    body = [
+        _HIST_HEAD.pack(start, end, count, total),
+        b"\x32",
+        _varint(8 * len(summed)),
+        struct.pack(f"<{len(summed)}Q", *summed),
+        bounds,
+    ]
+    out = bytearray(b"".join(body))
+    # The tags _HIST_HEAD leaves as padding bytes.
+    out[0], out[9], out[18], out[27] = 0x11, 0x19, 0x21, 0x29
+    if all(len(tail) == 18 for tail in tails):  # every point has min and max
+        lows, highs = zip(*[_MIN_MAX.unpack(tail) for tail in tails], strict=True)
+        out += b"\x59" + _D.pack(min(lows)) + b"\x61" + _D.pack(max(highs))
+    return bytes(out)
+
+
+def _merge_slow(g: list[Any], counters: ViewCounters) -> bytes:
+    e: _Entry = g[0]
+    members = [d[0] for d in g[1:] if not d[0].flags & 1]
+    if not members:
+        return b""
+    first = members[0]
+    bounds = list(first.explicit_bounds)
+    counts = list(first.bucket_counts)
+    count, total = first.count, first.sum
+    start, end = first.start_time_unix_nano, first.time_unix_nano
+    lo = first.min if first.HasField("min") else None
+    hi = first.max if first.HasField("max") else None
+    for p in members[1:]:
+        if list(p.explicit_bounds) != bounds:
+            counters.drop("view_bounds_mismatch")
+            continue
+        counts = [a + b for a, b in zip(counts, p.bucket_counts, strict=True)]
+        count += p.count
+        total += p.sum
+        start = min(start, p.start_time_unix_nano)
+        end = max(end, p.time_unix_nano)
+        lo = min(lo, p.min) if lo is not None and p.HasField("min") else None
+        hi = max(hi, p.max) if hi is not None and p.HasField("max") else None
+    body = [
+        e.hist_attrs,
+        b"\x11",
+        _Q.pack(start),
+        b"\x19",
+        _Q.pack(end),
+        b"\x21",
+        _Q.pack(count),
+        b"\x29",
+        _D.pack(total),
+    ]
+    if counts:
+        body.append(_field(0x32, struct.pack(f"<{len(counts)}Q", *counts)))
+    if bounds:
+        body.append(_field(0x3A, struct.pack(f"<{len(bounds)}d", *bounds)))
+    if lo is not None:
+        body.append(b"\x59" + _D.pack(lo))
+    if hi is not None:
+        body.append(b"\x61" + _D.pack(hi))
+    return _point(b"".join(body))

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from gateway.config import ConfigError, load
@@ -315,3 +317,50 @@ def test_builds_valid_protobuf() -> None:
     assert (hist.count, hist.sum, hist.start_time_unix_nano) == (6, 9.5, 1_000_000_000)
     count = metrics["coderunner.api.requests"].sum
     assert count.is_monotonic and count.data_points[0].as_int == 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),  # the attribute the view drops
+            st.sampled_from(["x", "y"]),  # the one it keeps
+            st.lists(st.integers(0, 300), min_size=3, max_size=3),  # bucket counts
+            st.floats(0.001, 100.0),  # sum
+            st.booleans(),  # min and max set
+        ),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda t: (t[0], t[1]),
+    )
+)
+def test_merged_histograms_equal_a_field_by_field_sum(points: list[Any]) -> None:
+    """The byte-level merge gives what adding the points' fields one by one gives."""
+    req = Req().histogram(
+        "h", [({"drop": d, "keep": k}, B, c, sm, 1, 10) for d, k, c, sm, _ in points]
+    )
+    dps = req.request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points
+    for p, (*_, minmax) in zip(dps, points, strict=True):
+        if minmax:
+            p.min, p.max = p.sum / 1000, 2.0 + p.sum
+    expected: dict[str, dict[str, Any]] = {}
+    for p, (_, keep, *_rest) in zip(dps, points, strict=True):
+        e = expected.setdefault(keep, {"counts": [0, 0, 0], "count": 0, "sum": 0.0, "mm": []})
+        e["counts"] = [a + b for a, b in zip(e["counts"], p.bucket_counts, strict=True)]
+        e["count"] += p.count
+        e["sum"] += p.sum
+        e["mm"].append((p.min, p.max) if p.HasField("min") else None)
+    batch = MetricsBatch(req.request)
+    views({"select": {"instrument": "h"}, "attributes": {"keep": ["keep"]}}).process(batch)
+    out = batch.request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points
+    assert len(out) == len(expected)
+    for q in out:
+        e = expected[q.attributes[0].value.string_value]
+        assert list(q.bucket_counts) == e["counts"] and q.count == e["count"]
+        assert list(q.explicit_bounds) == B
+        assert q.sum == pytest.approx(e["sum"], rel=1e-12)
+        assert (q.start_time_unix_nano, q.time_unix_nano) == (1_000_000_000, 10_000_000_000)
+        if all(mm is not None for mm in e["mm"]):
+            assert (q.min, q.max) == (min(m[0] for m in e["mm"]), max(m[1] for m in e["mm"]))
+        else:
+            assert not q.HasField("min") and not q.HasField("max")
