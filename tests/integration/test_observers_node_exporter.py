@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from gateway.catalogue import by_name
 from gateway.observers.sampler import PsutilSampler, SystemClock
 from gateway.observers.system import SystemObserver
 from tests.gateway.observers.fakes import Collect, points_by_metric
-from tests.support.servers import ServerProcess, _spawn, free_port, run_gateway
+from tests.support.servers import ServerProcess, free_port, run_gateway, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @contextlib.contextmanager
 def node_exporter(tmp: Path) -> Iterator[ServerProcess]:
+    """Debian's node_exporter on a free port, with only the collectors compared here."""
     binary = shutil.which("prometheus-node-exporter")
     if binary is None:
         pytest.fail("prometheus-node-exporter is not installed: run `make system-deps`")
@@ -49,9 +51,15 @@ def node_exporter(tmp: Path) -> Iterator[ServerProcess]:
         "--collector.netdev",
         "--collector.filesystem",
     ]
-    url = f"http://127.0.0.1:{port}"
-    with _spawn(argv, tmp / f"node-exporter-{port}.log", url, "/metrics") as server:
+    log = tmp / f"node-exporter-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_http(server.url + "/metrics", proc=proc)
         yield server
+    finally:
+        server.stop()
 
 
 def scrape(url: str) -> Samples:
