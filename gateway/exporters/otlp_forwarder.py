@@ -105,7 +105,8 @@ class OtlpForwarder:
         full_retry_after_seconds: float = 5.0,
     ) -> None:
         self._config = config
-        self._queue: ForwardQueue = queue or MemoryQueue(config.queue_size)
+        # not `queue or ...`: an empty queue is falsy (it has __len__)
+        self._queue: ForwardQueue = queue if queue is not None else MemoryQueue(config.queue_size)
         self._full_retry_after = full_retry_after_seconds
         self._sleep = sleep
         self.counters = ForwarderCounters()
