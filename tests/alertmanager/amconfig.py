@@ -1,6 +1,7 @@
-"""The repository's Alertmanager config, and the same config with every receiver swapped for a
-webhook, for tests against a real Alertmanager. Routes, grouping and inhibit rules stay the
-repository's: only where notifications go (and, for speed, the timers) change."""
+"""The repository's Alertmanager config for tests against a real Alertmanager: as it is, with
+every receiver swapped for a webhook (`with_webhook`), or with its real receivers pointed at
+servers on 127.0.0.1 (`with_local_endpoints`). Routes, grouping, inhibit rules and templates
+stay the repository's: only where notifications go (and, for speed, the timers) change."""
 
 from __future__ import annotations
 
