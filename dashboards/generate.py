@@ -596,6 +596,15 @@ def _panel(spec: PanelSpec) -> Any:
             piechart.Panel()
             .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
             .pie_type(piechart_m.PieChartType.DONUT)
+            .legend(
+                piechart.PieChartLegendOptions()
+                .show_legend(True)
+                .display_mode(common_m.LegendDisplayMode.TABLE)
+                .placement(common_m.LegendPlacement.RIGHT)
+                .values(
+                    [piechart_m.PieChartLegendValues.VALUE, piechart_m.PieChartLegendValues.PERCENT]
+                )
+            )
         )
     panel = (
         panel.id(spec.id)
