@@ -264,7 +264,7 @@ def _rows() -> tuple[RowSpec, ...]:
     overflowed = by_name("gateway.points.overflowed")
     dropped = by_name("gateway.points.dropped")
     queue = by_name("gateway.forward.queue.length")
-    queue_cap = by_name("gateway.forward.queue.capacity")
+    queue_fill = by_name("gateway.forward.queue.utilization")
     redelivered = by_name("gateway.points.redelivered")
     refused = by_name("gateway.requests.refused")
     interval = by_name("gateway.observer.interval")
@@ -470,11 +470,10 @@ def _rows() -> tuple[RowSpec, ...]:
         PanelSpec(13, "points_dropped", "Points dropped", "Accepted points dropped per second "
                   "by reason. Alert: gateway dropping points.",
                   dropped, R, _q(_sum_rate(dropped, "reason"), "{{reason}}")),
-        PanelSpec(16, "forward_queue", "Forward queue fill", "Batches waiting to be forwarded "
-                  "as a share of what the queue holds. Alert: forward queue filling, above "
-                  f"{FORWARD_QUEUE_ALERT:.0%}.",
-                  queue, X, _q(f"{_gauge(queue, 'max', 'job, instance')} / "
-                               f"{_gauge(queue_cap, 'max', 'job, instance')}", "{{instance}}"),
+        PanelSpec(16, "forward_queue", "Forward queue fill", "How full the forward queue is "
+                  "(batches for the memory queue, bytes for the disk queue). Alert: forward "
+                  f"queue filling, above {FORWARD_QUEUE_ALERT:.0%}.",
+                  queue_fill, V, _q(_gauge(queue_fill, "max", "job, instance"), "{{instance}}"),
                   thresholds=(FORWARD_QUEUE_ALERT,)),
         PanelSpec(51, "forward_queue_length", "Forward queue length",
                   "Batches waiting to be forwarded.",

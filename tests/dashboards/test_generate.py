@@ -138,7 +138,7 @@ def test_panels_cover_every_layer(dashboard: dict[str, Any]) -> None:
                      "user.activity", "feature.usage", "resource.costs", "plan.distribution",
                      "health.check.status", "circuit_breaker.state", "gateway.points.received",
                      "gateway.points.rejected", "gateway.points.overflowed",
-                     "gateway.forward.queue.length", "gateway.forward.queue.capacity",
+                     "gateway.forward.queue.length", "gateway.forward.queue.utilization",
                      "gateway.requests.refused", "gateway.points.redelivered"):  # fmt: skip
         assert required in names, required
     titles = {p["title"] for p in dashboard["panels"] if p["type"] == "row"}
