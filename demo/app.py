@@ -121,17 +121,28 @@ def create_app(
     for i in range(1, settings.seed_users + 1):
         state.plan_counts[seed_user(i).plan] += 1
     registry = HealthRegistry(service_id=settings.service_name, version="0.1.0")
-    registry.add(
-        Check(
-            "postgresql",
-            PostgresCheck(dsn=settings.database_url),
-            timeout=2.0,
-            interval=10.0,
-            # Optional: without the database the demo runs degraded (warn), and says why.
-            required=False,
-            component_type="datastore",
+
+    def add_database_check() -> None:
+        # With a connection, the check uses the service's own pool (its statistics are the
+        # interesting ones, and the pool's graceful close waits for a check cut short at
+        # shutdown); without one, the check's own lazy pool keeps trying and says why it fails.
+        check = (
+            PostgresCheck(pool=state.db.pool)
+            if state.db is not None
+            else PostgresCheck(dsn=settings.database_url)
         )
-    )
+        registry.add(
+            Check(
+                "postgresql",
+                check,
+                timeout=2.0,
+                interval=10.0,
+                # Optional: without the database the demo runs degraded (warn), and says why.
+                required=False,
+                component_type="datastore",
+                close=check.close,
+            )
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,6 +164,7 @@ def create_app(
         app.state.instrumentation.meters.observe_plan_distribution(lambda: state.plan_counts)
         stop_refresh = asyncio.Event()
         refresher = asyncio.create_task(_refresh_plans(state, stop_refresh), name="plan-refresh")
+        add_database_check()
         await registry.start()
         registry.set_accepting(True)
         try:
