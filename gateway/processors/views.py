@@ -251,6 +251,7 @@ _FLAGS_TAG = 0x40
 _HIST_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x29))  # start, time, count, sum
 _NUMBER_ATTR_TAG = 0x3A  # NumberDataPoint.attributes = 7
 _HIST_ATTR_TAG = 0x4A  # HistogramDataPoint.attributes = 9
+_HIST_EXEMPLARS_TAG = 0x42  # HistogramDataPoint.exemplars = 8
 _Q = struct.Struct("<Q")
 _q = struct.Struct("<q")
 _D = struct.Struct("<d")
@@ -316,39 +317,49 @@ def _decode_numbers(dps: Any) -> list[_Decoded]:
 
 
 def _decode_histograms(dps: Any) -> list[_Decoded]:
-    """Serialize; skip the fixed fields (start, time, count, sum) and the packed bucket counts;
-    the key runs from the packed bounds to the end of the attributes, so equal keys also mean
-    equal bounds; min, max and flags follow the attributes."""
+    """Serialize; the fields in front of the attributes (start, time, count, sum, packed bucket
+    counts and bounds) are the head, the attributes the key, min/max/flags behind them the
+    tail. The usual layout (every field set, short packed fields) is read without a loop."""
     out: list[_Decoded] = []
     fixed = _HIST_FIXED_TAGS
     for p in dps:
         b: bytes = p.SerializeToString()
         n = len(b)
-        j = 0
-        bounds_at = -1
-        while j < n:
-            tag = b[j]
-            if tag in fixed:
-                j += 9
-            elif tag == 0x32 or tag == 0x3A:
-                if tag == 0x3A:
-                    bounds_at = j
-                length, j = _read_varint(b, j + 1)
-                j += length
-            else:
-                break
-        if j < n and b[j] != _HIST_ATTR_TAG:
-            # Exemplars in front of the attributes: the slow, sure way.
-            out.append((p, _slow_key(p), None, b""))
+        if (
+            n > 38
+            and b[0] == 0x11
+            and b[9] == 0x19
+            and b[18] == 0x21
+            and b[27] == 0x29
+            and b[36] == 0x32
+            and b[37] < 0x80
+        ):
+            j = 38 + b[37]
+            if j + 1 < n and b[j] == 0x3A and b[j + 1] < 0x80:
+                j += 2 + b[j + 1]
+        else:
+            j = 0
+            while j < n:
+                tag = b[j]
+                if tag in fixed:
+                    j += 9
+                elif tag == 0x32 or tag == 0x3A:
+                    length, j = _read_varint(b, j + 1)
+                    j += length
+                else:
+                    break
+        if j < n and b[j] == _HIST_EXEMPLARS_TAG:
+            out.append((p, _slow_key(p), None, b""))  # exemplars: the slow, sure way
             continue
-        end = n
-        if p.HasField("max"):
-            end -= 9
-        if p.HasField("min"):
-            end -= 9
-        if p.flags:
-            end -= 1 + len(_varint(p.flags))
-        out.append((p, b[bounds_at if bounds_at >= 0 else j : end], b[:j], b[end:]))
+        k = j
+        while k < n and b[k] == _HIST_ATTR_TAG:
+            length = b[k + 1]
+            if length < 0x80:
+                k += 2 + length
+            else:
+                length, k = _read_varint(b, k + 1)
+                k += length
+        out.append((p, b[j:k], b[:j], b[k:]))
     return out
 
 
@@ -678,6 +689,7 @@ def _group(
 
 
 _HIST_HEAD = struct.Struct("<xQxQxQxd")  # start, time, count, sum with their tags: 36 bytes
+_HIST_FIELDS = struct.Struct("<BQBQBQBd")  # the same, written with the tags
 _NUMBER_HEAD = struct.Struct("<xQxQ")  # start, time with their tags: 18 bytes
 _MIN_MAX = struct.Struct("<xdxd")
 _COUNTS: dict[int, struct.Struct] = {}
@@ -688,21 +700,6 @@ def _point(body: bytes) -> bytes:
     """One element of a `data_points` field (field 1, length-delimited)."""
     n = len(body)
     return b"\x0a" + (_SMALL_VARINTS[n] if n < 4096 else _varint(n)) + body
-
-
-def _fast_hist_head(head: bytes) -> tuple[int, int, int, float, tuple[int, ...], bytes] | None:
-    """start, time, count, sum, bucket counts and the serialized bounds field, read from the
-    point's own bytes when they have the usual layout (every field set); else None."""
-    if len(head) < 38 or head[0] != 0x11 or head[9] != 0x19 or head[18] != 0x21:
-        return None
-    if head[27] != 0x29 or head[36] != 0x32:
-        return None
-    length, j = _read_varint(head, 37)
-    counts = _COUNTS.get(length)
-    if counts is None:
-        counts = _COUNTS[length] = struct.Struct(f"<{length // 8}Q")
-    start, end, count, total = _HIST_HEAD.unpack_from(head)
-    return start, end, count, total, counts.unpack_from(head, j), head[j + length :]
 
 
 def _numbers(groups: list[list[Any]], *, scale: bool) -> bytes:
@@ -812,44 +809,52 @@ def _histograms(groups: list[list[Any]], counters: ViewCounters) -> bytes:
 
 
 def _merge_fast(g: list[Any], counters: ViewCounters) -> bytes | None:
-    """Adds up the group's points from their bytes; None when one has an unusual layout."""
-    reads = []
+    """Adds up the group's points from their bytes; None when one has an unusual layout
+    (a field left at its default, exemplars, flags): then they are read field by field."""
+    columns = []
+    tails = []
+    bounds = b""
+    counts_struct = None
+    start = end = count = 0
+    total = 0.0
     for _, _, head, tail in g[1:]:
         if head is None or (tail and tail[0] != 0x59 and tail[0] != 0x61):
-            return None  # exemplars or flags: read field by field
-        read = _fast_hist_head(head)
-        if read is None:
             return None
-        reads.append((read, tail))
-    (start, end, count, total, first_counts, bounds), first_tail = reads[0]
-    columns = [first_counts]
-    tails = [first_tail]
-    for (s, t, c, sm, counts, b), tail in reads[1:]:
-        if b != bounds:
+        if len(head) < 38 or head[0] != 0x11 or head[9] != 0x19 or head[18] != 0x21:
+            return None
+        if head[27] != 0x29 or head[36] != 0x32 or head[37] >= 0x80:
+            return None
+        length = head[37]
+        s, t, c, sm = _HIST_HEAD.unpack_from(head)
+        if counts_struct is None:
+            counts_struct = _COUNTS.get(length)
+            if counts_struct is None:
+                counts_struct = _COUNTS[length] = struct.Struct(f"<{length // 8}Q")
+            bounds = head[38 + length :]
+            start, end = s, t
+        elif head[38 + length :] != bounds or length != counts_struct.size:
             # Buckets with other bounds cannot be added up: the point is left out.
             counters.drop("view_bounds_mismatch")
             continue
-        columns.append(counts)
+        columns.append(counts_struct.unpack_from(head, 38))
         tails.append(tail)
         count += c
         total += sm
         start = s if s < start else start
         end = t if t > end else end
-    summed = [sum(column) for column in zip(*columns, strict=True)]
-    body = [
-        _HIST_HEAD.pack(start, end, count, total),
-        b"\x32",
-        _varint(8 * len(summed)),
-        struct.pack(f"<{len(summed)}Q", *summed),
-        bounds,
-    ]
-    out = bytearray(b"".join(body))
-    # The tags _HIST_HEAD leaves as padding bytes.
-    out[0], out[9], out[18], out[27] = 0x11, 0x19, 0x21, 0x29
+    if counts_struct is None:
+        return None
+    out = (
+        _HIST_FIELDS.pack(0x11, start, 0x19, end, 0x21, count, 0x29, total)
+        + b"\x32"
+        + bytes((counts_struct.size,))
+        + counts_struct.pack(*map(sum, zip(*columns, strict=True)))
+        + bounds
+    )
     if all(len(tail) == 18 for tail in tails):  # every point has min and max
         lows, highs = zip(*[_MIN_MAX.unpack(tail) for tail in tails], strict=True)
         out += b"\x59" + _D.pack(min(lows)) + b"\x61" + _D.pack(max(highs))
-    return bytes(out)
+    return out
 
 
 def _merge_slow(g: list[Any], counters: ViewCounters) -> bytes:
