@@ -239,6 +239,7 @@ def run_demo(
     demo_port: int = 3000,
     gateway_config: str | None = None,
     database_url: str | None = None,
+    table_prefix: str = "demo_",
     rate: float = 5.0,
     traffic: bool = True,
     duration_s: float | None = None,
@@ -260,6 +261,7 @@ def run_demo(
                 demo_port=demo_port,
                 gateway_config=gateway_config,
                 database_url=database_url,
+                table_prefix=table_prefix,
                 rate=rate,
                 traffic=traffic,
                 duration_s=duration_s,
@@ -282,6 +284,7 @@ async def _run(
     demo_port: int,
     gateway_config: str | None,
     database_url: str | None,
+    table_prefix: str,
     rate: float,
     traffic: bool,
     duration_s: float | None,
@@ -321,6 +324,7 @@ async def _run(
         "OTEL_EXPORTER_OTLP_ENDPOINT": gateway_url,
         "OTEL_METRIC_EXPORT_INTERVAL": str(int(export_interval_s * 1000)),
         "DATABASE_URL": database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        "DEMO_TABLE_PREFIX": table_prefix,
     }
     demo_argv = [
         sys.executable,

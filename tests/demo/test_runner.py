@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -9,15 +10,25 @@ import signal
 import threading
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from demo.runner import _port_free, run_demo
+from tests.demo.conftest import DSN
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_summarises_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+async def _drop(prefix: str) -> None:
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {prefix}deployments, {prefix}users")
+    finally:
+        await conn.close()
+
+
+def test_demo_runs_summarises_and_stops_on_ctrl_c(tmp_path: Path, table_prefix: str) -> None:
     http, grpc, demo = free_port(), free_port(), free_port()
     out = io.StringIO()
     # Ctrl-C after a few summaries.
@@ -36,6 +47,7 @@ def test_demo_runs_summarises_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         )
     finally:
         timer.cancel()
+        asyncio.run(_drop(table_prefix))
     text = out.getvalue()
     assert code == 0, text
     assert f"http://127.0.0.1:{http}/metrics" in text
