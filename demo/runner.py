@@ -391,6 +391,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url", help=f"demo PostgreSQL DSN (DATABASE_URL, else {DEFAULT_DATABASE_URL})"
     )
+    parser.add_argument(
+        "--table-prefix", default="demo_", help="prefix of the demo's tables (demo_)"
+    )
     parser.add_argument("--rate", type=float, default=5.0, help="traffic actions per second (5)")
     parser.add_argument("--no-traffic", action="store_true", help="start without traffic")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -404,6 +407,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         demo_port=args.demo_port,
         gateway_config=args.config,
         database_url=args.database_url,
+        table_prefix=args.table_prefix,
         rate=args.rate,
         traffic=not args.no_traffic,
         duration_s=args.duration,
