@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,9 +31,9 @@ from tests.support.servers import (
     REPO,
     GatewayProcess,
     ServerProcess,
-    _spawn,
     free_port,
     run_gateway,
+    wait_http,
 )
 
 pytestmark = pytest.mark.integration
@@ -71,17 +72,20 @@ def demo_service(
         "--log-level",
         "warning",
     ]
+    log = tmp / f"demo-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
     try:
-        with _spawn(
-            argv,
-            tmp / f"demo-{port}.log",
-            f"http://127.0.0.1:{port}",
-            "/live",
-            env=env,
-            cwd=REPO,
-        ) as server:
-            yield server
+        try:
+            wait_http(server.url + "/live", timeout=30, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"demo service did not start: {exc}\n{server.log_text()}") from exc
+        yield server
     finally:
+        server.stop()  # SIGTERM: uvicorn runs the lifespan shutdown, which flushes
         asyncio.run(_drop(prefix))
 
 
