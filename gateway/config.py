@@ -65,8 +65,9 @@ class ServerConfig(_Frozen):
 class LimitsConfig(_Frozen):
     #: largest request body, checked before and again after decompression
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
-    #: most data points one export request may carry; more refuse the request (400)
-    max_points_per_request: int = Field(100_000, gt=0)
+    #: most data points one export request may carry; more refuse the request (400). The
+    #: default is above what a 20 MiB body holds at ~100 bytes a point: lower it on purpose
+    max_points_per_request: int = Field(500_000, gt=0)
     #: most attributes one data point may carry; such points are refused (partial_success)
     max_attributes_per_point: int = Field(128, gt=0)
     #: longest string attribute value in characters; such points are refused (partial_success)

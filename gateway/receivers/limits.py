@@ -9,9 +9,10 @@
 Metric names are checked where the name is turned into a Prometheus name (the store), which
 reports bad names the same way, in `partial_success`.
 
-The walk over every point is in Python; to keep it cheap, a point's attributes are only looked
-at one by one when the point's serialized size (`ByteSize()`, computed in C) could hold a value
-over the limit.
+The walk over every point is in Python, so each point costs one C call: its serialized size
+(`ByteSize()`). Only a point large enough to break a limit has its attributes looked at: a value
+over `max_attribute_value_length` needs at least that many bytes, and more than
+`max_attributes_per_point` attributes need at least two bytes each (tag and length).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class InputLimits:
         self._max_points = config.max_points_per_request
         self._max_attributes = config.max_attributes_per_point
         self._max_length = config.max_attribute_value_length
+        #: a point at most this large cannot break either attribute limit
+        self._threshold = min(self._max_length, 2 * self._max_attributes)
 
     def _bad(self, attributes: Any, size: int) -> str | None:
         if len(attributes) > self._max_attributes:
@@ -90,13 +93,11 @@ class InputLimits:
     def _check_points(self, batch: MetricsBatch, name: str, dps: Any) -> None:
         bad: list[int] = []
         problem = None
-        max_attributes = self._max_attributes
-        max_length = self._max_length
+        threshold = self._threshold
         for i, p in enumerate(dps):
-            attributes = p.attributes
-            # Cheap tests first: the count, then the size of the whole point.
-            if len(attributes) > max_attributes or p.ByteSize() > max_length:
-                found = self._bad(attributes, p.ByteSize())
+            size = p.ByteSize()
+            if size > threshold:
+                found = self._bad(p.attributes, size)
                 if found is not None:
                     bad.append(i)
                     problem = problem or found
