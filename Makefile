@@ -26,8 +26,8 @@ run: setup
 	$(BIN)/telemetry-gateway demo
 
 lint: setup
-	$(BIN)/ruff check gateway instrumentation demo tests bench
-	$(BIN)/ruff format --check gateway instrumentation demo tests bench
+	$(BIN)/ruff check gateway instrumentation demo dashboards tests bench
+	$(BIN)/ruff format --check gateway instrumentation demo dashboards tests bench
 
 typecheck: setup
 	$(BIN)/mypy

@@ -213,6 +213,8 @@ class Gateway:
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
             t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
+            # A ratio, because the disk queue's capacity is in bytes and its length in batches.
+            t.gauge("gateway.forward.queue.utilization", forwarder.queue_fill_ratio)
             t.counter(
                 "gateway.points.redelivered", "", lambda: {"": forwarder.counters.redelivered}
             )

@@ -115,6 +115,7 @@ def test_full_queue_refuses_with_retry_after_by_default(tmp_path: Path) -> None:
                     assert int(r.headers["Retry-After"]) >= 1
             assert statuses == [200, 200, 503, 503, 503]
             assert self_metric(gw, "coderunner_gateway_forward_queue_length") == 2
+            assert self_metric(gw, "coderunner_gateway_forward_queue_utilization_ratio") == 1.0
             assert (
                 self_metric(gw, "coderunner_gateway_requests_refused_total", transport="http") == 3
             )
