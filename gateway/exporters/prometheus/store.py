@@ -240,7 +240,7 @@ def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool)
 
 
 def _reason_label(message: str) -> str:
-    """"invalid value: NaN ..." -> "invalid_value", the `reason` label of self-metrics."""
+    """`invalid value: NaN ...` -> `invalid_value`, the `reason` label of self-metrics."""
     return message.split(":", 1)[0].replace(" ", "_")
 
 
