@@ -270,9 +270,14 @@ class SeriesStore:
         self.settings = settings or StoreSettings()
         self._clock = clock
         self.counters = IngestCounters()
+        # Without a cardinality section (tests, benchmarks) only the per-stream limit applies.
         self.limiter = CardinalityLimiter(
             self.settings.cardinality
-            or CardinalityConfig(max_series_per_stream=self.settings.max_series_per_stream),
+            or CardinalityConfig(
+                max_series_per_stream=self.settings.max_series_per_stream,
+                max_series_per_service=0,
+                max_label_value_length=0,
+            ),
             clock=clock,
         )
         self._resources: dict[bytes, _Resource] = {}
