@@ -5,7 +5,8 @@ metric from each: renamed (to a catalogue entry, whose name, unit and help it ta
 explicit name and unit), with attributes kept, dropped, renamed and their values mapped, points
 that become equal summed ("aggregated away"), and optionally a derived value (a histogram's
 count or sum, times a rate chosen by an attribute). As with the OpenTelemetry SDK's views, an
-instrument that any view selects is replaced by the views' outputs; the others pass unchanged.
+instrument that any view selects is replaced by the views' outputs; the others pass unchanged
+(and so do the points a view's attribute selector leaves out).
 Views run before the exporters' fan-out, so the OTLP forwarder sends the catalogue's names too.
 
 Worked example (the default `api.requests` view). The service sends the histogram
@@ -131,7 +132,7 @@ class Selector(_Frozen):
     scope: str | None = None
     #: resource attributes that must be present with a matching value (globs)
     resource: dict[str, str] = Field(default_factory=dict)
-    #: point attributes that must match (globs); other points of the metric are left out
+    #: point attributes that must match (globs); the metric's other points stay as they were
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
@@ -244,6 +245,7 @@ class ViewCounters:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
 
 
+_NO_RATE = -1.0  # an entry's rate when the rate table has none for the point
 _CACHE_LIMIT = 50_000  # attribute sets remembered per view; beyond it the cache starts over
 _FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))  # NumberDataPoint fixed fields (store.py)
 _EXEMPLARS_TAG = 0x2A
@@ -462,9 +464,8 @@ class _View:
             table = self.derive.rate
             found = table.rates.get(incoming.get(table.attribute, ""))
             if found is None:
-                if table.default is None:
-                    return None
-                found = table.default
+                # No rate: the point is left out of this view (and counted), not guessed.
+                found = _NO_RATE if table.default is None else table.default
             rate = found
         attrs = self.config.attributes
         if attrs.keep is not None:
@@ -600,13 +601,14 @@ class ViewProcessor:
                 if plan[0].config.drop_scope:
                     in_place_scopeless.append(index)
                 continue
-            remove.append(index)
             dps = getattr(m, kind).data_points
             decoded = _decode_histograms(dps) if kind == "histogram" else _decode_numbers(dps)
             for view in plan:
                 out = self._build(view, m, kind, decoded)
                 if out is not None:
                     (built_scopeless if view.config.drop_scope else built_keep).append(out)
+            if not _keep_unselected(plan, kind, dps, decoded):
+                remove.append(index)
         keeps_scope = total - len(remove) - len(in_place_scopeless) > 0 or built_keep
         if not keeps_scope:
             for index in reversed(remove):
@@ -640,7 +642,7 @@ class ViewProcessor:
     ) -> metrics_pb2.Metric | None:
         data = getattr(m, kind)
         temporality = getattr(data, "aggregation_temporality", _CUMULATIVE)
-        groups = _group(view, view.caches[kind == "histogram"], decoded)
+        groups = _group(view, view.caches[kind == "histogram"], decoded, self.counters)
         if not groups:
             return None
         out = metrics_pb2.Metric(
@@ -669,8 +671,26 @@ class ViewProcessor:
         return out
 
 
+def _keep_unselected(plan: tuple[_View, ...], kind: str, dps: Any, decoded: list[_Decoded]) -> bool:
+    """Views that select points by attribute take only those: the others stay in the source
+    metric, unchanged. True when some remain (the source then stays, with just them)."""
+    if not any(view.point_filter for view in plan):
+        return False
+    histogram = kind == "histogram"
+    selected = [
+        i
+        for i, d in enumerate(decoded)
+        if any(view.caches[histogram].get(d[1]) is not None for view in plan)
+    ]
+    if len(selected) == len(decoded):
+        return False
+    for i in reversed(selected):
+        del dps[i]
+    return True
+
+
 def _group(
-    view: _View, cache: dict[bytes, _Entry | None], decoded: list[_Decoded]
+    view: _View, cache: dict[bytes, _Entry | None], decoded: list[_Decoded], counters: ViewCounters
 ) -> list[list[Any]]:
     """Points by output attribute set: [entry, (point, head, tail), ...] per group."""
     groups: dict[bytes, list[Any]] = {}
@@ -679,6 +699,9 @@ def _group(
         key = d[1]
         e = cache[key] if key in cache else entry_for(cache, key, d[0])
         if e is None:
+            continue
+        if e.rate == _NO_RATE:
+            counters.drop("view_no_rate")
             continue
         g = groups.get(e.key)
         if g is None:

@@ -152,10 +152,14 @@ def test_value_maps_function_map_other_and_default() -> None:
 
 
 def test_point_attribute_selector_takes_only_matching_points() -> None:
-    processor = views({"select": {"instrument": "c", "attributes": {"env": "prod*"}}})
+    """The view takes the matching points; the others stay as they were."""
+    processor = views(
+        {"select": {"instrument": "c", "attributes": {"env": "prod*"}}, "rename": {"name": "p"}}
+    )
     points = [({"env": "prod-eu"}, 1, 0, 10), ({"env": "dev"}, 2, 0, 10), ({}, 4, 0, 10)]
-    _, s = run(processor, Req().sum("c", points))
-    assert [v for _, v in s.all("c_total")] == [1.0]
+    _, s = run(processor, Req(scope="lib").sum("c", points))
+    assert [v for _, v in s.all("p_total")] == [1.0]
+    assert sorted(v for _, v in s.all("c_total", otel_scope_name="lib")) == [2.0, 4.0]
 
 
 def test_resource_selector() -> None:
@@ -187,8 +191,9 @@ def test_cost_counter_from_duration_sum_times_plan_rate() -> None:
     _, s = run(processor, req)
     assert s.value("coderunner_resource_costs_total", plan="premium") == pytest.approx(0.06)
     assert s.value("coderunner_resource_costs_total", plan="free") == 0
-    # No rate for "enterprise" and no default: left out rather than guessed.
+    # No rate for "enterprise" and no default: left out (and counted) rather than guessed.
     assert len(s.all("coderunner_resource_costs_total")) == 2
+    assert processor.counters.dropped == {"view_no_rate": 1}
 
 
 def test_derive_value_from_a_sum_with_default_rate() -> None:
