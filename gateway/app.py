@@ -199,8 +199,9 @@ class Gateway:
 
         def dropped() -> dict[str, int]:
             merged = dict(store.counters.dropped)
-            for k, v in views.counters.dropped.items():
-                merged[k] = merged.get(k, 0) + v
+            for source in (views.counters.dropped, store.limiter.counters.dropped):
+                for k, v in source.items():
+                    merged[k] = merged.get(k, 0) + v
             if forwarder is not None:
                 for k, v in forwarder.dropped().items():
                     merged[k] = merged.get(k, 0) + v

@@ -35,9 +35,13 @@ The trade-off: exactness needs each overflowed series' last value, so the limite
 most `max_tracked_overflow_series` of them per stream; points of further overflowed series are
 dropped and counted (`gateway.points.dropped{reason="cardinality_limit"}`), never guessed.
 A member that goes stale (no point for `metric_expiration_seconds`) is forgotten with the rest;
-if it comes back it counts as new. Histograms, exponential histograms and summaries over the
-limit are dropped and counted (`cardinality_limit`): their buckets cannot be summed without
-equal bounds, which a runaway label gives no guarantee of.
+if it comes back it counts as new.
+
+Histograms over the limit go to the overflow histogram the same way, bucket by bucket, when
+their bounds are the overflow histogram's (otherwise dropped and counted as
+`overflow_bounds_mismatch`). Exponential histograms and summaries over the limit are dropped
+and counted (`cardinality_limit`): summaries cannot be added up at all, and exponential buckets
+would need rescaling that no runaway label is worth.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class LimiterCounters:
     def __init__(self) -> None:
         self.overflowed: dict[str, int] = {}
         self.truncated: dict[str, int] = {}
+        #: overflowed histogram points whose bounds differ from the overflow series', by reason
+        self.dropped: dict[str, int] = {}
 
 
 class _OverflowMember:
@@ -154,12 +160,82 @@ class _OverflowMember:
             target.time = max(target.time, self.time)
 
 
+class _HistogramMember:
+    """An overflowed histogram series: the store writes bounds, counts, count, then sum; the
+    sum's setter adds the increase since the last point (bucket by bucket) to the overflow
+    histogram. A count that went down, or a new start time, is a reset: the whole point is
+    the increase. Points whose bounds differ from the overflow histogram's cannot be added
+    and are counted as dropped."""
+
+    __slots__ = (
+        "_counters",
+        "_metric",
+        "_prev",
+        "_reset",
+        "_start",
+        "_sum",
+        "_target",
+        "_updated",
+        "bounds",
+        "count",
+        "counts",
+        "time",
+    )
+
+    def __init__(self, target: Any, metric: str, counters: LimiterCounters):
+        self._target = target
+        self._metric = metric
+        self._counters = counters
+        self._prev: tuple[list[int], int, float] | None = None
+        self._reset = False
+        self._start = 0
+        self._sum = 0.0
+        self._updated = 0.0
+        self.time = 0
+        self.bounds: list[float] = []
+        self.counts: list[int] = []
+        self.count = 0
+
+    @property
+    def sum(self) -> float:
+        return self._sum
+
+    @sum.setter
+    def sum(self, total: float) -> None:
+        self._sum = total
+        counts, count, prev = self.counts, self.count, self._prev
+        if prev is None or self._reset or count < prev[1] or len(prev[0]) != len(counts):
+            inc_counts, inc_count, inc_sum = list(counts), count, total
+        else:
+            inc_counts = [a - b for a, b in zip(counts, prev[0], strict=True)]
+            inc_count, inc_sum = count - prev[1], total - prev[2]
+        self._reset = False
+        self._prev = (list(counts), count, total)
+        target = self._target
+        metric = self._metric
+        if target.count == 0 and not target.counts:
+            target.bounds, target.counts = list(self.bounds), inc_counts
+        elif target.bounds == self.bounds:
+            target.counts = [a + b for a, b in zip(target.counts, inc_counts, strict=True)]
+        else:
+            dropped = self._counters.dropped
+            dropped["overflow_bounds_mismatch"] = dropped.get("overflow_bounds_mismatch", 0) + 1
+            return
+        target.count += inc_count
+        target.sum += inc_sum
+        overflowed = self._counters.overflowed
+        overflowed[metric] = overflowed.get(metric, 0) + 1
+
+    start = _OverflowMember.start
+    updated = _OverflowMember.updated
+
+
 class _Overflow:
     __slots__ = ("members", "series")
 
     def __init__(self, series: Any) -> None:
         self.series = series
-        self.members: dict[str, _OverflowMember] = {}
+        self.members: dict[str, _OverflowMember | _HistogramMember] = {}
 
 
 def _overflow_point() -> metrics_pb2.NumberDataPoint:
@@ -250,7 +326,8 @@ class CardinalityLimiter:
         """The member standing for the over-limit series `labels`, and the overflow series if
         the store must add it now; (None, None) when the point cannot be taken (counted)."""
         metric = stream.family.name
-        if factory.__name__ != "_Number":
+        kind = factory.__name__
+        if kind != "_Number" and kind != "_Histogram":
             return None, None  # the store counts it as dropped (cardinality_limit)
         state = self._overflows.get(stream)
         new_series = None
@@ -262,7 +339,11 @@ class CardinalityLimiter:
         if member is None:
             if len(state.members) >= self.config.max_tracked_overflow_series:
                 return None, new_series  # dropped and counted by the store
-            member = _OverflowMember(state.series, stream.monotonic, metric, self.counters)
+            member = (
+                _OverflowMember(state.series, stream.monotonic, metric, self.counters)
+                if kind == "_Number"
+                else _HistogramMember(state.series, metric, self.counters)
+            )
             state.members[labels] = member
         return member, new_series
 

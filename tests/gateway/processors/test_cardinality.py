@@ -3,6 +3,7 @@ per-metric and per-service limits. Read through the real exposition."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,11 +127,46 @@ def test_long_label_values_are_cut_with_a_marker_and_counted() -> None:
     assert store.limiter.counters.truncated == {"g": 1}
 
 
-def test_histograms_over_the_limit_are_dropped_and_counted() -> None:
+def test_histograms_over_the_limit_add_their_increases_bucket_by_bucket() -> None:
     store = make_store(max_series_per_stream=1)
-    points = [({"k": str(i)}, [1.0], [1, 0], 0.5, 0, 10) for i in range(3)]
+    first = [({"k": str(i)}, [1.0], [1, i], 0.5 + i, 0, 10) for i in range(3)]
+    push(store, Req().histogram("h", first, unit="s"))
+    # k=1 grows, k=2 restarts (its count goes down): the whole point is its increase.
+    later = [({"k": "1"}, [1.0], [3, 4], 9.0, 0, 20), ({"k": "2"}, [1.0], [1, 0], 0.25, 15, 20)]
+    push(store, Req().histogram("h", later, unit="s"))
+    s = scrape(store)
+    overflow = {"otel_metric_overflow": "true"}
+    # k=1: (1,1) then (3,4): +2, +3; k=2: (1,2) then reset to (1,0)
+    assert s.value("h_seconds_bucket", le="1.0", **overflow) == 3 + 1 + 1
+    assert s.value("h_seconds_bucket", le="+Inf", **overflow) == (3 + 4) + (1 + 0) + 3
+    assert s.value("h_seconds_count", **overflow) == 7 + 1 + 3
+    assert s.value("h_seconds_sum", **overflow) == pytest.approx(9.0 + 0.25 + 2.5)
+    assert store.limiter.counters.overflowed == {"h_seconds": 4}
+
+
+def test_overflowed_histograms_with_other_bounds_are_dropped_and_counted() -> None:
+    store = make_store(max_series_per_stream=1)
+    points = [
+        ({"k": "0"}, [1.0], [1, 0], 0.5, 0, 10),
+        ({"k": "1"}, [1.0], [1, 0], 0.5, 0, 10),
+        ({"k": "2"}, [2.0, 5.0], [1, 0, 0], 0.5, 0, 10),
+    ]
     push(store, Req().histogram("h", points, unit="s"))
-    assert len(scrape(store).all("h_seconds_count")) == 1
+    assert scrape(store).value("h_seconds_count", otel_metric_overflow="true") == 1
+    assert store.limiter.counters.dropped == {"overflow_bounds_mismatch": 1}
+
+
+def test_summaries_over_the_limit_are_dropped_and_counted() -> None:
+    store = make_store(max_series_per_stream=1)
+    req = Req()
+    m = req._sm.metrics.add()
+    m.name = "q"
+    for i in range(3):
+        p = m.summary.data_points.add()
+        p.attributes.add(key="k").value.string_value = str(i)
+        p.time_unix_nano, p.count, p.sum = 10, 1, 1.0
+    push(store, req)
+    assert len(scrape(store).all("q_count")) == 1
     assert store.counters.dropped == {"cardinality_limit": 2}
 
 
