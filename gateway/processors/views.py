@@ -531,6 +531,8 @@ class ViewProcessor:
                     pkey = (rkey, scope, m.name, kind)
                     plan = plans.get(pkey)
                     if plan is None:
+                        if len(plans) >= _CACHE_LIMIT:
+                            plans.clear()  # bounded: resources come and go (instance ids)
                         plan = plans[pkey] = self._plan(rm, rkey, scope, m.name, kind)
                     if plan:
                         todo.append((i, m, kind, plan))
