@@ -17,15 +17,17 @@ again, and the forwarder counts their points as possible duplicates.
 
 Bound. `max_bytes` bounds the payload bytes held (the file is a little larger: SQLite pages, the
 WAL, which `journal_size_limit` trims after checkpoints). When full, the `refuse` policy makes
-`has_room()` false, so the receivers answer "retry later" before reading a body; requests
-already past that check may still be appended, up to `max_bytes` plus one request's payload.
-The `drop_oldest` policy deletes the oldest entries that are not being sent and counts their
-points.
+`has_room()` false, so the receivers answer "retry later" before reading a body. Requests that
+passed that check while there was room are still being read and decoded; they were promised
+delivery, so `offer` takes them into a headroom of a tenth of `max_bytes` and only refuses
+(the caller counts a drop) beyond it. The `drop_oldest` policy deletes the oldest entries that
+are not being sent and counts their points.
 
 Example, with max_bytes=100 and refuse:
     offer(60 B) -> True, has_room() -> True (60 < 100)
-    offer(60 B) -> True (one request may overshoot), has_room() -> False (120 >= 100)
-    offer(60 B) -> False (already full)
+    offer(45 B) -> True, has_room() -> False (105 >= 100)
+    offer(10 B) -> True (admitted earlier: 105 < 110, the headroom's end)
+    offer(10 B) -> False (115 >= 110)
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class DiskQueue:
     ) -> None:
         self.path = Path(path)
         self.capacity = max_bytes
+        #: what `offer` takes in the refuse policy: room for requests admitted before full
+        self._hard_cap = max_bytes + max_bytes // 10
         self._policy = full_policy
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
@@ -144,7 +148,7 @@ class DiskQueue:
     def offer(self, entry: Entry) -> bool:
         size = len(entry.payload)
         if self._policy == "refuse":
-            if self._bytes >= self.capacity:
+            if self._bytes >= self._hard_cap:
                 return False
         elif self._bytes + size > self.capacity:
             self._evict(self._bytes + size - self.capacity)

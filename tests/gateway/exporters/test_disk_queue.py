@@ -66,14 +66,15 @@ def test_entries_and_attempts_survive_reopen(tmp_path: Path) -> None:
 def test_refuse_policy(tmp_path: Path) -> None:
     q = DiskQueue(tmp_path / "q.db", max_bytes=100, full_policy="refuse")
     assert q.offer(entry(1, 60)) and q.has_room()
-    assert q.offer(entry(2, 60)), "one request past the admission check may overshoot"
+    assert q.offer(entry(2, 45)), "a request admitted before full goes into the headroom"
     assert not q.has_room()
-    assert not q.offer(entry(3, 60))
+    assert q.offer(entry(3, 10)), "105 < 110: still in the headroom"
+    assert q.offer(entry(5, 10)) is False, "115: past the headroom"
     assert q.fill_ratio() == 1.0
     q.peek(10)
     q.ack(1)
     assert q.has_room() and q.offer(entry(4, 60))
-    assert numbers(q.peek(10)) == [2, 4]
+    assert numbers(q.peek(10)) == [2, 3, 4]
     assert q.evicted_points() == 0
 
 
