@@ -125,7 +125,7 @@ def test_drop_oldest_keeps_accepting_and_counts(tmp_path: Path) -> None:
             dropped = self_metric(
                 gw, "coderunner_gateway_points_dropped_total", reason="queue_full_oldest"
             )
-            assert dropped > 0 and dropped % 50 == 0
+            assert dropped >= 50  # at least one of the test's requests (health points go too)
             upstream.start()
             # The newest request survived; the oldest (but the one being sent) did not.
             wait_for(lambda: not upstream.missing(set(range(39 * 50, 40 * 50))), 20, "newest")
