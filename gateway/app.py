@@ -37,6 +37,7 @@ from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
@@ -99,7 +100,8 @@ class Gateway:
             )
         exporters: list[Consumer] = [self.store]
         if self.forwarder is not None:
-            exporters.append(self.forwarder)
+            # After the store: forwarded batches get the store's overflow decisions too.
+            exporters.append(OverflowFolder(self.store, self.forwarder))
         #: services' semconv names -> the catalogue, before the fan-out so that the forwarder
         #: sends the catalogue's names too
         self.views = ViewProcessor(config.views, namespace=ns)

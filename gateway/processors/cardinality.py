@@ -5,9 +5,11 @@ Where it runs. Admission is decided inside the series store (`SeriesStore._serie
 one place that already knows, on the first sight of a series only, whether it is new. A
 processor of its own would have to compute every point's identity a second time (serialise the
 point, cut the fixed fields, look it up): about 0.7 us a point against the store's ~1.8 us, far
-beyond the 30 % the views and limits may cost together. So the limits protect what the gateway
-serves to Prometheus; the forwarded OTLP carries the producers' own limits (the OpenTelemetry
-SDKs cap each instrument at 2,000 attribute sets with the same overflow attribute).
+beyond the 30 % the views and limits may cost together. The OTLP forwarder gets the same
+decisions through `OverflowFolder`, which sits after the store in the fan-out and rewrites
+only the streams that overflowed, so a Collector's Prometheus sees what the gateway's own
+/metrics shows (the Python SDK has no cardinality limit of its own; the Java, .NET and Go SDKs
+cap each instrument at 2,000 attribute sets with the same overflow attribute).
 
 Over a limit, a new series goes into the stream's single overflow series, labelled
 `otel_metric_overflow="true"` (the SDKs' `otel.metric.overflow` attribute), and nothing is lost
@@ -53,7 +55,15 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["OVERFLOW_ATTRIBUTE", "CardinalityConfig", "CardinalityLimiter", "LimiterCounters"]
+from gateway.exporters.prometheus.labels import render_pairs
+
+__all__ = [
+    "OVERFLOW_ATTRIBUTE",
+    "CardinalityConfig",
+    "CardinalityLimiter",
+    "LimiterCounters",
+    "OverflowFolder",
+]
 
 #: the attribute (and, sanitised, the label) of the overflow series, as the OpenTelemetry SDKs
 #: name it
@@ -231,10 +241,13 @@ class _HistogramMember:
 
 
 class _Overflow:
-    __slots__ = ("members", "series")
+    __slots__ = ("forwarded_end", "members", "series")
 
     def __init__(self, series: Any) -> None:
         self.series = series
+        #: end time of the last delta overflow point forwarded: the next one starts there, so
+        #: that the upstream sees one contiguous delta stream
+        self.forwarded_end = 0
         self.members: dict[str, _OverflowMember | _HistogramMember] = {}
 
 
@@ -352,6 +365,14 @@ class CardinalityLimiter:
     def shorten(self, stream: Any, point: Any) -> Any:
         """`point`, or a copy of its attributes with string values cut to the length limit
         (counted by metric)."""
+        cut = self.cut(point)
+        if cut is not point:
+            metric = stream.family.name
+            self.counters.truncated[metric] = self.counters.truncated.get(metric, 0) + 1
+        return cut
+
+    def cut(self, point: Any) -> Any:
+        """`point`, or a copy of its attributes with string values cut to the length limit."""
         limit = self.config.max_label_value_length
         if not limit:
             return point
@@ -368,6 +389,147 @@ class CardinalityLimiter:
         for kv in copy.attributes:
             if len(kv.value.string_value) > limit:
                 kv.value.string_value = kv.value.string_value[:keep] + TRUNCATION_MARKER
-        metric = stream.family.name
-        self.counters.truncated[metric] = self.counters.truncated.get(metric, 0) + 1
         return copy
+
+    def overflow_state(self, stream: Any) -> _Overflow | None:
+        """The overflow state of a stream that has overflowed, else None."""
+        return self._overflows.get(stream)
+
+    @property
+    def overflowing(self) -> bool:
+        """Whether any stream has overflowed (the folder's fast path)."""
+        return bool(self._overflows)
+
+
+_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))  # NumberDataPoint's fixed fields (store.py)
+
+
+def _number_key(p: Any) -> bytes:
+    """The store's identity key of a number point (SeriesStore._ingest_numbers)."""
+    b: bytes = p.SerializeToString()
+    n = len(b)
+    j = 0
+    while j < n and b[j] in _FIXED_TAGS:
+        j += 9
+    key = b[j:]
+    if key and (key[0] == 0x2A or (n > 1 and b[-2] == 0x40)):
+        q = metrics_pb2.NumberDataPoint()
+        q.attributes.extend(p.attributes)
+        key = q.SerializeToString()
+    return key
+
+
+def _histogram_key(p: Any) -> bytes:
+    """The store's identity key of a histogram point (SeriesStore._generic_key)."""
+    return b"".join([kv.SerializeToString() for kv in p.attributes])
+
+
+class OverflowFolder:
+    """Folds, in a batch on its way to the OTLP forwarder, the points the series store put into
+    overflow series, so that what a Collector's Prometheus exporter serves matches the
+    gateway's /metrics: at most limit + 1 series per stream, nothing lost or counted twice.
+
+    A `Consumer` wrapped around the forwarder and placed after the store in the fan-out (it
+    reads the store's decisions for this very batch). It costs nothing until some stream has
+    overflowed; then a lookup per metric, and per point only in the streams that overflowed.
+    The folded point carries `otel.metric.overflow=true`: for cumulative sums and gauges the
+    store's overflow value, for delta sums the sum of this batch's folded points, for
+    cumulative histograms the overflow histogram, for delta histograms the folded points'
+    buckets added up (those with the first one's bounds).
+    """
+
+    def __init__(self, store: Any, downstream: Any) -> None:
+        self._store = store
+        self._downstream = downstream
+
+    def consume(self, batch: Any) -> None:
+        if self._store.limiter.overflowing:
+            self._fold(batch.request)
+        self._downstream.consume(batch)
+
+    def _fold(self, request: Any) -> None:
+        limiter = self._store.limiter
+        streams = self._store._streams  # the store's own index; read only
+        for rm in request.resource_metrics:
+            rkey = rm.resource.SerializeToString()
+            for sm in rm.scope_metrics:
+                skey = sm.scope.SerializeToString()
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind not in ("sum", "gauge", "histogram"):
+                        continue
+                    stream = streams.get((rkey, skey, m.name, m.unit, kind))
+                    if stream is None:
+                        continue
+                    state = limiter.overflow_state(stream)
+                    if state is not None:
+                        self._fold_metric(stream, state, getattr(m, kind), kind)
+
+    def _fold_metric(self, stream: Any, state: _Overflow, data: Any, kind: str) -> None:
+        dps = data.data_points
+        key_of = _histogram_key if kind == "histogram" else _number_key
+        members = (_OverflowMember, _HistogramMember)
+        limiter = self._store.limiter
+        removed: list[int] = []
+        folded: list[Any] = []
+        for i, p in enumerate(dps):
+            s = stream.series.get(key_of(p))
+            if s is None:
+                pairs = render_pairs(limiter.cut(p).attributes)
+                labels = "," + pairs if stream.prefix and pairs else pairs
+                s = stream.by_labels.get(labels) or state.members.get(labels)
+                if s is None:  # the store dropped it (untracked overflow): so does the forward
+                    removed.append(i)
+                    continue
+            if isinstance(s, members):
+                removed.append(i)
+                folded.append(p)
+        if not removed:
+            return
+        point = self._overflow_point(stream, state, folded, kind) if folded else None
+        for i in reversed(removed):
+            del dps[i]
+        if point is not None:
+            dps.append(point)
+
+    @staticmethod
+    def _overflow_point(stream: Any, state: _Overflow, folded: list[Any], kind: str) -> Any:
+        target = state.series
+        start = min(p.start_time_unix_nano for p in folded)
+        if not target.start or start < target.start:
+            target.start = start
+        point: Any
+        if kind == "histogram":
+            point = metrics_pb2.HistogramDataPoint()
+            if stream.cumulative:
+                bounds, counts, count, total = (
+                    target.bounds,
+                    target.counts,
+                    target.count,
+                    target.sum,
+                )
+            else:
+                bounds = list(folded[0].explicit_bounds)
+                same = [p for p in folded if list(p.explicit_bounds) == bounds]
+                counts = [sum(c) for c in zip(*[p.bucket_counts for p in same], strict=True)]
+                count, total = sum(p.count for p in same), sum(p.sum for p in same)
+            point.explicit_bounds.extend(bounds)
+            point.bucket_counts.extend(counts)
+            point.count, point.sum = count, total
+        else:
+            point = metrics_pb2.NumberDataPoint()
+            if stream.cumulative or kind == "gauge":
+                point.as_double = target.value
+            else:
+                point.as_double = sum(p.as_double or p.as_int for p in folded)
+        end = max(p.time_unix_nano for p in folded)
+        if stream.cumulative:
+            point.start_time_unix_nano = target.start
+        else:
+            point.start_time_unix_nano = state.forwarded_end or start
+            state.forwarded_end = end
+        point.time_unix_nano = end
+        kv = point.attributes.add()
+        kv.key = OVERFLOW_ATTRIBUTE
+        kv.value.bool_value = True
+        return point

@@ -3,6 +3,7 @@ exact totals, cut label values, and the self-metrics that count them."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -54,3 +55,27 @@ def test_overflow_and_truncation_through_a_real_gateway(tmp_path: Path) -> None:
         truncated = by_name("gateway.series.truncated").prometheus_name()
         assert own.value(overflowed, metric="orders_total") == 14  # 7 series, 2 pushes
         assert own.value(truncated, metric="paths") == 1
+
+
+def test_forwarded_otlp_is_folded_like_the_gateways_own_metrics(tmp_path: Path) -> None:
+    """A second gateway without limits stands for a Collector's Prometheus exporter: what it
+    shows for a runaway label is what the first gateway shows, overflow series included."""
+    unlimited = CONFIG.split("cardinality:")[0] + "views: []\n"
+    with run_gateway(tmp_path, config=unlimited, grpc=False) as upstream:
+        config = CONFIG + f"forwarder:\n  endpoint: {upstream.url}\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            for t in (10, 20):
+                points = [({"user": f"u{i}"}, i * t, 0, t) for i in range(20)]
+                body = Req().sum("orders", points).bytes()
+                r = httpx.post(gw.otlp_http, content=body, headers=PB)
+                assert r.status_code == 200
+
+            def orders(url: str) -> list[tuple[dict[str, str], float]]:
+                return parse(httpx.get(url + "/metrics").text).all("orders_total")
+
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and orders(upstream.url) != orders(gw.url):
+                time.sleep(0.1)
+            assert orders(upstream.url) == orders(gw.url)
+            assert len(orders(gw.url)) == 4
+            assert sum(v for _, v in orders(upstream.url)) == sum(i * 20 for i in range(20))

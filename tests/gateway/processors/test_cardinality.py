@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
 from gateway.pipeline.batch import MetricsBatch
-from gateway.processors.cardinality import CardinalityConfig
+from gateway.processors.cardinality import CardinalityConfig, OverflowFolder
 from tests.support.otlp import CUMULATIVE, DELTA, Req
 from tests.support.promtext import Samples, parse
 
@@ -170,6 +170,45 @@ def test_summaries_over_the_limit_are_dropped_and_counted() -> None:
     assert store.counters.dropped == {"cardinality_limit": 2}
 
 
+def test_forwarded_batches_fold_histograms_and_gauges_like_the_store() -> None:
+    store = make_store(max_series_per_stream=1)
+    upstream = SeriesStore(StoreSettings(max_series_per_stream=10_000))
+    folder = OverflowFolder(store, upstream)
+    for t, scale in ((10, 1), (20, 2)):
+        req = Req().histogram(
+            "h", [({"k": str(i)}, [1.0], [i * scale, 1], 1.0 * scale, 0, t) for i in range(4)]
+        )
+        req.gauge("g", [({"k": str(i)}, float(i * scale), t) for i in range(4)])
+        folder.consume(push(store, req))
+    ours, theirs = scrape(store), scrape(upstream)
+    for name in ("h_bucket", "h_count", "h_sum", "g"):
+        strip = {"job", "instance", "otel_scope_name"}
+        mine = sorted(
+            (sorted((k, v) for k, v in lb.items() if k not in strip), x) for lb, x in ours.all(name)
+        )
+        upstream_view = sorted(
+            (sorted((k, v) for k, v in lb.items() if k not in strip), x)
+            for lb, x in theirs.all(name)
+        )
+        assert mine == upstream_view, name
+    assert theirs.value("g", otel_metric_overflow="true") == (1 + 2 + 3) * 2
+    assert theirs.value("h_count", otel_metric_overflow="true") == (1 + 2 + 3) * 2 + 3
+
+
+def test_the_folder_leaves_batches_alone_until_a_stream_overflows() -> None:
+    store = make_store(max_series_per_stream=10)
+    seen: list[bytes] = []
+
+    class Capture:
+        def consume(self, batch: MetricsBatch) -> None:
+            seen.append(batch.request.SerializeToString())
+
+    req = Req().sum("c", [({"k": str(i)}, 1, 0, 10) for i in range(5)])
+    before = req.request.SerializeToString()
+    OverflowFolder(store, Capture()).consume(push(store, req))
+    assert seen == [before]
+
+
 # A stream of updates: (series index, increase), pushed in requests of a few points.
 _updates = st.lists(st.tuples(st.integers(0, 24), st.integers(0, 1000)), min_size=1, max_size=120)
 
@@ -185,6 +224,9 @@ def test_sum_of_output_equals_sum_of_input_and_series_stay_bounded(
     updates: list[tuple[int, int]], limit: int, chunk: int, delta: bool
 ) -> None:
     store = make_store(max_series_per_stream=limit)
+    # What the forwarder sends, translated by a store without limits (a Collector's Prometheus).
+    upstream = SeriesStore(StoreSettings(max_series_per_stream=10_000))
+    folder = OverflowFolder(store, upstream)
     cumulative: dict[int, int] = {}
     last_end: dict[int, int] = {}
     t = 0
@@ -204,9 +246,11 @@ def test_sum_of_output_equals_sum_of_input_and_series_stay_bounded(
             else:
                 points.append(({"series": f"s{index}"}, cumulative[index], 0, t))
         temporality = DELTA if delta else CUMULATIVE
-        push(store, Req().sum("events", points, temporality=temporality))
-        samples = scrape(store).all("events_total")
-        assert len(samples) <= limit + 1
-        assert store.series_count <= limit + 1
-    assert total(scrape(store), "events_total") == sum(cumulative.values())
-    assert store.counters.dropped == {}
+        batch = push(store, Req().sum("events", points, temporality=temporality))
+        folder.consume(batch)
+        for s in (store, upstream):
+            assert len(scrape(s).all("events_total")) <= limit + 1
+            assert s.series_count <= limit + 1
+    for s in (store, upstream):
+        assert total(scrape(s), "events_total") == sum(cumulative.values())
+        assert s.counters.dropped == {}
