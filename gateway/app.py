@@ -296,11 +296,23 @@ class Gateway:
         await self.memory_limiter.shutdown()
 
     def request_stop(self) -> None:
-        """SIGTERM: not ready first, then stop accepting connections."""
-        log.info("stopping: no longer ready, draining")
-        if self._stop_requested is None:
-            self._stop_requested = time.monotonic()
+        """SIGTERM: not ready first; after `server.drain_delay_seconds` (for load balancers to
+        see /ready fail) stop accepting connections, drain, flush. A second signal skips the
+        rest of the delay."""
+        delay = self.config.server.drain_delay_seconds
+        if self.accepting and delay > 0:
+            log.info("stopping: no longer ready; listeners close in %.1fs", delay)
+            self.accepting = False
+            asyncio.get_running_loop().call_later(delay, self._stop_listeners)
+            return
         self.accepting = False
+        self._stop_listeners()
+
+    def _stop_listeners(self) -> None:
+        if self._stop_requested is not None:
+            return
+        log.info("stopping: closing listeners, draining")
+        self._stop_requested = time.monotonic()
         if self._server is not None:
             self._server.should_exit = True
 

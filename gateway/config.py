@@ -60,6 +60,9 @@ class ServerConfig(_Frozen):
     grpc_port: int = Field(4317, ge=0, le=65535)
     #: seconds SIGTERM waits for in-flight work and the flush before exiting
     shutdown_grace_seconds: float = Field(10.0, gt=0)
+    #: after SIGTERM, seconds the listeners stay open while /ready fails, so that a load
+    #: balancer stops sending first; the grace period starts after it
+    drain_delay_seconds: float = Field(0.0, ge=0)
 
 
 class LimitsConfig(_Frozen):

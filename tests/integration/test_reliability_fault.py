@@ -176,9 +176,11 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(what)
 
 
-def gateway_config(upstream: Recorder, queue: Path, grace: float = 10.0) -> str:
+def gateway_config(
+    upstream: Recorder, queue: Path, grace: float = 10.0, drain_delay: float = 0.0
+) -> str:
     return f"""
-server: {{shutdown_grace_seconds: {grace}}}
+server: {{shutdown_grace_seconds: {grace}, drain_delay_seconds: {drain_delay}}}
 observers: {{enabled: false}}
 forwarder:
   endpoint: {upstream.url}
@@ -279,3 +281,18 @@ def test_sigterm_while_streaming_flushes_upstream(tmp_path: Path) -> None:
             accepted = stream.snapshot()
         assert len(accepted) >= 50 * LANES
         assert not upstream.missing(accepted), "accepted points not flushed before exit"
+
+
+def test_sigterm_turns_not_ready_before_the_listeners_close(tmp_path: Path) -> None:
+    with recorder() as upstream:
+        config = gateway_config(upstream, tmp_path / "forward.db", grace=5.0, drain_delay=1.5)
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            assert httpx.get(gw.url + "/ready").status_code == 200
+            gw.proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: httpx.get(gw.url + "/ready").status_code == 503, 1.0, "still ready")
+            assert httpx.get(gw.url + "/live").status_code == 200
+            # Still taking data while load balancers catch up; delivered before the exit.
+            r = httpx.post(gw.otlp_http, content=request_body(0), headers=PB)
+            assert r.status_code == 200
+            assert gw.proc.wait(10) == 0, gw.log_text()[-2000:]
+        assert not upstream.missing(set(range(LANES)))
