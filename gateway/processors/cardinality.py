@@ -56,6 +56,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.exporters.prometheus.labels import render_pairs
+from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries
 
 __all__ = [
     "OVERFLOW_ATTRIBUTE",
@@ -339,8 +340,7 @@ class CardinalityLimiter:
         """The member standing for the over-limit series `labels`, and the overflow series if
         the store must add it now; (None, None) when the point cannot be taken (counted)."""
         metric = stream.family.name
-        kind = factory.__name__
-        if kind != "_Number" and kind != "_Histogram":
+        if factory is not NumberSeries and factory is not HistogramSeries:
             return None, None  # the store counts it as dropped (cardinality_limit)
         state = self._overflows.get(stream)
         new_series = None
@@ -354,7 +354,7 @@ class CardinalityLimiter:
                 return None, new_series  # dropped and counted by the store
             member = (
                 _OverflowMember(state.series, stream.monotonic, metric, self.counters)
-                if kind == "_Number"
+                if factory is NumberSeries
                 else _HistogramMember(state.series, metric, self.counters)
             )
             state.members[labels] = member

@@ -32,6 +32,14 @@ from gateway.exporters.prometheus.naming import (
     sanitize_label_name,
     unit_suffix,
 )
+from gateway.exporters.prometheus.series import (
+    ExpHistogramSeries,
+    HistogramSeries,
+    NumberSeries,
+    SummarySeries,
+    merge_exponential,
+    set_exponential,
+)
 from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
@@ -124,79 +132,6 @@ class _Stream:
         self.series: dict[bytes, Any] = {}
         #: rendered point labels -> series: the canonical index
         self.by_labels: dict[str, Any] = {}
-
-
-class _Number:
-    __slots__ = ("labels", "start", "time", "updated", "value")
-
-    def __init__(self, labels: str) -> None:
-        self.labels = labels
-        self.value: float = 0.0
-        self.start = 0
-        self.time = 0
-        self.updated = 0.0
-
-
-class _Histogram:
-    __slots__ = ("bounds", "count", "counts", "labels", "start", "sum", "time", "updated")
-
-    def __init__(self, labels: str) -> None:
-        self.labels = labels
-        self.bounds: list[float] = []
-        self.counts: list[int] = []
-        self.count = 0
-        self.sum = 0.0
-        self.start = 0
-        self.time = 0
-        self.updated = 0.0
-
-
-class _ExpHistogram:
-    """Exponential histogram state; exposed as classic buckets (see exposition)."""
-
-    __slots__ = (
-        "count",
-        "labels",
-        "neg_offset",
-        "negative",
-        "pos_offset",
-        "positive",
-        "scale",
-        "start",
-        "sum",
-        "time",
-        "updated",
-        "zero_count",
-        "zero_threshold",
-    )
-
-    def __init__(self, labels: str) -> None:
-        self.labels = labels
-        self.scale = 0
-        self.zero_count = 0
-        self.zero_threshold = 0.0
-        self.pos_offset = 0
-        self.positive: list[int] = []
-        self.neg_offset = 0
-        self.negative: list[int] = []
-        self.count = 0
-        self.sum = 0.0
-        self.start = 0
-        self.time = 0
-        self.updated = 0.0
-
-
-class _Summary:
-    __slots__ = ("count", "labels", "quantiles", "start", "sum", "time", "updated")
-
-    def __init__(self, labels: str) -> None:
-        self.labels = labels
-        self.quantiles: list[tuple[float, float]] = []
-        self.count = 0
-        self.sum = 0.0
-        self.start = 0
-        self.time = 0
-        self.updated = 0.0
 
 
 def _scope_labels(scope: InstrumentationScope) -> str:
@@ -537,7 +472,7 @@ class SeriesStore:
                     continue
             s = get(key)
             if s is None:
-                s = self._series_for(stream, key, p, _Number)
+                s = self._series_for(stream, key, p, NumberSeries)
                 if s is None:
                     self.counters.drop("cardinality_limit")
                     continue
@@ -611,7 +546,7 @@ class SeriesStore:
             if counts and sum(counts) != p.count:
                 bad.append((i, "invalid histogram: count differs from the sum of bucket_counts"))
                 continue
-            s = self._generic_key(stream, p, _Histogram)
+            s = self._generic_key(stream, p, HistogramSeries)
             if s is None:
                 self.counters.drop("cardinality_limit")
                 continue
@@ -649,7 +584,7 @@ class SeriesStore:
             if not -10 <= p.scale <= 20:
                 bad.append((i, "invalid exponential histogram: scale outside -10..20"))
                 continue
-            s = self._generic_key(stream, p, _ExpHistogram)
+            s = self._generic_key(stream, p, ExpHistogramSeries)
             if s is None:
                 self.counters.drop("cardinality_limit")
                 continue
@@ -660,13 +595,13 @@ class SeriesStore:
                     self.counters.drop("out_of_order")
                     continue
                 s.start = p.start_time_unix_nano
-                _set_exponential(s, p, pos, neg)
+                set_exponential(s, p, pos, neg)
             else:
                 outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
                 if outcome is Outcome.ADDED:
-                    _merge_exponential(s, p, pos, neg)
+                    merge_exponential(s, p, pos, neg)
                 elif outcome in (Outcome.STARTED, Outcome.RESET):
-                    _set_exponential(s, p, pos, neg)
+                    set_exponential(s, p, pos, neg)
                 else:
                     self.counters.drop(outcome.value)
                     continue
@@ -685,7 +620,7 @@ class SeriesStore:
             if any(not 0.0 <= q <= 1.0 for q, _ in quantiles):
                 bad.append((i, "invalid summary: quantile outside 0..1"))
                 continue
-            s = self._generic_key(stream, p, _Summary)
+            s = self._generic_key(stream, p, SummarySeries)
             if s is None:
                 self.counters.drop("cardinality_limit")
                 continue
@@ -696,52 +631,3 @@ class SeriesStore:
             s.start, s.time, s.updated = p.start_time_unix_nano, t, now
             s.quantiles, s.count, s.sum = quantiles, p.count, p.sum
         return bad
-
-
-def _set_exponential(s: _ExpHistogram, p: Any, pos: list[int], neg: list[int]) -> None:
-    s.scale, s.zero_count, s.zero_threshold = p.scale, p.zero_count, p.zero_threshold
-    s.pos_offset, s.positive = p.positive.offset, pos
-    s.neg_offset, s.negative = p.negative.offset, neg
-    s.count, s.sum = p.count, p.sum
-
-
-def _downscale(offset: int, counts: list[int], by: int) -> tuple[int, list[int]]:
-    """Buckets at scale k -> scale k - by: index i becomes i >> by."""
-    if by == 0 or not counts:
-        return offset, counts
-    new_offset = offset >> by
-    out: list[int] = [0] * (((offset + len(counts) - 1) >> by) - new_offset + 1)
-    for i, c in enumerate(counts):
-        out[((offset + i) >> by) - new_offset] += c
-    return new_offset, out
-
-
-def _add_buckets(a_off: int, a: list[int], b_off: int, b: list[int]) -> tuple[int, list[int]]:
-    if not a:
-        return b_off, list(b)
-    if not b:
-        return a_off, a
-    lo = min(a_off, b_off)
-    hi = max(a_off + len(a), b_off + len(b))
-    out = [0] * (hi - lo)
-    for i, c in enumerate(a):
-        out[a_off - lo + i] += c
-    for i, c in enumerate(b):
-        out[b_off - lo + i] += c
-    return lo, out
-
-
-def _merge_exponential(s: _ExpHistogram, p: Any, pos: list[int], neg: list[int]) -> None:
-    """Adds a delta point to the state, first bringing both to the smaller scale."""
-    scale = min(s.scale, p.scale)
-    s_pos = _downscale(s.pos_offset, s.positive, s.scale - scale)
-    s_neg = _downscale(s.neg_offset, s.negative, s.scale - scale)
-    p_pos = _downscale(p.positive.offset, pos, p.scale - scale)
-    p_neg = _downscale(p.negative.offset, neg, p.scale - scale)
-    s.pos_offset, s.positive = _add_buckets(*s_pos, *p_pos)
-    s.neg_offset, s.negative = _add_buckets(*s_neg, *p_neg)
-    s.scale = scale
-    s.zero_count += p.zero_count
-    s.zero_threshold = max(s.zero_threshold, p.zero_threshold)
-    s.count += p.count
-    s.sum += p.sum
