@@ -11,10 +11,15 @@
             status="success", type="python", duration_s=3.2)
 
 Outside an ASGI app: `handle = setup(service_name=...)`, then `handle.meters`, `handle.shutdown()`.
+
+A service that mounts the health module (`gateway.health`) exports its check results and
+circuit breakers with `registry.add_listener(HealthMetrics(handle.meter_provider,
+namespace=handle.namespace))`.
 """
 
 from instrumentation._app import instrument_app
+from instrumentation._health import HealthMetrics
 from instrumentation._meters import Meters
 from instrumentation._setup import Instrumentation, setup
 
-__all__ = ["Instrumentation", "Meters", "instrument_app", "setup"]
+__all__ = ["HealthMetrics", "Instrumentation", "Meters", "instrument_app", "setup"]

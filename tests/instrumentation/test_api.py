@@ -3,6 +3,7 @@ import instrumentation
 
 def test_public_surface_is_pinned() -> None:
     assert sorted(instrumentation.__all__) == [
+        "HealthMetrics",
         "Instrumentation",
         "Meters",
         "instrument_app",
