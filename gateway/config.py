@@ -185,7 +185,8 @@ class ForwarderConfig(_Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
     #: per-request timeout
     timeout_seconds: float = Field(10.0, gt=0)
-    #: batches held in memory while the upstream is slow or down; more are dropped and counted
+    #: batches held in memory while the upstream is slow or down (queue.kind: memory; the disk
+    #: queue is bounded by queue.max_bytes); when full, ingest is refused with a retryable error
     queue_size: int = Field(1000, gt=0)
     #: merge queued batches into requests of at most this many points
     max_batch_points: int = Field(8192, gt=0)
