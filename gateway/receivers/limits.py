@@ -28,6 +28,8 @@ from gateway.pipeline.batch import MetricsBatch
 
 __all__ = ["InputLimits"]
 
+_NO_LIMIT = 1 << 62
+
 
 def _too_long(attributes: Iterable[KeyValue], limit: int) -> bool:
     for kv in attributes:
@@ -51,16 +53,19 @@ class InputLimits:
         self._max_points = config.max_points_per_request
         self._max_attributes = config.max_attributes_per_point
         self._max_length = config.max_attribute_value_length
-        #: a point at most this large cannot break either attribute limit
-        self._threshold = min(self._max_length, 2 * self._max_attributes)
+        #: a point at most this large cannot break either attribute limit (0: no limit)
+        self._threshold = min(
+            self._max_length or _NO_LIMIT,
+            2 * self._max_attributes if self._max_attributes else _NO_LIMIT,
+        )
 
     def _bad(self, attributes: Any, size: int) -> str | None:
-        if len(attributes) > self._max_attributes:
+        if self._max_attributes and len(attributes) > self._max_attributes:
             return (
                 f"{len(attributes)} attributes, more than the limit of {self._max_attributes} "
                 "(limits.max_attributes_per_point)"
             )
-        if size > self._max_length and _too_long(attributes, self._max_length):
+        if self._max_length and size > self._max_length and _too_long(attributes, self._max_length):
             return (
                 f"an attribute longer than {self._max_length} characters "
                 "(limits.max_attribute_value_length)"
@@ -75,6 +80,8 @@ class InputLimits:
                 f"request carries {points} data points, more than the limit of "
                 f"{self._max_points} (limits.max_points_per_request); split it"
             )
+        if self._threshold == _NO_LIMIT:
+            return
         for rm in batch.request.resource_metrics:
             resource_problem = self._bad(rm.resource.attributes, rm.resource.ByteSize())
             for sm in rm.scope_metrics:

@@ -86,3 +86,14 @@ def test_within_limits_nothing_changes() -> None:
     b = batch(req)
     apply(b)
     assert b.rejected_points == 0 and b.request.SerializeToString() == before
+
+
+def test_zero_turns_the_attribute_checks_off() -> None:
+    off = InputLimits(LimitsConfig(max_attributes_per_point=0, max_attribute_value_length=0))
+    b = batch(Req().sum("c", [({f"k{i}": "v" * 10_000 for i in range(200)}, 1, 0, 1)]))
+    off.apply(b, 1)
+    assert b.rejected_points == 0
+    count_only = InputLimits(LimitsConfig(max_attributes_per_point=2, max_attribute_value_length=0))
+    b = batch(Req().sum("c", [({"a": "v" * 10_000}, 1, 0, 1), ({"a": 1, "b": 2, "c": 3}, 1, 0, 1)]))
+    count_only.apply(b, 2)
+    assert b.rejected_points == 1 and "max_attributes_per_point" in b.error_message
