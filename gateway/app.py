@@ -146,6 +146,7 @@ class Gateway:
             auth=auth,
             admission=admission,
             limits=limits,
+            max_inflight_bytes=config.limits.max_inflight_bytes,
         )
         self.grpc_receiver = (
             OtlpGrpcReceiver(
@@ -158,6 +159,7 @@ class Gateway:
                 admission=admission,
                 limits=limits,
                 tls=tls,
+                max_concurrent_rpcs=config.limits.max_concurrent_rpcs,
             )
             if config.server.grpc_port
             else None

@@ -68,6 +68,12 @@ class ServerConfig(_Frozen):
 class LimitsConfig(_Frozen):
     #: largest request body, checked before and again after decompression
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    #: OTLP/HTTP request bytes (received plus decompressed) all requests in progress may hold
+    #: together; past it new data is refused with 503 + Retry-After; 0: no limit
+    max_inflight_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    #: OTLP/gRPC calls handled at once; more are refused with RESOURCE_EXHAUSTED (retryable),
+    #: which bounds gRPC's in-flight memory to this many max_body_bytes messages
+    max_concurrent_rpcs: int = Field(32, gt=0)
     #: most data points one export request may carry; more refuse the request (400). The
     #: default is above what a 20 MiB body holds at ~100 bytes a point: lower it on purpose
     max_points_per_request: int = Field(500_000, gt=0)

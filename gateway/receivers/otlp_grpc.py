@@ -130,12 +130,14 @@ class OtlpGrpcReceiver:
         admission: Sequence[Callable[[], None]] = (),
         limits: InputLimits | None = None,
         tls: tuple[bytes, bytes] | None = None,
+        max_concurrent_rpcs: int | None = None,
     ) -> None:
         """`tls`: (PEM private key, PEM certificate chain), or None for plain TCP."""
         self._export = _Export(consumer, telemetry, auth, admission, limits)
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._tls = tls
+        self._max_rpcs = max_concurrent_rpcs
         self._server: grpc.aio.Server | None = None
         self.port = port
 
@@ -146,7 +148,8 @@ class OtlpGrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", self._max),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
+            maximum_concurrent_rpcs=self._max_rpcs,
         )
         handler = grpc.method_handlers_generic_handler(
             _SERVICE,

@@ -42,6 +42,15 @@ def _encode(message: Message, content_type: str) -> bytes:
     return message.SerializeToString()
 
 
+class _Held:
+    """Bytes one request holds against the receiver's in-flight budget."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 class OtlpHttpReceiver:
     def __init__(
         self,
@@ -52,7 +61,10 @@ class OtlpHttpReceiver:
         auth: TokenAuth | None = None,
         admission: Sequence[Callable[[], None]] = (),
         limits: InputLimits | None = None,
+        max_inflight_bytes: int = 0,
     ) -> None:
+        """`max_inflight_bytes`: request bytes (as received, plus decompressed) that all
+        requests in progress may hold together; past it, 503 + Retry-After. 0: no limit."""
         self._consumer = consumer
         self._telemetry = telemetry
         self._max_body_bytes = max_body_bytes
@@ -60,8 +72,23 @@ class OtlpHttpReceiver:
         #: checks that raise `RetryableError` while the gateway cannot take data
         self._admission = tuple(admission)
         self._limits = limits
+        self._max_inflight = max_inflight_bytes
+        self._inflight = 0
 
-    async def _read_body(self, request: Request) -> bytes:
+    def _hold(self, held: _Held, n: int) -> None:
+        """Count `n` more bytes against the in-flight budget, or refuse the request: without a
+        budget, many clients uploading large bodies at once could exhaust memory before the
+        memory limiter's next sample."""
+        self._inflight += n
+        held.bytes += n
+        if self._max_inflight and self._inflight > self._max_inflight:
+            raise RetryableError(
+                f"more than {self._max_inflight} bytes of requests in progress "
+                "(limits.max_inflight_bytes); retry later",
+                retry_after_seconds=1.0,
+            )
+
+    async def _read_body(self, request: Request, held: _Held) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
             raise PermanentError(
@@ -71,6 +98,7 @@ class OtlpHttpReceiver:
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
+            self._hold(held, len(chunk))
             size += len(chunk)
             if size > self._max_body_bytes:
                 raise PermanentError(
@@ -84,6 +112,7 @@ class OtlpHttpReceiver:
         content_type = media_type(request.headers.get("content-type"))
         reply_type = JSON if content_type == JSON else PROTOBUF
         tenant = ""
+        held = _Held()
         try:
             if self._auth is not None:
                 tenant = self._auth.tenant(request.headers.get("authorization"))
@@ -94,8 +123,10 @@ class OtlpHttpReceiver:
                     f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
                     http_status=415,
                 )
-            body = await self._read_body(request)
-            body = inflate(body, request.headers.get("content-encoding", ""), self._max_body_bytes)
+            raw = await self._read_body(request, held)
+            body = inflate(raw, request.headers.get("content-encoding", ""), self._max_body_bytes)
+            if body is not raw:  # decompressed: both copies are alive until decoding ends
+                self._hold(held, len(body))
             batch = MetricsBatch(decode_body(body, content_type), source="http", tenant=tenant)
             points = count_points(batch.request)
             if self._limits is not None:
@@ -105,6 +136,8 @@ class OtlpHttpReceiver:
             return Response(status_code=400)
         except GatewayError as exc:
             return self._error(exc, reply_type)
+        finally:
+            self._inflight -= held.bytes
         response = ExportMetricsServiceResponse()
         if batch.rejected_points:
             response.partial_success.rejected_data_points = batch.rejected_points

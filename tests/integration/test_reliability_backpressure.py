@@ -5,6 +5,7 @@ with a message."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -164,3 +165,29 @@ def test_input_limits_answer_with_a_message(tmp_path: Path) -> None:
             assert "max_attributes_per_point" in message
             assert "max_attribute_value_length" in message
             assert "invalid name" in message
+
+
+def test_inflight_budget_refuses_while_big_uploads_are_in_progress(tmp_path: Path) -> None:
+    config = QUIET + "limits: {max_inflight_bytes: 1000000}\n"
+    big = Req().gauge("big", [({"i": i, "pad": "x" * 500}, 1.0, 1) for i in range(1500)]).bytes()
+    small = Req().gauge("small", [({"pad": "y" * 500}, 1.0, 1) for _ in range(800)]).bytes()
+    assert 700_000 < len(big) < 1_000_000 and 300_000 < len(small) < 600_000
+    with run_gateway(tmp_path, config=config) as gw:
+        # A slow client: headers and all but the last 10 kB of a big body, then a pause.
+        slow = socket.create_connection(("127.0.0.1", gw.http_port))
+        head = (
+            f"POST /v1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/x-protobuf\r\nContent-Length: {len(big)}\r\n\r\n"
+        ).encode()
+        slow.sendall(head + big[:-10_000])
+        time.sleep(0.5)
+        r = httpx.post(gw.otlp_http, content=small, headers=PB)
+        assert r.status_code == 503, r.content
+        assert r.headers["Retry-After"] == "1"
+        assert "limits.max_inflight_bytes" in status_pb2.Status.FromString(r.content).message
+        slow.sendall(big[-10_000:])
+        reply = slow.recv(65536)
+        slow.close()
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        # The slow request is done: its bytes are released.
+        assert httpx.post(gw.otlp_http, content=small, headers=PB).status_code == 200
