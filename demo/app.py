@@ -7,6 +7,11 @@ events) reaches the gateway.
 Without PostgreSQL the service still starts: deployments are simulated for the seed users
 without being stored, /api/deployments answers 503, and /api/health says why the database
 check fails.
+
+Health (`gateway.health`, mounted at /live, /ready, /health, /api/health): a `postgresql` check
+behind its own circuit breaker and a `websocket` check of the worker's WebSocket hub; their
+results and the breaker's transitions are exported as the catalogue's `health.check.*` and
+`circuit_breaker.*` metrics with the service's other metrics (`instrumentation.HealthMetrics`).
 """
 
 from __future__ import annotations
@@ -22,14 +27,22 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from demo.db import PLANS, Database, User, seed_user, token_for
 from demo.settings import DemoSettings
-from gateway.health import Check, HealthRegistry, health_router
+from gateway.health import (
+    Check,
+    CheckOutcome,
+    CircuitBreaker,
+    HealthRegistry,
+    Observation,
+    Status,
+    health_router,
+)
 from gateway.health.checks.postgres import PostgresCheck
-from instrumentation import Meters, instrument_app
+from instrumentation import HealthMetrics, Meters, instrument_app
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -38,6 +51,8 @@ _log = logging.getLogger("demo")
 Runtime = Literal["python", "node", "go"]
 # Simulated compute price per build-second, by plan (US dollars).
 _PRICE_PER_SECOND = {"free": 0.0, "premium": 0.0004, "team": 0.0006}
+#: share of the hub's capacity in use from which its health check warns
+_HUB_WARN_RATIO = 0.9
 
 
 class SimulatedError(RuntimeError):
@@ -53,9 +68,62 @@ class DeployRequest(BaseModel):
     outcome: Literal["success", "failed"] | None = None
 
 
+class WebSocketHub:
+    """One worker's open WebSockets: admitted up to `capacity`, and only while the service is
+    up (closed to newcomers before startup and from the start of shutdown).
+
+    Connections are accepted by the server's own loop (uvicorn), so the hub's health is the
+    question a client asks: would a new WebSocket get in now? `check()` answers it, with the
+    open connections as the observed value: fail when closed or full, warn from 90 % full.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.open_connections = 0
+        self.accepting = False
+
+    def admit(self) -> bool:
+        """Take a place for a new connection; False when closed or full."""
+        if not self.accepting or self.open_connections >= self.capacity:
+            return False
+        self.open_connections += 1
+        return True
+
+    def leave(self) -> None:
+        """An admitted connection ended."""
+        self.open_connections -= 1
+
+    async def check(self) -> CheckOutcome:
+        n, cap = self.open_connections, self.capacity
+        if not self.accepting:
+            status, output = Status.FAIL, "hub closed: the service is starting or shutting down"
+        elif n >= cap:
+            status, output = Status.FAIL, f"hub full: {n} of {cap}; new connections are refused"
+        elif n >= _HUB_WARN_RATIO * cap:
+            status, output = Status.WARN, f"hub nearly full: {n} of {cap}"
+        else:
+            status, output = Status.PASS, ""
+        return CheckOutcome.of(
+            Observation("connections", n, "connections", status=status, output=output),
+            Observation("connections", cap, "connections", component_id="max"),
+            output=output,
+        )
+
+
+async def _refuse_busy(websocket: WebSocket) -> None:
+    # 503 with Retry-After before the upgrade tells the client to come back later; a server
+    # without the ASGI denial-response extension can only refuse the handshake (403).
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        busy = PlainTextResponse("WebSocket hub full or closing", 503, {"Retry-After": "5"})
+        await websocket.send_denial_response(busy)
+    else:
+        await websocket.close(code=1013)  # try again later
+
+
 @dataclass
 class _DemoState:
     settings: DemoSettings
+    hub: WebSocketHub
     db: Database | None = None
     db_error: str = "not connected yet"
     plan_counts: dict[str, int] = field(default_factory=dict)
@@ -116,11 +184,20 @@ def create_app(
     """The demo app. `instrumentation`: keyword arguments for `instrumentation.setup()`
     (endpoint, export_interval_s, ...); by default the OTEL_* environment decides."""
     settings = settings or DemoSettings()
-    state = _DemoState(settings)
+    state = _DemoState(settings, WebSocketHub(settings.websocket_max_connections))
     state.plan_counts = dict.fromkeys(PLANS, 0)
     for i in range(1, settings.seed_users + 1):
         state.plan_counts[seed_user(i).plan] += 1
     registry = HealthRegistry(service_id=settings.service_name, version="0.1.0")
+    registry.add(
+        Check(
+            "websocket",
+            state.hub.check,
+            timeout=settings.health_timeout_s,
+            interval=settings.health_interval_s,
+            required=False,
+        )
+    )
 
     def add_database_check() -> None:
         # With a connection, the check uses the service's own pool (its statistics are the
@@ -135,11 +212,12 @@ def create_app(
             Check(
                 "postgresql",
                 check,
-                timeout=2.0,
-                interval=10.0,
+                timeout=settings.health_timeout_s,
+                interval=settings.health_interval_s,
                 # Optional: without the database the demo runs degraded (warn), and says why.
                 required=False,
                 component_type="datastore",
+                breaker=CircuitBreaker("postgresql", settings.database_breaker),
                 close=check.close,
             )
         )
@@ -165,12 +243,16 @@ def create_app(
         stop_refresh = asyncio.Event()
         refresher = asyncio.create_task(_refresh_plans(state, stop_refresh), name="plan-refresh")
         add_database_check()
+        handle = app.state.instrumentation
+        registry.add_listener(HealthMetrics(handle.meter_provider, namespace=handle.namespace))
+        state.hub.accepting = True
         await registry.start()
         registry.set_accepting(True)
         try:
             yield
         finally:
             registry.set_accepting(False)
+            state.hub.accepting = False
             stop_refresh.set()
             await refresher
             await registry.shutdown()
@@ -269,18 +351,25 @@ def create_app(
             meters.websocket_rejected()
             await websocket.close(code=1008)  # policy violation: bad or missing token
             return
-        await websocket.accept()
-        meters.websocket_accepted()
-        meters.feature_used(feature="websocket", user_type=found.plan)
+        if not state.hub.admit():
+            meters.websocket_rejected()
+            await _refuse_busy(websocket)
+            return
         try:
-            while True:
-                text = await websocket.receive_text()
-                meters.user_activity(action="websocket_message", plan_type=found.plan)
-                await websocket.send_json({"echo": text, "user_id": found.id})
-        except WebSocketDisconnect:
-            pass
+            await websocket.accept()
+            meters.websocket_accepted()
+            meters.feature_used(feature="websocket", user_type=found.plan)
+            try:
+                while True:
+                    text = await websocket.receive_text()
+                    meters.user_activity(action="websocket_message", plan_type=found.plan)
+                    await websocket.send_json({"echo": text, "user_id": found.id})
+            except WebSocketDisconnect:
+                pass
+            finally:
+                meters.websocket_closed()
         finally:
-            meters.websocket_closed()
+            state.hub.leave()
 
     return app
 

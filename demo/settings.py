@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.health.config import BreakerConfig
+
 __all__ = ["DEFAULT_DATABASE_URL", "DemoSettings"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -31,6 +33,16 @@ class DemoSettings(BaseModel):
     plan_refresh_s: float = Field(default=10.0, gt=0)
     #: users created when the users table is empty
     seed_users: int = Field(default=30, ge=1, le=10_000)
+    #: seconds between two runs of each health check (DEMO_HEALTH_INTERVAL_S)
+    health_interval_s: float = Field(default=10.0, gt=0)
+    #: a health check run slower than this many seconds fails (DEMO_HEALTH_TIMEOUT_S)
+    health_timeout_s: float = Field(default=2.0, gt=0)
+    #: circuit breaker of the database health check (DEMO_BREAKER_FAILURES: its
+    #: failure_threshold, DEMO_BREAKER_COOLDOWN_S: its cooldown_seconds)
+    database_breaker: BreakerConfig = BreakerConfig()
+    #: open WebSockets one worker's hub holds; beyond it new ones are refused
+    #: (DEMO_WS_MAX_CONNECTIONS)
+    websocket_max_connections: int = Field(default=1000, ge=1)
 
     @field_validator("table_prefix")
     @classmethod
@@ -50,7 +62,9 @@ class DemoSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DemoSettings:
-        """DATABASE_URL, DEMO_TABLE_PREFIX, DEMO_FAILURE_RATE, DEMO_SERVICE_NAME."""
+        """DATABASE_URL, DEMO_TABLE_PREFIX, DEMO_FAILURE_RATE, DEMO_SERVICE_NAME,
+        DEMO_HEALTH_INTERVAL_S, DEMO_HEALTH_TIMEOUT_S, DEMO_BREAKER_FAILURES,
+        DEMO_BREAKER_COOLDOWN_S, DEMO_WS_MAX_CONNECTIONS."""
         values: dict[str, object] = {}
         if environ.get("DATABASE_URL"):
             values["database_url"] = environ["DATABASE_URL"]
@@ -60,4 +74,17 @@ class DemoSettings(BaseModel):
             values["failure_rate"] = environ["DEMO_FAILURE_RATE"]
         if environ.get("DEMO_SERVICE_NAME"):
             values["service_name"] = environ["DEMO_SERVICE_NAME"]
+        if environ.get("DEMO_HEALTH_INTERVAL_S"):
+            values["health_interval_s"] = environ["DEMO_HEALTH_INTERVAL_S"]
+        if environ.get("DEMO_HEALTH_TIMEOUT_S"):
+            values["health_timeout_s"] = environ["DEMO_HEALTH_TIMEOUT_S"]
+        if environ.get("DEMO_WS_MAX_CONNECTIONS"):
+            values["websocket_max_connections"] = environ["DEMO_WS_MAX_CONNECTIONS"]
+        breaker: dict[str, object] = {}
+        if environ.get("DEMO_BREAKER_FAILURES"):
+            breaker["failure_threshold"] = environ["DEMO_BREAKER_FAILURES"]
+        if environ.get("DEMO_BREAKER_COOLDOWN_S"):
+            breaker["cooldown_seconds"] = environ["DEMO_BREAKER_COOLDOWN_S"]
+        if breaker:
+            values["database_breaker"] = breaker
         return cls.model_validate(values)
