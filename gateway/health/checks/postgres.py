@@ -7,6 +7,7 @@ start does not stop the gateway from starting.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
@@ -18,6 +19,9 @@ from gateway.health.model import Check, CheckOutcome, Observation, Status
 __all__ = ["COMPONENT", "PostgresCheck", "postgres_check"]
 
 COMPONENT = "postgresql"
+#: how long close() waits for a graceful pool close; below HealthRegistry's 1 s grace for a
+#: check's close(), so the fallback runs here and is not cut short by the registry
+_CLOSE_TIMEOUT_SECONDS = 0.5
 
 
 class PostgresCheck:
@@ -54,9 +58,22 @@ class PostgresCheck:
         )
 
     async def close(self) -> None:
+        """Close the check's own pool (never a pool the service passed in).
+
+        Gracefully first: a run cancelled mid-query at shutdown may still be releasing its
+        connection, and `terminate()` under it makes that release fail in a task nobody awaits
+        ("Future exception was never retrieved"). `Pool.close()` waits for the release; only
+        when that takes longer than `_CLOSE_TIMEOUT_SECONDS` (a hung server) is the pool
+        terminated.
+        """
         if self._owns_pool and self._pool is not None:
             pool, self._pool = self._pool, None
-            pool.terminate()
+            try:
+                await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                # Pool.close() terminates on its own when cancelled; saying so keeps it true
+                # if that ever changes. terminate() on a closed pool is a no-op.
+                pool.terminate()
 
 
 def postgres_check(
