@@ -199,7 +199,8 @@ def _merge_slow(g: list[Any], counters: ViewCounters) -> bytes:
     lo = first.min if first.HasField("min") else None
     hi = first.max if first.HasField("max") else None
     for p in members[1:]:
-        if list(p.explicit_bounds) != bounds:
+        if list(p.explicit_bounds) != bounds or len(p.bucket_counts) != len(counts):
+            # Other bounds, or a point without (or with malformed) buckets: cannot be added up.
             counters.drop("view_bounds_mismatch")
             continue
         counts = [a + b for a, b in zip(counts, p.bucket_counts, strict=True)]

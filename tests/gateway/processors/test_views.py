@@ -226,6 +226,18 @@ def test_histograms_with_other_bounds_are_not_merged() -> None:
     assert processor.counters.dropped == {"view_bounds_mismatch": 1}
 
 
+def test_histograms_with_same_bounds_but_other_bucket_counts_are_not_merged() -> None:
+    """A point without buckets (or with a malformed count) beside one with them: left out and
+    counted, not a failed request."""
+    processor = views({"select": {"instrument": "h"}, "attributes": {"drop": ["pod"]}})
+    req = Req().histogram(
+        "h", [({"pod": "a"}, [5.0], [1, 0], 0.5, 0, 10), ({"pod": "b"}, [5.0], [2], 0.5, 0, 10)]
+    )
+    _, s = run(processor, req)
+    assert s.value("h_count") == 1
+    assert processor.counters.dropped == {"view_bounds_mismatch": 1}
+
+
 def test_unselected_metrics_pass_untouched() -> None:
     req = Req(scope="lib").sum("other", [({"k": "1"}, 1, 0, 10)])
     before = req.request.SerializeToString()
