@@ -188,6 +188,7 @@ class ForwarderConfig(_Frozen):
     #: upstream OTLP endpoint (the Collector); empty turns forwarding off.
     #: http: "http://collector:4318" (the /v1/metrics path is added); grpc: "collector:4317"
     endpoint: str = ""
+    #: OTLP transport to the upstream
     protocol: Literal["http/protobuf", "grpc"] = "http/protobuf"
     #: extra request headers, such as an auth token for the upstream
     headers: dict[str, str] = Field(default_factory=dict)
