@@ -82,8 +82,13 @@ class Gateway:
             target_info=config.prometheus.target_info,
             cardinality=config.cardinality,
         )
+        #: what one request and one data point may carry; the store applies the per-point part
+        #: when it first sees a series, so known series pay nothing for it
+        limits = InputLimits(config.limits)
         #: everything the pipeline delivers: services' data, observers, health checks
-        self.store = SeriesStore(settings)
+        self.store = SeriesStore(
+            settings, point_check=limits.point_problem if limits.checks_points else None
+        )
         #: the gateway's own counters, kept apart so that `/metrics/self` can serve them alone
         #: (with a Collector, Prometheus scrapes the gateway for these only)
         self.self_store = SeriesStore(settings)
@@ -129,7 +134,6 @@ class Gateway:
             auth = TokenAuth.from_config(config.auth)
         except ValueError as exc:
             raise ConfigError("auth", [str(exc)]) from None
-        limits = InputLimits(config.limits)
         tls = None
         if config.tls.enabled:
             try:

@@ -58,6 +58,8 @@ _MAX_NAME_LENGTH = 255
 # The overflow series' entry in a stream's identity index (no point serialises to it), so that
 # expiry sees it as live while its members are.
 _OVERFLOW_KEY = b"\x00overflow"
+# What `_series_for` returns for a point whose attributes break the input limits.
+_REFUSED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +203,14 @@ class SeriesStore:
         settings: StoreSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        point_check: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.settings = settings or StoreSettings()
         self._clock = clock
+        #: input limits on a point's attributes, asked on the first sight of a series
+        #: (`InputLimits.point_problem`); None: no limits
+        self._point_check = point_check
+        self._refusal = ""
         self.counters = IngestCounters()
         # Without a cardinality section (tests, benchmarks) only the per-stream limit applies.
         self.limiter = CardinalityLimiter(
@@ -419,9 +426,15 @@ class SeriesStore:
         return stream, None
 
     def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:
-        """First sight of an identity key: find or create the series it names (None: refused).
-        Over a cardinality limit the limiter hands out a member of the stream's overflow
-        series instead (gateway.processors.cardinality)."""
+        """First sight of an identity key: find or create the series it names (None: dropped at
+        a cardinality limit; `_REFUSED`: the attributes break the input limits, `_refusal`
+        says how). Over a cardinality limit the limiter hands out a member of the stream's
+        overflow series instead (gateway.processors.cardinality)."""
+        if self._point_check is not None:
+            problem = self._point_check(point)
+            if problem is not None:
+                self._refusal = f"invalid attributes: data point with {problem}"
+                return _REFUSED
         limiter = self.limiter
         labels = _point_labels(stream, limiter.shorten(stream, point))
         series = stream.by_labels.get(labels)
@@ -475,6 +488,9 @@ class SeriesStore:
                 s = self._series_for(stream, key, p, NumberSeries)
                 if s is None:
                     self.counters.drop("cardinality_limit")
+                    continue
+                if s is _REFUSED:
+                    bad.append((i, self._refusal))
                     continue
             t = p.time_unix_nano
             # Points of one request mostly share a timestamp: keep one int object for them.
@@ -550,6 +566,9 @@ class SeriesStore:
             if s is None:
                 self.counters.drop("cardinality_limit")
                 continue
+            if s is _REFUSED:
+                bad.append((i, self._refusal))
+                continue
             t = p.time_unix_nano
             if stream.cumulative:
                 if t < s.time:
@@ -588,6 +607,9 @@ class SeriesStore:
             if s is None:
                 self.counters.drop("cardinality_limit")
                 continue
+            if s is _REFUSED:
+                bad.append((i, self._refusal))
+                continue
             t = p.time_unix_nano
             pos, neg = list(p.positive.bucket_counts), list(p.negative.bucket_counts)
             if stream.cumulative:
@@ -623,6 +645,9 @@ class SeriesStore:
             s = self._generic_key(stream, p, SummarySeries)
             if s is None:
                 self.counters.drop("cardinality_limit")
+                continue
+            if s is _REFUSED:
+                bad.append((i, self._refusal))
                 continue
             t = p.time_unix_nano
             if t < s.time:

@@ -1,5 +1,6 @@
 """InputLimits: whole requests over the point limit are refused; points over the attribute
-limits are removed and counted for partial_success."""
+limits are removed and counted for partial_success, by the store on first sight of a series
+(as the gateway wires it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from gateway.config import LimitsConfig
 from gateway.errors import PermanentError
+from gateway.exporters.prometheus.store import SeriesStore
 from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.receivers.limits import InputLimits
 from tests.support.otlp import Req
@@ -22,8 +24,12 @@ def batch(req: Req) -> MetricsBatch:
     return MetricsBatch(req.request)
 
 
-def apply(b: MetricsBatch) -> None:
-    LIMITS.apply(b, count_points(b.request))
+def apply(b: MetricsBatch, limits: InputLimits = LIMITS) -> SeriesStore:
+    """The receiver's check, then the store's, as in the gateway."""
+    limits.apply(b, count_points(b.request))
+    store = SeriesStore(point_check=limits.point_problem if limits.checks_points else None)
+    store.consume(b)
+    return store
 
 
 def test_too_many_points_refuses_the_request_with_the_limit_named() -> None:
@@ -80,6 +86,22 @@ def test_nested_values_count_by_size() -> None:
     assert b.rejected_points == 1
 
 
+def test_a_refused_attribute_set_stays_refused_and_known_series_are_not_rechecked() -> None:
+    calls: list[object] = []
+
+    def check(point: object) -> str | None:
+        calls.append(point)
+        return LIMITS.point_problem(point)
+
+    store = SeriesStore(point_check=check)
+    for t in (1, 2, 3):
+        b = batch(Req().sum("c", [({"a": "ok"}, t, 0, t), ({"a": "v" * 21}, t, 0, t)]))
+        store.consume(b)
+        assert b.rejected_points == 1
+    # "ok" was checked once, when first seen; the refused set every time it came.
+    assert len(calls) == 4
+
+
 def test_within_limits_nothing_changes() -> None:
     req = Req().sum("c", [({"a": "1", "b": 2, "c": True}, 1, 0, 1)] * 10)
     before = req.request.SerializeToString()
@@ -90,10 +112,11 @@ def test_within_limits_nothing_changes() -> None:
 
 def test_zero_turns_the_attribute_checks_off() -> None:
     off = InputLimits(LimitsConfig(max_attributes_per_point=0, max_attribute_value_length=0))
+    assert not off.checks_points
     b = batch(Req().sum("c", [({f"k{i}": "v" * 10_000 for i in range(200)}, 1, 0, 1)]))
-    off.apply(b, 1)
+    apply(b, off)
     assert b.rejected_points == 0
     count_only = InputLimits(LimitsConfig(max_attributes_per_point=2, max_attribute_value_length=0))
     b = batch(Req().sum("c", [({"a": "v" * 10_000}, 1, 0, 1), ({"a": 1, "b": 2, "c": 3}, 1, 0, 1)]))
-    count_only.apply(b, 2)
+    apply(b, count_only)
     assert b.rejected_points == 1 and "max_attributes_per_point" in b.error_message
