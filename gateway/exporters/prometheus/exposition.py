@@ -9,10 +9,18 @@ Exponential histograms are exposed as classic histograms: each populated bucket 
 bucket sits at `le=zero_threshold`, negative buckets below it. Prometheus 2.42 (Debian's) can
 only ingest native histograms over its protobuf scrape format, which this exporter does not
 speak; over OTLP the exponential histograms are forwarded intact.
+
+OpenMetrics is stricter than 0.0.4 about what a histogram or summary may say, and an OTLP point
+may hold what it forbids: `_sum` is written only when it is a number >= 0 and no bucket is
+negative (with `_count` beside it, which OpenMetrics requires to come in pairs; the `+Inf`
+bucket still carries the count), and negative quantile values are left out. The 0.0.4 text
+writes everything. The compatibility spec asks the same ("reported only if the sum is positive
+and monotonic", quantile values "all being non-negative").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,55 +94,80 @@ def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
         for stream in family.streams:
             for s in stream.by_labels.values():
                 if hasattr(s, "bounds"):
-                    _classic(out, name, stream.prefix + s.labels, s)
+                    _classic(out, name, stream.prefix + s.labels, s, openmetrics)
                 else:
                     _exponential(out, name, stream.prefix + s.labels, s, openmetrics)
     else:
         for stream in family.streams:
             for s in stream.by_labels.values():
                 labels = stream.prefix + s.labels
-                for q, v in s.quantiles:
+                for q, v in sorted(s.quantiles):
+                    if openmetrics and v < 0:
+                        continue
                     out.append(f"{name}{_labels(labels, f'quantile={chr(34)}{q!r}{chr(34)}')}")
                     out.append(f" {_fmt(v)}\n")
-                out.append(f"{name}_sum{{{labels}}} {_fmt(s.sum)}\n")
+                if not openmetrics or s.sum >= 0:
+                    out.append(f"{name}_sum{{{labels}}} {_fmt(s.sum)}\n")
                 out.append(f"{name}_count{{{labels}}} {s.count}\n")
 
 
-def _classic(out: list[str], name: str, labels: str, s: Any) -> None:
+def _sum_and_count(
+    out: list[str], name: str, labels: str, s: Any, openmetrics: bool, negative: bool
+) -> None:
+    if openmetrics and (negative or not s.sum >= 0):
+        return  # see the module docstring
+    out.append(f"{name}_sum{{{labels}}} {_fmt(s.sum)}\n")
+    out.append(f"{name}_count{{{labels}}} {s.count}\n")
+
+
+def _classic(out: list[str], name: str, labels: str, s: Any, openmetrics: bool) -> None:
     acc = 0
     bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
     for bound, count in zip(s.bounds, s.counts, strict=False):
         acc += count
         out.append(f'{bucket}le="{_fmt(bound)}"}} {acc}\n')
     out.append(f'{bucket}le="+Inf"}} {s.count}\n')
-    out.append(f"{name}_sum{{{labels}}} {_fmt(s.sum)}\n")
-    out.append(f"{name}_count{{{labels}}} {s.count}\n")
+    _sum_and_count(out, name, labels, s, openmetrics, bool(s.bounds) and s.bounds[0] < 0)
+
+
+def _power(exponent: float) -> float:
+    """2 ** exponent, +inf past the largest float (Python raises instead)."""
+    try:
+        return float(2.0**exponent)
+    except OverflowError:
+        return math.inf
 
 
 def _exponential(out: list[str], name: str, labels: str, s: Any, openmetrics: bool) -> None:
     """Only populated buckets are written: an empty bucket adds nothing to the cumulative
-    counts, and an exponential histogram can have 160 of them."""
-    bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
-    acc = 0
+    counts, and an exponential histogram can have 160 of them.
+
+    Bucket index i covers (base**i, base**(i+1)] on the positive side and [-base**(i+1),
+    -base**i) on the negative side; its `le` is the upper end. At extreme scales and offsets
+    those bounds round to 0, to one another or past the largest float, so the bounds are
+    gathered, merged where equal and sorted: `le` values must increase, and a bound of +Inf
+    is the `+Inf` bucket."""
     exponent = 2.0**-s.scale
-    negative_seen = False
-    # Negative buckets, most negative first: index i covers [-base**(i+1), -base**i).
-    for i in range(len(s.negative) - 1, -1, -1):
-        if s.negative[i]:
-            acc += s.negative[i]
-            negative_seen = True
-            upper = -(2.0 ** ((s.neg_offset + i) * exponent))
-            out.append(f'{bucket}le="{_fmt(upper)}"}} {acc}\n')
-    if s.zero_count or negative_seen:
-        acc += s.zero_count
-        out.append(f'{bucket}le="{_fmt(float(s.zero_threshold))}"}} {acc}\n')
+    bounds: dict[float, int] = {}
+    for i, count in enumerate(s.negative):
+        if count:
+            upper = -_power((s.neg_offset + i) * exponent) + 0.0  # + 0.0: never -0.0
+            bounds[upper] = bounds.get(upper, 0) + count
+    if s.zero_count or s.negative:
+        zero = float(s.zero_threshold)
+        bounds[zero] = bounds.get(zero, 0) + s.zero_count
     for i, count in enumerate(s.positive):
         if count:
-            acc += count
-            upper = 2.0 ** ((s.pos_offset + i + 1) * exponent)
-            out.append(f'{bucket}le="{_fmt(upper)}"}} {acc}\n')
+            upper = _power((s.pos_offset + i + 1) * exponent)
+            bounds[upper] = bounds.get(upper, 0) + count
+    bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
+    acc = 0
+    negative = False
+    for upper in sorted(bounds):
+        if upper == math.inf:
+            break
+        acc += bounds[upper]
+        negative = negative or upper < 0
+        out.append(f'{bucket}le="{_fmt(upper)}"}} {acc}\n')
     out.append(f'{bucket}le="+Inf"}} {s.count}\n')
-    if not (openmetrics and negative_seen):
-        # OpenMetrics forbids _sum on a histogram with negative buckets.
-        out.append(f"{name}_sum{{{labels}}} {_fmt(s.sum)}\n")
-    out.append(f"{name}_count{{{labels}}} {s.count}\n")
+    _sum_and_count(out, name, labels, s, openmetrics, negative)

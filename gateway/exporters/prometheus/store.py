@@ -92,9 +92,12 @@ class IngestCounters:
 
 
 class _Resource:
-    __slots__ = ("info_labels", "labels", "updated")
+    __slots__ = ("info_labels", "key", "labels", "updated")
 
     def __init__(self, labels: str, info_labels: str | None) -> None:
+        #: the identity of the resource in stream keys: the first encoding seen of these labels
+        #: (the same attributes in another order are the same resource)
+        self.key = b""
         #: `job="..",instance=".."` plus copied resource attributes
         self.labels = labels
         #: labels of `target_info`, or None when there is nothing to say
@@ -136,15 +139,27 @@ class _Stream:
         self.by_labels: dict[str, Any] = {}
 
 
+_SCOPE_OWN = frozenset(("otel_scope_name", "otel_scope_version", "otel_scope_schema_url"))
+
+
 def _scope_labels(scope: InstrumentationScope) -> str:
+    """`otel_scope_name`, `otel_scope_version` and the scope's attributes as `otel_scope_<key>`.
+    Attributes that would overwrite name, version or schema URL are dropped, and keys that
+    sanitise alike are joined with `;`, as the compatibility spec says (v1.60.0, "Instrumentation
+    Scope")."""
     parts = []
     if scope.name:
         parts.append(f'otel_scope_name="{escape_value(scope.name)}"')
     if scope.version:
         parts.append(f'otel_scope_version="{escape_value(scope.version)}"')
+    merged: dict[str, list[tuple[str, str]]] = {}
     for kv in scope.attributes:
-        key = "otel_scope_" + sanitize_label_name(kv.key)
-        parts.append(f'{key}="{escape_value(attribute_string(kv.value))}"')
+        key = sanitize_label_name("otel_scope_" + kv.key)
+        if key not in _SCOPE_OWN:
+            merged.setdefault(key, []).append((kv.key, attribute_string(kv.value)))
+    for key, values in sorted(merged.items()):
+        text = ";".join(v for _, v in sorted(values))
+        parts.append(f'{key}="{escape_value(text)}"')
     return ",".join(parts)
 
 
@@ -176,15 +191,43 @@ def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool)
     return _Resource(",".join(base + copied), info_labels)
 
 
+#: names of the exposition's own `target_info` (0.0.4) / `target` info family (OpenMetrics)
+_RESERVED_NAMES = ("target", "target_info")
+
+
+def _claimed_names(name: str, kind: str) -> tuple[str, ...]:
+    """Every name a family writes or reserves in either format: its samples' names and its
+    OpenMetrics metadata name. Two families sharing one would repeat a series (a gauge `x_count`
+    next to a histogram `x`) or a TYPE line (a gauge `x` next to a counter `x_total`, which
+    OpenMetrics announces as `x`)."""
+    if kind == "counter":
+        meta = name.removesuffix("_total")
+        return (name, meta, meta + "_created")
+    if kind == "gauge":
+        return (name,)
+    if kind == "histogram":
+        return (name, name + "_bucket", name + "_sum", name + "_count", name + "_created")
+    return (name, name + "_sum", name + "_count", name + "_created")
+
+
 def _reason_label(message: str) -> str:
     """`invalid value: NaN ...` -> `invalid_value`, the `reason` label of self-metrics."""
     return message.split(":", 1)[0].replace(" ", "_")
 
 
+# Labels the gateway sets itself: an attribute with such a key becomes `exported_<key>`.
+_RESERVED_LABELS = {
+    "counter": frozenset(("job", "instance")),
+    "gauge": frozenset(("job", "instance")),
+    "histogram": frozenset(("job", "instance", "le")),
+    "summary": frozenset(("job", "instance", "quantile")),
+}
+
+
 def _point_labels(stream: _Stream, point: Any) -> str:
     """A series' own labels, as they follow the stream's prefix: `,a="1",b="2"` (no leading
     comma when the prefix is empty)."""
-    pairs = render_pairs(point.attributes)
+    pairs = render_pairs(point.attributes, reserved=_RESERVED_LABELS[stream.family.kind])
     return "," + pairs if stream.prefix and pairs else pairs
 
 
@@ -223,7 +266,11 @@ class SeriesStore:
             clock=clock,
         )
         self._resources: dict[bytes, _Resource] = {}
-        self._scopes: dict[bytes, str] = {}
+        self._resource_keys: dict[tuple[str, str | None], bytes] = {}
+        self._scopes: dict[bytes, tuple[bytes, str]] = {}
+        self._scope_keys: dict[str, bytes] = {}
+        #: sample and metadata names a family holds in either format -> the family's name
+        self._claims: dict[str, str] = dict.fromkeys(_RESERVED_NAMES, "target_info")
         self._streams: dict[tuple[Any, ...], _Stream] = {}
         self._families: dict[str, Family] = {}
         self._series_count = 0
@@ -242,7 +289,12 @@ class SeriesStore:
 
     def target_infos(self) -> list[str]:
         """Label sets of `target_info`, one per live resource that has attributes to say."""
-        return [r.info_labels for r in self._resources.values() if r.info_labels is not None]
+        # Several encodings of one resource share a _Resource: each label set once.
+        return list(
+            dict.fromkeys(
+                r.info_labels for r in self._resources.values() if r.info_labels is not None
+            )
+        )
 
     # ------------------------------------------------------------------ staleness
 
@@ -269,28 +321,47 @@ class SeriesStore:
         for rkey, resource in list(self._resources.items()):
             if resource.updated < cutoff:
                 del self._resources[rkey]
+                if self._resource_keys.get((resource.labels, resource.info_labels)) == rkey:
+                    del self._resource_keys[(resource.labels, resource.info_labels)]
 
     # ------------------------------------------------------------------ ingest
 
     def consume(self, batch: MetricsBatch) -> None:
         now = self._clock()
-        settings = self.settings
         for rm in batch.request.resource_metrics:
             rkey = rm.resource.SerializeToString()
             resource = self._resources.get(rkey)
             if resource is None:
-                resource = _resource_labels(
-                    rm.resource, settings.resource_to_labels, settings.target_info
-                )
-                self._resources[rkey] = resource
+                resource = self._new_resource(rkey, rm.resource)
             resource.updated = now
+            rkey = resource.key
             for sm in rm.scope_metrics:
                 skey = sm.scope.SerializeToString()
-                scope_labels = self._scopes.get(skey)
-                if scope_labels is None:
-                    scope_labels = self._scopes[skey] = _scope_labels(sm.scope)
+                scope = self._scopes.get(skey)
+                if scope is None:
+                    scope = self._new_scope(skey, sm.scope)
+                skey, scope_labels = scope
                 for metric in sm.metrics:
                     self._consume_metric(batch, metric, rkey, skey, resource, scope_labels, now)
+
+    def _new_resource(self, rkey: bytes, raw: Resource) -> _Resource:
+        settings = self.settings
+        resource = _resource_labels(raw, settings.resource_to_labels, settings.target_info)
+        same = self._resource_keys.get((resource.labels, resource.info_labels))
+        if same is not None and same in self._resources:
+            resource = self._resources[same]
+        else:
+            resource.key = rkey
+            self._resource_keys[(resource.labels, resource.info_labels)] = rkey
+        self._resources[rkey] = resource
+        return resource
+
+    def _new_scope(self, skey: bytes, raw: InstrumentationScope) -> tuple[bytes, str]:
+        """A scope's (identity key, labels): encodings with the same labels share the key."""
+        labels = _scope_labels(raw)
+        canonical = self._scope_keys.setdefault(labels, skey)
+        scope = self._scopes[skey] = (canonical, labels)
+        return scope
 
     def _consume_metric(
         self,
@@ -349,9 +420,12 @@ class SeriesStore:
     def _drop_stream(self, key: tuple[Any, ...], stream: _Stream) -> None:
         del self._streams[key]
         self._series_count -= len(stream.by_labels)
-        stream.family.streams.remove(stream)
-        if not stream.family.streams:
-            del self._families[stream.family.name]
+        family = stream.family
+        family.streams.remove(stream)
+        if not family.streams:
+            del self._families[family.name]
+            for name in _claimed_names(family.name, family.kind):
+                del self._claims[name]
 
     def _reject_all(self, batch: MetricsBatch, dps: Any, problem: str) -> None:
         n = len(dps)
@@ -395,14 +469,25 @@ class SeriesStore:
             monotonic_counter=prom_kind == "counter",
             gauge=prom_kind == "gauge",
         )
+        if not name:
+            return None, f"invalid name: {metric.name[:64]!r} has no letter or digit"
         family = self._families.get(name)
         if family is None:
+            claimed = _claimed_names(name, prom_kind)
+            for taken in claimed:
+                owner = self._claims.get(taken)
+                if owner is not None:
+                    return None, (
+                        f"name conflict: {metric.name!r} maps to {name}, whose {taken} is "
+                        f"already used by {owner}"
+                    )
             # promtool wants help text; without a description the OTel name and unit say most.
             help_text = metric.description or (
                 f"{metric.name} ({metric.unit})" if metric.unit else metric.name
             )
             family = Family(name, prom_kind, help_text, unit_suffix(metric.unit))
             self._families[name] = family
+            self._claims.update(dict.fromkeys(claimed, name))
         elif family.kind != prom_kind:
             return None, (
                 f"type conflict: {metric.name!r} is a {prom_kind} but {name} is already a "
@@ -603,6 +688,12 @@ class SeriesStore:
             if not -10 <= p.scale <= 20:
                 bad.append((i, "invalid exponential histogram: scale outside -10..20"))
                 continue
+            pos, neg = list(p.positive.bucket_counts), list(p.negative.bucket_counts)
+            if p.count != p.zero_count + sum(pos) + sum(neg):
+                bad.append(
+                    (i, "invalid exponential histogram: count differs from the buckets' sum")
+                )
+                continue
             s = self._generic_key(stream, p, ExpHistogramSeries)
             if s is None:
                 self.counters.drop("cardinality_limit")
@@ -611,7 +702,6 @@ class SeriesStore:
                 bad.append((i, self._refusal))
                 continue
             t = p.time_unix_nano
-            pos, neg = list(p.positive.bucket_counts), list(p.negative.bucket_counts)
             if stream.cumulative:
                 if t < s.time:
                     self.counters.drop("out_of_order")
@@ -641,6 +731,9 @@ class SeriesStore:
             quantiles = [(q.quantile, q.value) for q in p.quantile_values]
             if any(not 0.0 <= q <= 1.0 for q, _ in quantiles):
                 bad.append((i, "invalid summary: quantile outside 0..1"))
+                continue
+            if len({q for q, _ in quantiles}) != len(quantiles):
+                bad.append((i, "invalid summary: a quantile appears twice"))
                 continue
             s = self._generic_key(stream, p, SummarySeries)
             if s is None:

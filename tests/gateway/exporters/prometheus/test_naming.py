@@ -37,6 +37,7 @@ def test_metric_names(name: str, unit: str, kind: str, expected: str) -> None:
         ("http.route", "http_route"),
         ("9lives", "key_9lives"),
         ("__reserved", "_reserved"),
+        ("a..b", "a_b"),
         ("a-b c", "a_b_c"),
         ("", "key_"),
     ],
@@ -49,3 +50,43 @@ def test_unit_annotations_are_not_units() -> None:
     assert unit_suffix("{packet}") == ""
     assert unit_suffix("ms") == "milliseconds"
     assert unit_suffix("/s") == "per_second"
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "kind", "expected"),
+    [
+        # leading/trailing `_` never give `__` next to a suffix (found by test_properties)
+        ("_x_", "s", "histogram", "x_seconds"),
+        ("__x__", "", "counter", "x_total"),
+        # the unit is a whole word at the end, before `_total`
+        ("xseconds", "s", "gauge", "xseconds_seconds"),
+        ("lat_seconds_total", "s", "counter", "lat_seconds_total"),
+        ("lat_seconds", "s", "counter", "lat_seconds_total"),
+        # `_total` only counts as a suffix with its underscore
+        ("total", "", "counter", "total_total"),
+        ("total_requests", "", "counter", "total_requests_total"),
+        # dimensionless and annotation-only parts of a unit add nothing
+        ("r", "1/s", "gauge", "r_per_second"),
+        ("p", "{packet}/s", "counter", "p_per_second_total"),
+        ("q", "{a}/{b}", "gauge", "q"),
+        ("q", "s/", "gauge", "q_seconds"),
+        ("q", "/", "gauge", "q"),
+        ("hits", "1", "histogram", "hits"),
+        ("d", "TiBy", "gauge", "d_tebibytes"),
+        ("d", "kBy", "gauge", "d_kilobytes"),
+        # nothing left of the name: the store refuses it
+        ("...", "", "gauge", ""),
+        ("温度", "Cel", "gauge", ""),
+    ],
+)
+def test_spec_edge_cases(name: str, unit: str, kind: str, expected: str) -> None:
+    assert (
+        metric_name(name, unit, monotonic_counter=kind == "counter", gauge=kind == "gauge")
+        == expected
+    )
+
+
+def test_label_names_collapse_underscores() -> None:
+    # spec v1.60.0 "Metric Attributes": runs of `_` become one (was `a__b`)
+    assert sanitize_label_name("a..b") == "a_b"
+    assert sanitize_label_name("key______") == "key_"

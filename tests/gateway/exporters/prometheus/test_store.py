@@ -4,13 +4,17 @@ exposition with an injected clock."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
 from gateway.pipeline.batch import MetricsBatch
-from tests.support.otlp import DELTA, Req
+from tests.support.otlp import CUMULATIVE, DELTA, Req, S
 from tests.support.promtext import Samples, parse
 
 
@@ -220,3 +224,150 @@ def test_two_metrics_mapping_to_one_name_do_not_collide(store: SeriesStore) -> N
     assert batch.rejected_points == 1
     assert "name conflict" in batch.error_message
     assert scrape(store).value("a_b", route="/a") == 1
+
+
+# ------------------------------------------------------------------ found by test_properties.py
+
+
+def om(store: SeriesStore) -> list[Any]:
+    """The OpenMetrics exposition, through prometheus_client's (strict) parser."""
+    return list(openmetrics_families(render(store, openmetrics=True).decode()))
+
+
+def test_scope_attribute_named_name_does_not_repeat_otel_scope_name(store: SeriesStore) -> None:
+    # was: g{otel_scope_name="lib",otel_scope_name=""} (a duplicate label: unparseable)
+    req = Req(scope="lib").gauge("g", [({}, 1.0, 10)])
+    scope = req.request.resource_metrics[0].scope_metrics[0].scope
+    for key, value in [("name", "x"), ("a.b", "1"), ("a_b", "2")]:
+        kv = scope.attributes.add()
+        kv.key, kv.value.string_value = key, value
+    push(store, req)
+    ((labels, _),) = scrape(store).all("g")
+    assert labels["otel_scope_name"] == "lib"
+    assert labels["otel_scope_a_b"] == "1;2"
+
+
+def test_reordered_resource_and_scope_attributes_are_the_same_stream(store: SeriesStore) -> None:
+    # was: the second encoding made new streams with the same labels, refused as
+    # "name conflict", and target_info appeared twice
+    def req(order: list[tuple[str, str]], value: float, t: int) -> Req:
+        r = Req(**dict(order)).gauge("g", [({}, value, t)])
+        scope = r.request.resource_metrics[0].scope_metrics[0].scope
+        for key, v in order:
+            kv = scope.attributes.add()
+            kv.key, kv.value.string_value = key, v
+        return r
+
+    pairs = [("zone", "a"), ("rack", "b")]
+    push(store, req(pairs, 1.0, 10))
+    batch = push(store, req(list(reversed(pairs)), 2.0, 20))
+    assert batch.rejected_points == 0
+    s = scrape(store)
+    assert s.value("g") == 2.0
+    assert len(s.all("target_info")) == 1
+
+
+def test_metric_named_target_info_is_refused(store: SeriesStore) -> None:
+    push(store, Req(zone="a").gauge("g", [({}, 1.0, 10)]))
+    batch = push(store, Req(zone="a").gauge("target_info", [({}, 2.0, 10)]))
+    assert batch.rejected_points == 1
+    assert "name conflict" in batch.error_message
+    assert render(store).decode().count("# TYPE target_info") == 1
+
+
+def test_families_whose_samples_or_metadata_would_clash_are_refused(store: SeriesStore) -> None:
+    push(store, Req().histogram("lat", [(A, [1.0], [1, 0], 0.5, 0, 10)]))
+    push(store, Req().gauge("x", [(A, 1.0, 10)]))
+    # lat_count would repeat the histogram's series; counter `x` is announced as `x` in
+    # OpenMetrics, like the gauge
+    batch = push(store, Req().gauge("lat_count", [(A, 5.0, 10)]).sum("x", [(A, 1, 0, 10)]))
+    assert batch.rejected_points == 2
+    assert "name conflict" in batch.error_message
+    assert scrape(store).value("lat_count", route="/a") == 1
+    assert [f.name for f in om(store)] == ["lat", "x"]
+
+
+def test_exponential_histogram_at_extreme_scale_renders(store: SeriesStore) -> None:
+    # was: OverflowError from 2.0 ** 1024 (scale -10, a bucket at index 0), so /metrics failed
+    req = Req()
+    m = req._sm.metrics.add()
+    m.name, m.unit = "e", "s"
+    m.exponential_histogram.aggregation_temporality = CUMULATIVE
+    p = m.exponential_histogram.data_points.add()
+    p.time_unix_nano, p.scale = 10 * S, -10
+    p.positive.offset = 0
+    p.positive.bucket_counts.extend([2, 3])
+    p.negative.offset = -2000  # bounds that round to -0.0, next to the zero bucket at 0.0
+    p.negative.bucket_counts.extend([1])
+    p.zero_count, p.count, p.sum = 4, 10, 1.0
+    push(store, req)
+    s = scrape(store)
+    assert s.value("e_seconds_bucket", le="+Inf") == 10
+    assert [v for _, v in s.all("e_seconds_bucket")] == [5, 10]  # -0.0 and 0.0 merged
+    assert om(store)  # OpenMetrics: no _sum/_count pair needed, none half-written
+
+
+def test_exponential_histogram_count_must_match_buckets(store: SeriesStore) -> None:
+    # was: accepted, rendered with +Inf (4) below the le="2.0" bucket (42)
+    req = Req()
+    m = req._sm.metrics.add()
+    m.name = "e"
+    m.exponential_histogram.aggregation_temporality = CUMULATIVE
+    p = m.exponential_histogram.data_points.add()
+    p.time_unix_nano = 10 * S
+    p.positive.bucket_counts.extend([42])
+    p.count = 4
+    batch = push(store, req)
+    assert batch.rejected_points == 1
+    assert "count differs" in batch.error_message
+
+
+def test_openmetrics_leaves_out_what_it_forbids(store: SeriesStore) -> None:
+    # was: _sum beside negative buckets, negative or NaN _sum, negative quantile values:
+    # each rejected by prometheus_client's OpenMetrics parser
+    push(store, Req().histogram("neg", [(A, [-1.0, 1.0], [1, 1, 1], -3.0, 0, 10)]))
+    push(store, Req().histogram("nan", [(A, [1.0], [1, 1], math.nan, 0, 10)]))
+    req = Req()
+    m = req._sm.metrics.add()
+    m.name = "q"
+    p = m.summary.data_points.add()
+    p.time_unix_nano, p.count, p.sum = 10 * S, 2, -4.0
+    for q, v in [(0.5, -2.0), (0.9, 1.0)]:
+        qv = p.quantile_values.add()
+        qv.quantile, qv.value = q, v
+    push(store, req)
+    families = {f.name: f for f in om(store)}
+    assert {s.name for s in families["neg"].samples} == {"neg_bucket"}
+    assert {s.name for s in families["nan"].samples} == {"nan_bucket"}
+    assert [(s.name, s.value) for s in families["q"].samples] == [("q", 1.0), ("q_count", 2)]
+    # the 0.0.4 text keeps everything
+    s = scrape(store)
+    assert s.value("neg_sum", route="/a") == -3.0
+    assert s.value("q", quantile="0.5") == -2.0
+
+
+def test_histogram_attribute_le_is_exported_le(store: SeriesStore) -> None:
+    # was: lat_bucket{le="x",le="1.0"} (a duplicate label)
+    push(store, Req().histogram("lat", [({"le": "x"}, [1.0], [1, 0], 0.5, 0, 10)]))
+    assert scrape(store).value("lat_bucket", exported_le="x", le="1.0") == 1
+
+
+def test_summary_with_a_repeated_quantile_is_rejected(store: SeriesStore) -> None:
+    req = Req()
+    m = req._sm.metrics.add()
+    m.name = "q"
+    p = m.summary.data_points.add()
+    p.time_unix_nano = 10 * S
+    for q in (0.5, 0.5):
+        qv = p.quantile_values.add()
+        qv.quantile, qv.value = q, 1.0
+    batch = push(store, req)
+    assert batch.rejected_points == 1
+    assert "quantile appears twice" in batch.error_message
+
+
+def test_metric_name_without_letters_or_digits_is_rejected(store: SeriesStore) -> None:
+    # was: exposed as `_` (summary samples `__sum`, a reserved name)
+    batch = push(store, Req().gauge("...", [(A, 1.0, 10)]).gauge("温度", [(A, 1.0, 10)]))
+    assert batch.rejected_points == 2
+    assert "invalid name" in batch.error_message
