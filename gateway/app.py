@@ -32,7 +32,15 @@ from gateway.exporters.prometheus.exposition import (
     wants_openmetrics,
 )
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
-from gateway.health import PipelineCounters, build_registry, health_router
+from gateway.health import (
+    Check,
+    CheckOutcome,
+    Observation,
+    PipelineCounters,
+    Status,
+    build_registry,
+    health_router,
+)
 from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
@@ -191,6 +199,18 @@ class Gateway:
             ),
             upstream=self.forwarder,
         )
+        if self.memory_limiter.enabled:
+            # Refusing ingest for memory is not ready: Kubernetes should route elsewhere.
+            self.health.add(
+                Check(
+                    "memory_limiter",
+                    self._memory_check,
+                    timeout=1.0,
+                    interval=5.0,
+                    required=True,
+                    component_type="component",
+                )
+            )
         self.components.append(self.health)
         self.accepting = False
         self.app = self._build_app()
@@ -198,6 +218,18 @@ class Gateway:
         self._stop_requested: float | None = None
 
     # ------------------------------------------------------------------ wiring
+
+    async def _memory_check(self) -> CheckOutcome:
+        limiter = self.memory_limiter
+        status = Status.FAIL if limiter.refusing else Status.PASS
+        used = Observation(
+            "utilization",
+            limiter.last_rss >> 20,
+            "MiB",
+            status=status,
+            output="above the soft limit: ingest refused" if limiter.refusing else "",
+        )
+        return CheckOutcome.of(used)
 
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views

@@ -20,11 +20,12 @@ pytestmark = pytest.mark.integration
 
 PB = {"Content-Type": "application/x-protobuf"}
 # Only the test's own points travel upstream: the system observer and the health checks
-# (whose metrics go through the pipeline too) are off.
+# (whose metrics go through the pipeline too, the memory limiter's included) are off.
 QUIET = (
     "observers:\n  enabled: false\n"
     "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
     "  system: {enabled: false}\n"
+    "memory_limiter: {soft_limit_bytes: 0}\n"
 )
 
 

@@ -72,6 +72,14 @@ def test_memory_limiter_refuses_with_retry_after_and_stays_up(tmp_path: Path) ->
             self_metric(gw, "coderunner_gateway_requests_refused_total", reason="unavailable") == 2
         )
         assert gw.proc.poll() is None
+        # Refusing ingest is not ready (so Kubernetes routes elsewhere); still live.
+        deadline = time.monotonic() + 12  # the check runs every 5 s
+        ready = httpx.get(gw.url + "/ready")
+        while ready.status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            ready = httpx.get(gw.url + "/ready")
+        assert ready.status_code == 503
+        assert httpx.get(gw.url + "/live").status_code == 200
 
 
 def _disk_config(upstream: Recorder, path: Path, max_bytes: int, policy: str) -> str:
