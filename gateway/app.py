@@ -122,9 +122,10 @@ class Gateway:
 
         instance = f"{socket.gethostname()}:{config.server.http_port}"
         self.resource: Mapping[str, str] = {
-            "service.name": "telemetry-gateway",
             "service.instance.id": instance,
             "service.version": __version__,
+            **config.telemetry.resource_attributes,
+            "service.name": config.telemetry.service_name,
         }
         self.telemetry = SelfTelemetry(self.resource, namespace=ns)
         self._register_self_metrics()

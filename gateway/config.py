@@ -1,8 +1,10 @@
 """Configuration: one YAML file, validated once at start into frozen typed objects.
 
-Precedence, lowest first: embedded defaults, the YAML file, `GATEWAY_*` environment variables,
-command-line flags. Nothing downstream reads `os.environ`; `load()` takes the environment as an
-argument.
+Precedence, lowest first: embedded defaults, the standard `OTEL_*` variables that concern the
+gateway (the forwarder's endpoint, protocol, headers and timeout; the gateway's own service name
+and resource attributes: see `_otel_defaults`), the YAML file, `GATEWAY_*` environment
+variables, command-line flags. Nothing downstream reads `os.environ`; `load()` takes the
+environment as an argument.
 
 Environment variables: `GATEWAY_HTTP_PORT`, `GATEWAY_GRPC_PORT`, `GATEWAY_HOST`,
 `GATEWAY_NAMESPACE`, `GATEWAY_FORWARD_ENDPOINT`, and in general `GATEWAY_<SECTION>__<FIELD>`
@@ -11,6 +13,7 @@ Environment variables: `GATEWAY_HTTP_PORT`, `GATEWAY_GRPC_PORT`, `GATEWAY_HOST`,
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -206,11 +209,22 @@ class ForwarderConfig(_Frozen):
     max_elapsed_seconds: float = Field(300.0, ge=0)
 
 
+class TelemetryConfig(_Frozen):
+    """Who the gateway says it is in its own metrics (target_info, job, instance)."""
+
+    #: `service.name` of the gateway's own metrics (OTEL_SERVICE_NAME sets it too)
+    service_name: str = "telemetry-gateway"
+    #: more resource attributes of the gateway's own metrics, such as deployment.environment
+    #: (OTEL_RESOURCE_ATTRIBUTES sets them too)
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+
+
 class GatewayConfig(_Frozen):
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     forwarder: ForwarderConfig = ForwarderConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     #: health checks, circuit breakers and who sees /api/health details
     health: HealthConfig = HealthConfig()
     #: system observers: host and process metrics, adaptive interval, /api/metrics/current
@@ -273,6 +287,60 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _otel_pairs(value: str) -> dict[str, str]:
+    """`k1=v1,k2=v2` with percent-encoded values, as OTEL_RESOURCE_ATTRIBUTES and
+    OTEL_EXPORTER_OTLP_HEADERS are written."""
+    out: dict[str, str] = {}
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if sep and key.strip():
+            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(val.strip())
+    return out
+
+
+def _otel_defaults(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The standard OTEL_* variables that mean something to the gateway, as it reads them:
+
+    - OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT: the forwarder's
+      upstream (for HTTP the forwarder adds `/v1/metrics` when the path lacks it);
+    - OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL (`grpc` or `http/protobuf`),
+      OTEL_EXPORTER_OTLP_[METRICS_]HEADERS, OTEL_EXPORTER_OTLP_[METRICS_]TIMEOUT (milliseconds);
+    - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES: the gateway's own resource.
+
+    They are defaults: the YAML file, then GATEWAY_* variables and flags, override them.
+    """
+
+    def pick(name: str) -> str | None:
+        for var in (f"OTEL_EXPORTER_OTLP_METRICS_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+            if environ.get(var):
+                return environ[var]
+        return None
+
+    forwarder: dict[str, Any] = {}
+    telemetry: dict[str, Any] = {}
+    if (endpoint := pick("ENDPOINT")) is not None:
+        forwarder["endpoint"] = endpoint
+    if (protocol := pick("PROTOCOL")) is not None:
+        forwarder["protocol"] = protocol
+    if (headers := pick("HEADERS")) is not None:
+        forwarder["headers"] = _otel_pairs(headers)
+    if (timeout := pick("TIMEOUT")) is not None:
+        try:
+            forwarder["timeout_seconds"] = float(timeout) / 1000
+        except ValueError:
+            forwarder["timeout_seconds"] = timeout  # validation names the bad value
+    if environ.get("OTEL_RESOURCE_ATTRIBUTES"):
+        telemetry["resource_attributes"] = _otel_pairs(environ["OTEL_RESOURCE_ATTRIBUTES"])
+    if environ.get("OTEL_SERVICE_NAME"):
+        telemetry["service_name"] = environ["OTEL_SERVICE_NAME"]
+    out: dict[str, dict[str, Any]] = {}
+    if forwarder:
+        out["forwarder"] = forwarder
+    if telemetry:
+        out["telemetry"] = telemetry
+    return out
+
+
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
@@ -293,6 +361,7 @@ def load(
     """Validate a parsed YAML document with environment and flag overrides applied."""
     data: dict[str, Any] = dict(raw or {})
     if environ is not None:
+        data = _merge(_otel_defaults(environ), data)
         data = _merge(data, _env_overrides(environ))
     if overrides:
         data = _merge(data, overrides)

@@ -40,7 +40,10 @@ Environment variables override the file: `GATEWAY_<SECTION>__<FIELD>` (for examp
 `GATEWAY_PROMETHEUS__METRIC_EXPIRATION_SECONDS=600`; values are parsed as YAML), and the short
 forms `GATEWAY_HOST`, `GATEWAY_HTTP_PORT`, `GATEWAY_GRPC_PORT`, `GATEWAY_NAMESPACE`,
 `GATEWAY_FORWARD_ENDPOINT`. Command-line flags (`--host`, `--http-port`, `--grpc-port`)
-override both. `views` (the metric views) is a list, documented in `docs/metrics.md` and
+override both. Beneath the file, the standard OpenTelemetry variables set what they mean
+for the gateway: `OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`, `_PROTOCOL`, `_HEADERS` and `_TIMEOUT`
+(milliseconds) configure the forwarder, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` the
+gateway's own resource. `views` (the metric views) is a list, documented in `docs/metrics.md` and
 `gateway/processors/views/config.py`; its default produces the catalogue.
 """
 

@@ -79,3 +79,60 @@ def test_yaml_syntax_error_has_a_line_number(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_file(bad)
     assert "line" in info.value.errors[0]
+
+
+def test_otel_exporter_endpoint_configures_the_forwarder() -> None:
+    config = load(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert config.forwarder.endpoint == "http://collector:4318"
+
+
+def test_metrics_specific_otel_variables_win_over_the_generic_ones() -> None:
+    config = load(
+        environ={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://generic:4318",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:4318/v1/metrics",
+        }
+    )
+    assert config.forwarder.endpoint == "http://metrics:4318/v1/metrics"
+
+
+def test_otel_protocol_headers_and_timeout() -> None:
+    config = load(
+        environ={
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b,x-tenant=t1",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        }
+    )
+    assert config.forwarder.protocol == "grpc"
+    assert config.forwarder.headers == {"api-key": "a b", "x-tenant": "t1"}
+    assert config.forwarder.timeout_seconds == 2.5
+
+
+def test_unsupported_otel_protocol_is_an_error_with_its_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert any(e.startswith("forwarder.protocol:") for e in info.value.errors)
+
+
+def test_otel_service_name_and_resource_attributes_name_the_gateway() -> None:
+    config = load(
+        environ={
+            "OTEL_SERVICE_NAME": "gw-eu",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=obs",
+        }
+    )
+    assert config.telemetry.service_name == "gw-eu"
+    assert config.telemetry.resource_attributes == {
+        "deployment.environment": "prod",
+        "team": "obs",
+    }
+
+
+def test_the_file_and_gateway_variables_override_otel_variables(tmp_path: Path) -> None:
+    f = tmp_path / "g.yaml"
+    f.write_text("forwarder:\n  endpoint: http://from-file:4318\n")
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://from-otel:4318"}
+    assert load_file(f, environ=environ).forwarder.endpoint == "http://from-file:4318"
+    environ["GATEWAY_FORWARD_ENDPOINT"] = "http://from-gateway-env:4318"
+    assert load_file(f, environ=environ).forwarder.endpoint == "http://from-gateway-env:4318"

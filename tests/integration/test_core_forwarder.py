@@ -133,3 +133,18 @@ def test_sigterm_flushes_the_queue_and_exits_zero(tmp_path: Path) -> None:
             code = gw.stop(signal.SIGTERM, timeout=15)
             assert code == 0, gw.log_text()
             assert upstream.points_of("s") == 1
+
+
+def test_standard_otel_variables_configure_the_running_gateway(tmp_path: Path) -> None:
+    with run_upstream() as upstream:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": upstream.url,
+            "OTEL_SERVICE_NAME": "gw-under-test",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=ci",
+        }
+        with run_gateway(tmp_path, config=QUIET, grpc=False, env=env) as gw:
+            push(gw, Req(service="otel-env").sum("c", [({}, 4, 0, 10)]))
+            eventually(lambda: upstream.points_of("otel-env") == 1)
+            s = parse(httpx.get(gw.url + "/metrics/self").text)
+            assert s.all("coderunner_gateway_active_series", job="gw-under-test")
+            assert s.value("target_info", job="gw-under-test", deployment_environment="ci") == 1
