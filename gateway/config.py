@@ -243,6 +243,27 @@ class GatewayConfig(_Frozen):
     #: series limits per stream, per metric and per service; label value length
     cardinality: CardinalityConfig = CardinalityConfig()
 
+    @model_validator(mode="after")
+    def _not_forwarding_to_itself(self) -> GatewayConfig:
+        """A forwarder pointed at the gateway's own listener would feed every batch back in,
+        forever (easy to do with OTEL_EXPORTER_OTLP_ENDPOINT set for the services)."""
+        endpoint = self.forwarder.endpoint
+        if not endpoint:
+            return self
+        parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+        try:
+            port = parsed.port
+        except ValueError:
+            return self  # not ours to judge here; the forwarder reports an unusable endpoint
+        local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", self.server.host}
+        own = {p for p in (self.server.http_port, self.server.grpc_port) if p}
+        if parsed.hostname in local and port in own:
+            raise ValueError(
+                f"forwarder.endpoint {endpoint!r} is this gateway's own listener: forwarding "
+                "there would loop (is OTEL_EXPORTER_OTLP_ENDPOINT set for your services?)"
+            )
+        return self
+
 
 class ConfigError(Exception):
     """A configuration that does not validate; `errors` are "path: message" lines."""

@@ -136,3 +136,14 @@ def test_the_file_and_gateway_variables_override_otel_variables(tmp_path: Path) 
     assert load_file(f, environ=environ).forwarder.endpoint == "http://from-file:4318"
     environ["GATEWAY_FORWARD_ENDPOINT"] = "http://from-gateway-env:4318"
     assert load_file(f, environ=environ).forwarder.endpoint == "http://from-gateway-env:4318"
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://127.0.0.1:4318", "http://localhost:4318/v1/metrics", "127.0.0.1:4317"]
+)
+def test_forwarding_to_its_own_listener_is_refused(endpoint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(environ={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert "would loop" in " ".join(info.value.errors)
+    # Another port on the same host is another gateway: fine.
+    assert load({"forwarder": {"endpoint": "http://127.0.0.1:14318"}}).forwarder.endpoint
