@@ -392,10 +392,14 @@ def ingest(plans: list[list[dict[str, Any]]], reorder: bool) -> SeriesStore:
     clock = Clock()
     store = SeriesStore(StoreSettings(max_series_per_stream=50), clock=clock)
     for i, plan in enumerate(plans):
-        req = build(plan, shift=10 * i)
-        store.consume(MetricsBatch(req))
+        batch = MetricsBatch(build(plan, shift=10 * i))
+        store.consume(batch)
         if reorder:
-            store.consume(MetricsBatch(_reordered(build(plan, shift=10 * i + 5))))
+            # The same data with resource and scope attributes in another order is the same
+            # resource and scope: refused exactly as much as the first encoding.
+            again = MetricsBatch(_reordered(build(plan, shift=10 * i + 5)))
+            store.consume(again)
+            assert again.rejected_points == batch.rejected_points, again.error_message
         clock.now += 2
     return store
 
