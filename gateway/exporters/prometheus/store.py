@@ -307,16 +307,16 @@ class SeriesStore:
         self._last_sweep = now
         cutoff = now - self.settings.expiration_seconds
         for key, stream in list(self._streams.items()):
-            stale = [k for k, s in stream.series.items() if s.updated < cutoff]
-            if stale:
-                for k in stale:
-                    del stream.series[k]
-                live = {id(s) for s in stream.series.values()}
-                for labels, s in list(stream.by_labels.items()):
-                    if id(s) not in live:
-                        del stream.by_labels[labels]
-                        self._series_count -= 1
-            if not stream.series:
+            # Each index is swept by the entries' own time: a series may have no identity key
+            # (past 2x the limit only the label index holds it), and an overflow member is
+            # only in the key index.
+            for k in [k for k, s in stream.series.items() if s.updated < cutoff]:
+                del stream.series[k]
+            stale = [labels for labels, s in stream.by_labels.items() if s.updated < cutoff]
+            for labels in stale:
+                del stream.by_labels[labels]
+            self._series_count -= len(stale)
+            if not stream.by_labels and not stream.series:
                 self._drop_stream(key, stream)
         for rkey, resource in list(self._resources.items()):
             if resource.updated < cutoff:

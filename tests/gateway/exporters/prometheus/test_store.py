@@ -371,3 +371,31 @@ def test_metric_name_without_letters_or_digits_is_rejected(store: SeriesStore) -
     batch = push(store, Req().gauge("...", [(A, 1.0, 10)]).gauge("温度", [(A, 1.0, 10)]))
     assert batch.rejected_points == 2
     assert "invalid name" in batch.error_message
+
+
+def test_series_beyond_the_key_index_still_expire_and_fresh_ones_stay(clock: Clock) -> None:
+    """The key index holds at most twice the stream limit: a series first seen after it is
+    full lives only in the label index, and the sweep must judge it by its own time."""
+    store = SeriesStore(StoreSettings(max_series_per_stream=2, expiration_seconds=60), clock=clock)
+    x_orders = [
+        {"a": "x", "b": "x", "c": "x"},
+        {"b": "x", "a": "x", "c": "x"},
+        {"c": "x", "b": "x", "a": "x"},
+        {"a": "x", "c": "x", "b": "x"},
+    ]
+    for n, attrs in enumerate(x_orders):  # four keys of series x fill the key index
+        push(store, Req().sum("c", [(attrs, 1, 0, 10 + n)]))
+    y = {"a": "y", "b": "y", "c": "y"}
+    push(store, Req().sum("c", [(y, 1, 0, 20)]))  # y: label index only
+    clock.now += 50
+    push(store, Req().sum("c", [(y, 2, 0, 30)]))
+    clock.now += 20  # x is 70 s old (stale), y 20 s (fresh)
+    s = scrape(store)
+    assert s.all("c_total", a="x") == []
+    assert s.value("c_total", a="y") == 2
+    push(store, Req().sum("c", [(x_orders[0], 5, 0, 40)]))
+    clock.now += 50  # y is 70 s old, x 50 s
+    s = scrape(store)
+    assert s.all("c_total", a="y") == []
+    assert s.value("c_total", a="x") == 5
+    assert store.series_count == 1
