@@ -32,14 +32,7 @@ from gateway.exporters.prometheus.naming import (
     sanitize_label_name,
     unit_suffix,
 )
-from gateway.exporters.prometheus.series import (
-    ExpHistogramSeries,
-    HistogramSeries,
-    NumberSeries,
-    SummarySeries,
-    merge_exponential,
-    set_exponential,
-)
+from gateway.exporters.prometheus.series import EXPONENTIAL, HISTOGRAM, SUMMARY, Kind, NumberSeries
 from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
@@ -58,6 +51,7 @@ _MAX_NAME_LENGTH = 255
 # The overflow series' entry in a stream's identity index (no point serialises to it), so that
 # expiry sees it as live while its members are.
 _OVERFLOW_KEY = b"\x00overflow"
+_KINDS = {"histogram": HISTOGRAM, "exponential_histogram": EXPONENTIAL, "summary": SUMMARY}
 # What `_series_for` returns for a point whose attributes break the input limits.
 _REFUSED: Any = object()
 
@@ -403,12 +397,8 @@ class SeriesStore:
             self._streams[key] = stream
         if kind == "sum" or kind == "gauge":
             bad = self._ingest_numbers(stream, dps, now)
-        elif kind == "histogram":
-            bad = self._ingest_histograms(stream, dps, now)
-        elif kind == "exponential_histogram":
-            bad = self._ingest_exponential(stream, dps, now)
         else:
-            bad = self._ingest_summaries(stream, dps, now)
+            bad = self._ingest_structured(stream, dps, now, _KINDS[kind])
         if bad:
             for index, _ in reversed(bad):
                 del dps[index]
@@ -627,27 +617,22 @@ class SeriesStore:
             s = self._series_for(stream, key, p, factory)
         return s
 
-    def _ingest_histograms(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+    def _ingest_structured(
+        self, stream: _Stream, dps: Any, now: float, kind: Kind
+    ) -> list[tuple[int, str]]:
+        """Histograms, exponential histograms and summaries: fewer points than numbers and
+        more work each, so their identity key is built from the attributes directly."""
         bad: list[tuple[int, str]] = []
         i = -1
         for p in dps:
             i += 1
             if p.flags & _NO_RECORDED_VALUE:
                 continue
-            bounds = list(p.explicit_bounds)
-            counts = list(p.bucket_counts)
-            if counts and len(counts) != len(bounds) + 1:
-                bad.append((i, "invalid histogram: bucket_counts needs len(explicit_bounds)+1"))
+            problem, state = kind.check(p)
+            if problem is not None:
+                bad.append((i, problem))
                 continue
-            if any(b >= a for a, b in zip(bounds[1:], bounds, strict=False)) or any(
-                not math.isfinite(x) for x in bounds
-            ):
-                bad.append((i, "invalid histogram: explicit_bounds must be finite and increasing"))
-                continue
-            if counts and sum(counts) != p.count:
-                bad.append((i, "invalid histogram: count differs from the sum of bucket_counts"))
-                continue
-            s = self._generic_key(stream, p, HistogramSeries)
+            s = self._generic_key(stream, p, kind.factory)
             if s is None:
                 self.counters.drop("cardinality_limit")
                 continue
@@ -660,92 +645,18 @@ class SeriesStore:
                     self.counters.drop("out_of_order")
                     continue
                 s.start = p.start_time_unix_nano
-                s.bounds, s.counts, s.count, s.sum = bounds, counts, p.count, p.sum
+                kind.set(s, p, state)
             else:
                 outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
-                if outcome is Outcome.ADDED and s.bounds == bounds:
-                    s.counts = [a + b for a, b in zip(s.counts, counts, strict=True)]
-                    s.count += p.count
-                    s.sum += p.sum
+                if outcome is Outcome.ADDED and kind.merge(s, p, state):
+                    pass
                 elif outcome in (Outcome.STARTED, Outcome.RESET, Outcome.ADDED):
-                    # ADDED with other bounds cannot be merged: the stream restarts.
-                    s.bounds, s.counts, s.count, s.sum = bounds, counts, p.count, p.sum
+                    # ADDED but not addable (other bounds): the stream restarts from here.
                     s.start = p.start_time_unix_nano
+                    kind.set(s, p, state)
                 else:
                     self.counters.drop(outcome.value)
                     continue
             s.time = t
             s.updated = now
-        return bad
-
-    def _ingest_exponential(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
-        bad: list[tuple[int, str]] = []
-        i = -1
-        for p in dps:
-            i += 1
-            if p.flags & _NO_RECORDED_VALUE:
-                continue
-            if not -10 <= p.scale <= 20:
-                bad.append((i, "invalid exponential histogram: scale outside -10..20"))
-                continue
-            pos, neg = list(p.positive.bucket_counts), list(p.negative.bucket_counts)
-            if p.count != p.zero_count + sum(pos) + sum(neg):
-                bad.append(
-                    (i, "invalid exponential histogram: count differs from the buckets' sum")
-                )
-                continue
-            s = self._generic_key(stream, p, ExpHistogramSeries)
-            if s is None:
-                self.counters.drop("cardinality_limit")
-                continue
-            if s is _REFUSED:
-                bad.append((i, self._refusal))
-                continue
-            t = p.time_unix_nano
-            if stream.cumulative:
-                if t < s.time:
-                    self.counters.drop("out_of_order")
-                    continue
-                s.start = p.start_time_unix_nano
-                set_exponential(s, p, pos, neg)
-            else:
-                outcome, s.start = accumulate(s.start, s.time, p.start_time_unix_nano, t)
-                if outcome is Outcome.ADDED:
-                    merge_exponential(s, p, pos, neg)
-                elif outcome in (Outcome.STARTED, Outcome.RESET):
-                    set_exponential(s, p, pos, neg)
-                else:
-                    self.counters.drop(outcome.value)
-                    continue
-            s.time = t
-            s.updated = now
-        return bad
-
-    def _ingest_summaries(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
-        bad: list[tuple[int, str]] = []
-        i = -1
-        for p in dps:
-            i += 1
-            if p.flags & _NO_RECORDED_VALUE:
-                continue
-            quantiles = [(q.quantile, q.value) for q in p.quantile_values]
-            if any(not 0.0 <= q <= 1.0 for q, _ in quantiles):
-                bad.append((i, "invalid summary: quantile outside 0..1"))
-                continue
-            if len({q for q, _ in quantiles}) != len(quantiles):
-                bad.append((i, "invalid summary: a quantile appears twice"))
-                continue
-            s = self._generic_key(stream, p, SummarySeries)
-            if s is None:
-                self.counters.drop("cardinality_limit")
-                continue
-            if s is _REFUSED:
-                bad.append((i, self._refusal))
-                continue
-            t = p.time_unix_nano
-            if t < s.time:
-                self.counters.drop("out_of_order")
-                continue
-            s.start, s.time, s.updated = p.start_time_unix_nano, t, now
-            s.quantiles, s.count, s.sum = quantiles, p.count, p.sum
         return bad
