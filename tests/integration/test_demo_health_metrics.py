@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,11 +28,9 @@ from gateway.catalogue import by_name
 from tests.support.servers import (
     REPO,
     GatewayProcess,
-    ServerProcess,
-    free_port,
+    run_demo_service,
     run_gateway,
     run_prometheus,
-    wait_http,
 )
 from tests.support.tcp_proxy import TcpProxy
 
@@ -62,44 +58,11 @@ HEALTH_ENV = {
 @contextlib.contextmanager
 def demo_service(tmp: Path, gateway: GatewayProcess, dsn: str, prefix: str) -> Iterator[str]:
     """The demo under uvicorn (one worker), exporting to `gateway` every 300 ms; its URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DEMO_"))}
-    env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=gateway.url,
-        OTEL_METRIC_EXPORT_INTERVAL="300",
-        DATABASE_URL=dsn,
-        DEMO_TABLE_PREFIX=prefix,
-        DEMO_SERVICE_NAME=SERVICE,
-        PYTHONPATH=str(REPO),
-        **HEALTH_ENV,
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "demo.app:create_app_from_env",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    log = tmp / f"demo-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
-        )
-    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
+    env = {"DATABASE_URL": dsn, "DEMO_TABLE_PREFIX": prefix, "DEMO_SERVICE_NAME": SERVICE}
     try:
-        try:
-            wait_http(server.url + "/live", timeout=30, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"demo service did not start: {exc}\n{server.log_text()}") from exc
-        yield server.url
+        with run_demo_service(tmp, gateway.url, {**env, **HEALTH_ENV}) as server:
+            yield server.url
     finally:
-        server.stop()
         asyncio.run(_drop(prefix))
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,12 +26,10 @@ from demo.db import token_for
 from demo.runner import Samples, parse_prometheus_text
 from demo.traffic import TrafficGenerator
 from tests.support.servers import (
-    REPO,
     GatewayProcess,
     ServerProcess,
-    free_port,
+    run_demo_service,
     run_gateway,
-    wait_http,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,44 +44,11 @@ HTTP_COUNT = "http_server_request_duration_seconds_count"
 def demo_service(
     tmp: Path, gateway: GatewayProcess, prefix: str, *, workers: int = 1
 ) -> Iterator[ServerProcess]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=gateway.url,
-        OTEL_METRIC_EXPORT_INTERVAL="300",
-        DATABASE_URL=DSN,
-        DEMO_TABLE_PREFIX=prefix,
-        PYTHONPATH=str(REPO),
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "demo.app:create_app_from_env",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
-    log = tmp / f"demo-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
-        )
-    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
+    env = {"DATABASE_URL": DSN, "DEMO_TABLE_PREFIX": prefix}
     try:
-        try:
-            wait_http(server.url + "/live", timeout=30, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"demo service did not start: {exc}\n{server.log_text()}") from exc
-        yield server
+        with run_demo_service(tmp, gateway.url, env, workers=workers) as server:
+            yield server
     finally:
-        server.stop()  # SIGTERM: uvicorn runs the lifespan shutdown, which flushes
         asyncio.run(_drop(prefix))
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ServerProcess",
     "free_port",
     "run_alertmanager",
+    "run_demo_service",
     "run_gateway",
     "run_prometheus",
     "wait_http",
@@ -217,5 +218,29 @@ def run_alertmanager(
     ]
     with _spawn(
         argv, home / "alertmanager.log", f"http://127.0.0.1:{port}", "/-/ready", cwd=home
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_demo_service(
+    tmp: Path, gateway_url: str, env: dict[str, str], *, workers: int = 1
+) -> Iterator[ServerProcess]:
+    """The demo service under uvicorn on a free port, exporting to `gateway_url` every 300 ms,
+    with `env` added (DATABASE_URL, DEMO_*); yields once /live answers, stops with SIGTERM
+    (uvicorn's lifespan shutdown flushes the last metrics)."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DEMO_"))}
+    full_env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=gateway_url,
+        OTEL_METRIC_EXPORT_INTERVAL="300",
+        PYTHONPATH=str(REPO),
+        **env,
+    )
+    argv = [sys.executable, "-m", "uvicorn", "demo.app:create_app_from_env", "--factory"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    argv += ["--log-level", "warning"]
+    with _spawn(
+        argv, tmp / f"demo-{port}.log", f"http://127.0.0.1:{port}", "/live", env=full_env, cwd=REPO
     ) as server:
         yield server
