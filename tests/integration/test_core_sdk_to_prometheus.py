@@ -154,3 +154,19 @@ scrape_configs:
         targets = httpx.get(prom.url + "/api/v1/targets").json()["data"]["activeTargets"]
         assert targets[0]["health"] == "up", targets[0]
         assert targets[0]["lastError"] == ""
+
+
+def test_metrics_are_gzipped_when_the_scraper_asks(gateway: GatewayProcess) -> None:
+    plain = httpx.get(gateway.url + "/metrics", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    with httpx.Client() as client:
+        raw = client.get(gateway.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    assert raw.headers["content-encoding"] == "gzip"
+    assert int(raw.headers["content-length"]) < len(plain.content) / 3
+
+    # The same samples either way (the self-metrics move between two scrapes, so compare the
+    # pushed families only).
+    def pushed(text: str) -> list[str]:
+        return sorted(line for line in text.splitlines() if line.startswith(("app_", "exp_")))
+
+    assert pushed(raw.text) == pushed(plain.text)
