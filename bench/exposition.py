@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import gzip
 import statistics
 import sys
 import time
@@ -88,6 +89,12 @@ def main() -> None:
         f"  ({len(reference) / 1e6:.1f} MB)"
     )
     print(f"ratio gateway/client:    {ours_median / ref_median:.2f}x (target <= 0.5x)")
+    gz_best, _ = best_of(lambda: gzip.compress(body, compresslevel=1), args.repeat)
+    gz_size = len(gzip.compress(body, compresslevel=1))
+    print(
+        f"gzip level 1 (what /metrics sends when asked): {gz_best * 1e3:.1f} ms, "
+        f"{len(body) / 1e6:.1f} MB -> {gz_size / 1e6:.1f} MB"
+    )
     print(
         f"store memory per series: {per_series:.0f} bytes = {per_series / 1024:.2f} KiB "
         f"(target <= 0.5 KiB; tracemalloc, store only)"
