@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from gateway.health.checks._configured import configured_check
 from gateway.health.config import PipelineCheckConfig
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 
@@ -138,11 +139,9 @@ def pipeline_check(
     *,
     wall_clock: Callable[[], float] = time.time,
 ) -> Check:
-    return Check(
+    return configured_check(
         COMPONENT,
         PipelineCheck(stats, config, wall_clock=wall_clock),
-        timeout=config.timeout_seconds,
-        interval=config.interval_seconds,
-        required=config.required,
+        config,
         component_type="component",
     )

@@ -13,6 +13,7 @@ import time
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from gateway.health.breaker import CircuitBreaker
+from gateway.health.checks._configured import configured_check
 from gateway.health.config import PostgresCheckConfig
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 
@@ -84,13 +85,10 @@ def postgres_check(
 ) -> Check:
     """The configured check (its own pool from `config.dsn` unless `pool` is given)."""
     fn = PostgresCheck(pool=pool) if pool is not None else PostgresCheck(dsn=config.dsn)
-    return Check(
+    return configured_check(
         COMPONENT,
         fn,
-        timeout=config.timeout_seconds,
-        interval=config.interval_seconds,
-        required=config.required,
+        config,
         component_type="datastore",
         breaker=breaker or CircuitBreaker(COMPONENT, config.breaker),
-        close=fn.close,
     )

@@ -7,6 +7,7 @@ import time
 import redis.asyncio as aioredis
 
 from gateway.health.breaker import CircuitBreaker
+from gateway.health.checks._configured import configured_check
 from gateway.health.config import RedisCheckConfig
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 
@@ -77,13 +78,10 @@ def redis_check(
             latency_warn_ms=config.latency_warn_ms,
             timeout_seconds=config.timeout_seconds,
         )
-    return Check(
+    return configured_check(
         COMPONENT,
         fn,
-        timeout=config.timeout_seconds,
-        interval=config.interval_seconds,
-        required=config.required,
+        config,
         component_type="datastore",
         breaker=breaker or CircuitBreaker(COMPONENT, config.breaker),
-        close=fn.close,
     )

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import psutil
 
+from gateway.health.checks._configured import configured_check
 from gateway.health.config import SystemCheckConfig
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 
@@ -88,11 +89,6 @@ class SystemCheck:
 
 
 def system_check(config: SystemCheckConfig, *, sampler: SystemSampler | None = None) -> Check:
-    return Check(
-        COMPONENT,
-        SystemCheck(config, sampler),
-        timeout=config.timeout_seconds,
-        interval=config.interval_seconds,
-        required=config.required,
-        component_type="system",
+    return configured_check(
+        COMPONENT, SystemCheck(config, sampler), config, component_type="system"
     )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from gateway.health.breaker import CircuitBreaker
+from gateway.health.checks._configured import configured_check
 from gateway.health.config import UpstreamCheckConfig
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 
@@ -94,12 +95,10 @@ def upstream_check(
     breaker: CircuitBreaker | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> Check:
-    return Check(
+    return configured_check(
         COMPONENT,
         UpstreamCheck(upstream, config, wall_clock=wall_clock),
-        timeout=config.timeout_seconds,
-        interval=config.interval_seconds,
-        required=config.required,
+        config,
         component_type="component",
         breaker=breaker or CircuitBreaker(COMPONENT, config.breaker),
     )
