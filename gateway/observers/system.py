@@ -43,6 +43,33 @@ _FIRST_CYCLE_DELAY_SECONDS = 1.0
 # Attribute caches keyed by interface or device name are cleared past this size, so that hosts
 # creating and removing interfaces (a veth per container) do not grow them forever.
 _MAX_CACHED_NAMES = 1024
+_NET_DIRECTIONS = ("receive", "transmit")
+_DISK_DIRECTIONS = ("read", "write")
+
+
+def _pair(
+    cache: dict[str, tuple[Attributes, Attributes] | None],
+    name: str,
+    excluded: Callable[[str], bool],
+    key: str,
+    directions: tuple[str, str],
+) -> tuple[Attributes, Attributes] | None:
+    """The two attribute sets of an interface or device (one per direction), made once and
+    reused every cycle; None for an excluded name. The cache is bounded: it starts over past
+    `_MAX_CACHED_NAMES` names (containers come and go)."""
+    if name in cache:
+        return cache[name]
+    if len(cache) > _MAX_CACHED_NAMES:
+        cache.clear()
+    first, second = directions
+    attrs: tuple[Attributes, Attributes] | None = (
+        None
+        if excluded(name)
+        else ({key: name, "direction": first}, {key: name, "direction": second})
+    )
+    cache[name] = attrs
+    return attrs
+
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 # usage_percent types: user and system fold in their kin (nice; irq and softirq) so that
@@ -396,22 +423,9 @@ class SystemObserver:
 
     def _read_network(self, out: list[Series]) -> None:
         counters = self._sampler.net_io_counters()
-        cache = self._net_attrs
-        if len(cache) > _MAX_CACHED_NAMES:
-            cache.clear()
         series: list[list[tuple[Attributes, float]]] = [[] for _ in _NET_FIELDS]
         for name, c in counters.items():
-            if name in cache:
-                attrs = cache[name]
-            else:
-                attrs = cache[name] = (
-                    None
-                    if self._net_excluded(name)
-                    else (
-                        {"interface": name, "direction": "receive"},
-                        {"interface": name, "direction": "transmit"},
-                    )
-                )
+            attrs = _pair(self._net_attrs, name, self._net_excluded, "interface", _NET_DIRECTIONS)
             if attrs is None:
                 continue
             rx, tx = attrs
@@ -431,23 +445,10 @@ class SystemObserver:
 
     def _read_disk(self, out: list[Series]) -> None:
         counters = self._sampler.disk_io_counters()
-        cache = self._disk_attrs
-        if len(cache) > _MAX_CACHED_NAMES:
-            cache.clear()
         io: list[tuple[Attributes, float]] = []
         ops: list[tuple[Attributes, float]] = []
         for name, c in counters.items():
-            if name in cache:
-                attrs = cache[name]
-            else:
-                attrs = cache[name] = (
-                    None
-                    if self._disk_excluded(name)
-                    else (
-                        {"device": name, "direction": "read"},
-                        {"device": name, "direction": "write"},
-                    )
-                )
+            attrs = _pair(self._disk_attrs, name, self._disk_excluded, "device", _DISK_DIRECTIONS)
             if attrs is None:
                 continue
             read, write = attrs
