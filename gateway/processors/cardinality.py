@@ -56,7 +56,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.exporters.prometheus.labels import render_pairs
-from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries
+from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries, scope_identity
 
 __all__ = [
     "OVERFLOW_ATTRIBUTE",
@@ -453,7 +453,7 @@ class OverflowFolder:
         for rm in request.resource_metrics:
             rkey = rm.resource.SerializeToString()
             for sm in rm.scope_metrics:
-                skey = sm.scope.SerializeToString()
+                skey = scope_identity(sm)
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
                     if kind not in ("sum", "gauge", "histogram"):

@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.exporters.prometheus.floats import label_float
 from gateway.exporters.prometheus.labels import escape_help
 from gateway.exporters.prometheus.store import Family, SeriesStore
 
@@ -63,6 +64,10 @@ def render(stores: SeriesStore | Sequence[SeriesStore], *, openmetrics: bool = F
         for family in store.families():
             _render_family(out, family, openmetrics)
         infos.extend(store.target_infos())
+    # The gateway's own resource says the same in the data store (observers, health checks)
+    # and in the self-metrics store: one target_info per label set, or the exposition would
+    # carry a duplicate series.
+    infos = list(dict.fromkeys(infos))
     if infos:
         if openmetrics:
             out.append("# HELP target Target metadata\n# TYPE target info\n")
@@ -104,7 +109,8 @@ def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
                 for q, v in sorted(s.quantiles):
                     if openmetrics and v < 0:
                         continue
-                    out.append(f"{name}{_labels(labels, f'quantile={chr(34)}{q!r}{chr(34)}')}")
+                    quantile = label_float(q, openmetrics=openmetrics)
+                    out.append(f"{name}{_labels(labels, f'quantile={chr(34)}{quantile}{chr(34)}')}")
                     out.append(f" {_fmt(v)}\n")
                 if not openmetrics or s.sum >= 0:
                     out.append(f"{name}_sum{{{labels}}} {_fmt(s.sum)}\n")
@@ -125,7 +131,7 @@ def _classic(out: list[str], name: str, labels: str, s: Any, openmetrics: bool) 
     bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
     for bound, count in zip(s.bounds, s.counts, strict=False):
         acc += count
-        out.append(f'{bucket}le="{_fmt(bound)}"}} {acc}\n')
+        out.append(f'{bucket}le="{label_float(bound, openmetrics=openmetrics)}"}} {acc}\n')
     out.append(f'{bucket}le="+Inf"}} {s.count}\n')
     _sum_and_count(out, name, labels, s, openmetrics, bool(s.bounds) and s.bounds[0] < 0)
 
@@ -168,6 +174,6 @@ def _exponential(out: list[str], name: str, labels: str, s: Any, openmetrics: bo
             break
         acc += bounds[upper]
         negative = negative or upper < 0
-        out.append(f'{bucket}le="{_fmt(upper)}"}} {acc}\n')
+        out.append(f'{bucket}le="{label_float(upper, openmetrics=openmetrics)}"}} {acc}\n')
     out.append(f'{bucket}le="+Inf"}} {s.count}\n')
     _sum_and_count(out, name, labels, s, openmetrics, negative)

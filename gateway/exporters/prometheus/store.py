@@ -32,7 +32,14 @@ from gateway.exporters.prometheus.naming import (
     sanitize_label_name,
     unit_suffix,
 )
-from gateway.exporters.prometheus.series import EXPONENTIAL, HISTOGRAM, SUMMARY, Kind, NumberSeries
+from gateway.exporters.prometheus.series import (
+    EXPONENTIAL,
+    HISTOGRAM,
+    SUMMARY,
+    Kind,
+    NumberSeries,
+    scope_identity,
+)
 from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
@@ -136,8 +143,9 @@ class _Stream:
 _SCOPE_OWN = frozenset(("otel_scope_name", "otel_scope_version", "otel_scope_schema_url"))
 
 
-def _scope_labels(scope: InstrumentationScope) -> str:
-    """`otel_scope_name`, `otel_scope_version` and the scope's attributes as `otel_scope_<key>`.
+def _scope_labels(scope: InstrumentationScope, schema_url: str = "") -> str:
+    """`otel_scope_name`, `otel_scope_version`, `otel_scope_schema_url` and the scope's
+    attributes as `otel_scope_<key>`.
     Attributes that would overwrite name, version or schema URL are dropped, and keys that
     sanitise alike are joined with `;`, as the compatibility spec says (v1.60.0, "Instrumentation
     Scope")."""
@@ -146,6 +154,8 @@ def _scope_labels(scope: InstrumentationScope) -> str:
         parts.append(f'otel_scope_name="{escape_value(scope.name)}"')
     if scope.version:
         parts.append(f'otel_scope_version="{escape_value(scope.version)}"')
+    if schema_url:
+        parts.append(f'otel_scope_schema_url="{escape_value(schema_url)}"')
     merged: dict[str, list[tuple[str, str]]] = {}
     for kv in scope.attributes:
         key = sanitize_label_name("otel_scope_" + kv.key)
@@ -330,10 +340,10 @@ class SeriesStore:
             resource.updated = now
             rkey = resource.key
             for sm in rm.scope_metrics:
-                skey = sm.scope.SerializeToString()
+                skey = scope_identity(sm)
                 scope = self._scopes.get(skey)
                 if scope is None:
-                    scope = self._new_scope(skey, sm.scope)
+                    scope = self._new_scope(skey, sm.scope, sm.schema_url)
                 skey, scope_labels = scope
                 for metric in sm.metrics:
                     self._consume_metric(batch, metric, rkey, skey, resource, scope_labels, now)
@@ -350,9 +360,11 @@ class SeriesStore:
         self._resources[rkey] = resource
         return resource
 
-    def _new_scope(self, skey: bytes, raw: InstrumentationScope) -> tuple[bytes, str]:
+    def _new_scope(
+        self, skey: bytes, raw: InstrumentationScope, schema_url: str
+    ) -> tuple[bytes, str]:
         """A scope's (identity key, labels): encodings with the same labels share the key."""
-        labels = _scope_labels(raw)
+        labels = _scope_labels(raw, schema_url)
         canonical = self._scope_keys.setdefault(labels, skey)
         scope = self._scopes[skey] = (canonical, labels)
         return scope

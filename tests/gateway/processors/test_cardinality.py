@@ -137,7 +137,7 @@ def test_histograms_over_the_limit_add_their_increases_bucket_by_bucket() -> Non
     s = scrape(store)
     overflow = {"otel_metric_overflow": "true"}
     # k=1: (1,1) then (3,4): +2, +3; k=2: (1,2) then reset to (1,0)
-    assert s.value("h_seconds_bucket", le="1.0", **overflow) == 3 + 1 + 1
+    assert s.value("h_seconds_bucket", le="1", **overflow) == 3 + 1 + 1
     assert s.value("h_seconds_bucket", le="+Inf", **overflow) == (3 + 4) + (1 + 0) + 3
     assert s.value("h_seconds_count", **overflow) == 7 + 1 + 3
     assert s.value("h_seconds_sum", **overflow) == pytest.approx(9.0 + 0.25 + 2.5)

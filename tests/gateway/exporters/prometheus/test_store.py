@@ -112,7 +112,7 @@ def test_delta_histogram_accumulates_buckets(store: SeriesStore) -> None:
     )
     s = scrape(store)
     assert s.value("lat_seconds_bucket", route="/a", le="0.1") == 1
-    assert s.value("lat_seconds_bucket", route="/a", le="1.0") == 4
+    assert s.value("lat_seconds_bucket", route="/a", le="1") == 4
     assert s.value("lat_seconds_bucket", route="/a", le="+Inf") == 7
     assert s.value("lat_seconds_count", route="/a") == 7
     assert s.value("lat_seconds_sum", route="/a") == 10.5
@@ -349,7 +349,7 @@ def test_openmetrics_leaves_out_what_it_forbids(store: SeriesStore) -> None:
 def test_histogram_attribute_le_is_exported_le(store: SeriesStore) -> None:
     # was: lat_bucket{le="x",le="1.0"} (a duplicate label)
     push(store, Req().histogram("lat", [({"le": "x"}, [1.0], [1, 0], 0.5, 0, 10)]))
-    assert scrape(store).value("lat_bucket", exported_le="x", le="1.0") == 1
+    assert scrape(store).value("lat_bucket", exported_le="x", le="1") == 1
 
 
 def test_summary_with_a_repeated_quantile_is_rejected(store: SeriesStore) -> None:
@@ -399,3 +399,27 @@ def test_series_beyond_the_key_index_still_expire_and_fresh_ones_stay(clock: Clo
     assert s.all("c_total", a="y") == []
     assert s.value("c_total", a="x") == 5
     assert store.series_count == 1
+
+
+def test_scope_schema_url_becomes_a_label_and_part_of_the_identity(store: SeriesStore) -> None:
+    """The compatibility spec's otel_scope_schema_url, as the Collector's exporter writes it;
+    two schema URLs of one scope are two series, not one overwriting the other."""
+    for url, value in (("https://opentelemetry.io/schemas/1.26.0", 1.0), ("", 2.0)):
+        req = Req(scope="lib").gauge("g", [({}, value, 10)])
+        req.request.resource_metrics[0].scope_metrics[0].schema_url = url
+        push(store, req)
+    s = scrape(store)
+    url = "https://opentelemetry.io/schemas/1.26.0"
+    assert s.value("g", otel_scope_name="lib", otel_scope_schema_url=url) == 1
+    assert [v for labels, v in s.all("g") if "otel_scope_schema_url" not in labels] == [2]
+
+
+def test_one_target_info_per_resource_across_stores(clock: Clock) -> None:
+    """The gateway renders its data store and its self-metrics store together; its own
+    resource appears in both and must give one target_info series, not two."""
+    stores = [SeriesStore(StoreSettings(expiration_seconds=300), clock=clock) for _ in range(2)]
+    for i, one in enumerate(stores):
+        push(one, Req(service="gw", version="1").gauge(f"g{i}", [({}, 1.0, 10)]))
+    for openmetrics in (False, True):
+        text = render(stores, openmetrics=openmetrics).decode()
+        assert text.count("target_info{") == 1, text
