@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit setup system-deps services bench clean
+.PHONY: run test lint typecheck unit setup system-deps services collector bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ system-deps:
 services:
 	bash scripts/services.sh
 
+# The project's OpenTelemetry Collector distributions, built from Go modules by
+# otel-collector/manifest*.yaml into ~/.cache/telemetry-gateway (rebuilt only when a manifest
+# changes).
+collector:
+	bash scripts/build-collector.sh
+
 run: setup
 	$(BIN)/telemetry-gateway demo
 
@@ -32,7 +38,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup system-deps services lint typecheck
+test: setup system-deps services collector lint typecheck
 	$(BIN)/pytest
 
 bench: setup system-deps

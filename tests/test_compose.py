@@ -303,3 +303,22 @@ def test_prometheus_scrapes_only_self_metrics_from_a_forwarding_gateway(
         path = job.get("metrics_path", "/metrics")
         assert path != "/metrics", f"{job['job_name']} scrapes the forwarded series too"
         assert path in routes, f"{job['job_name']}: the gateway serves no {path}"
+
+
+def test_collector_image_is_built_from_the_tested_manifest() -> None:
+    """compose runs the Collector the tests run: an image built from the same manifest by the
+    same builder release, not a separately pinned contrib image that could drift."""
+    service = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]["otel-collector"]
+    assert service["build"]["context"] == "./otel-collector"
+    manifest = service["build"]["args"]["MANIFEST"]
+    assert manifest == "manifest.yaml"
+    dist = yaml.safe_load((REPO / "otel-collector" / manifest).read_text())["dist"]
+    assert service["image"].endswith(":" + dist["version"])
+    dockerfile = (REPO / "otel-collector" / "Dockerfile").read_text()
+    assert "COPY ${MANIFEST} manifest.yaml" in dockerfile
+    # The same rule as scripts/build-collector.sh for the builder's release.
+    script = (REPO / "scripts" / "build-collector.sh").read_text()
+    rule = "s#.*go.opentelemetry.io/collector/receiver/otlpreceiver \\(v[0-9.]*\\).*#\\1#p"
+    assert rule in dockerfile
+    assert rule in script
+    assert "builder --config manifest.yaml" in dockerfile
