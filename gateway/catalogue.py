@@ -56,7 +56,7 @@ class Metric:
             self.otel_name(namespace),
             self.unit,
             monotonic_counter=self.kind is Kind.COUNTER,
-            gauge=self.kind in (Kind.GAUGE, Kind.UPDOWN),
+            gauge=self.kind is Kind.GAUGE,
         )
 
     @property

@@ -16,6 +16,12 @@ Documented differences, normalized before comparing:
   `otel_scope_schema_url=""` when the scope has none; the gateway leaves empty labels out. In
   Prometheus' data model a label with an empty value is the absence of that label, so both
   are the same series once scraped (the dashboards test below runs on the Collector path).
+- HELP: where a metric has no description the gateway writes its OTel name and unit (promtool
+  wants help text), the Collector writes none; HELP is compared where the Collector has one.
+- Where the Collector refuses a label name (reserved `__x`, a key of only non-ASCII letters)
+  or two keys collide, it drops the whole metric and logs an error; the gateway keeps it
+  (`key__x`, values joined with `;` as the specification says). The edge-case test checks
+  that these are the only metrics missing from the Collector's side.
 - `/metrics` also carries the gateway's self-metrics, which are not forwarded (Prometheus
   scrapes them from `/metrics/self` on the Collector path): they are left out of the gateway's
   side, except the gateway's own `target_info`, which the Collector has too.
@@ -28,6 +34,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -40,15 +47,19 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 from demo.traffic import TrafficGenerator
 from gateway.catalogue import by_name
 from tests.support.collector import CollectorProcess, run_collector
+from tests.support.otlp import DELTA, Req
 from tests.support.servers import GatewayProcess, run_demo_service, run_gateway
 
 pytestmark = pytest.mark.integration
 
 DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Only the test's data is forwarded: no observers, no health checks (whose values change
+# between the two scrapes).
 QUIET = (
     "observers:\n  enabled: false\n"
     "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
     "  system: {enabled: false}\n"
+    "memory_limiter: {soft_limit_bytes: 0}\n"
 )
 OPENMETRICS = {"Accept": "application/openmetrics-text;version=1.0.0"}
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -77,14 +88,18 @@ def read(text: str, *, openmetrics: bool) -> Exposition:
 
 
 def without_self(full: Exposition, own: Exposition) -> Exposition:
-    """The forwarded part of the gateway's /metrics: minus its self-metrics (but its own
-    target_info, which describes a resource the forwarded data has too)."""
-    drop = {k for k in own.series if k[0] != "target_info"}
+    """The forwarded part of the gateway's /metrics: minus its self-metrics, and minus its own
+    target_info unless forwarded data (health checks, observers) has that job/instance too."""
+    kept = {k: v for k, v in full.series.items() if k not in own.series or k[0] == "target_info"}
+
+    def target(labels: frozenset[tuple[str, str]]) -> tuple[str | None, str | None]:
+        d = dict(labels)
+        return d.get("job"), d.get("instance")
+
+    described = {target(labels) for name, labels in kept if name != "target_info"}
+    kept = {k: v for k, v in kept.items() if k[0] != "target_info" or target(k[1]) in described}
     own_families = {name for name in own.meta if name not in ("target_info", "target")}
-    return Exposition(
-        {k: v for k, v in full.series.items() if k not in drop},
-        {n: m for n, m in full.meta.items() if n not in own_families},
-    )
+    return Exposition(kept, {n: m for n, m in full.meta.items() if n not in own_families})
 
 
 @dataclass
@@ -115,7 +130,10 @@ def differences(a: Exposition, b: Exposition) -> list[str]:
         if a.series[key] != b.series[key]:
             out.append(f"value of {key[0]} {dict(key[1])}: {a.series[key]} != {b.series[key]}")
     for name in sorted(a.meta.keys() & b.meta.keys()):
-        if a.meta[name] != b.meta[name]:
+        if b.meta[name][1] == "":  # no description: the gateway writes name (unit) as HELP
+            if a.meta[name][0] != b.meta[name][0]:
+                out.append(f"TYPE of {name}: {a.meta[name][0]} != {b.meta[name][0]}")
+        elif a.meta[name] != b.meta[name]:
             out.append(f"TYPE/HELP of {name}: {a.meta[name]} != {b.meta[name]}")
     return out
 
@@ -190,3 +208,68 @@ def test_the_comparison_can_fail(both_paths: tuple[Snapshot, list[str]]) -> None
     )
     assert differences(snap.gateway[True], changed)
     assert differences(snap.gateway[True], renamed)
+
+
+def _edge_cases(now: int) -> Req:
+    """Names, units and labels where the translation rules have corners."""
+    r = Req(service="edge", scope="edge.scope")
+    past = now - 10
+    r.sum("ratio.sum", [({"a": "1"}, 3, past, now)], unit="1", monotonic=False)
+    r.sum("ratio.counter", [({"a": "1"}, 3, past, now)], unit="1")
+    r.gauge("ratio.gauge", [({"a": "1"}, 0.5, now)], unit="1")
+    r.gauge("utilization", [({}, 0.5, now)], unit="1")
+    r.sum("req.rate", [({}, 7, past, now)], unit="{request}/s", monotonic=False)
+    r.gauge("bytes.per.thing", [({}, 7.0, now)], unit="By/{thing}")
+    r.gauge("size", [({}, 7.0, now)], unit="By/%")  # a per-unit that sanitises to nothing
+    r.gauge("weird.per", [({}, 7.0, now)], unit="{a}/{b}")
+    r.gauge("packets", [({}, 7.0, now)], unit="{packet}")
+    r.sum("latency.ms", [({}, 7, past, now)], unit="ms")
+    for unit in ("KiBy", "TiBy", "kBy", "%", "Cel", "m/s", "x_", "1/s"):
+        r.gauge(f"unit.{unit}", [({}, 7.0, now)], unit=unit)
+    r.gauge("colon:name", [({}, 1.0, now)])
+    r.gauge("9lives-and.dashes", [({"0key": "v", "a..b": "w", "http.route": "/x"}, 1.0, now)])
+    r.sum("already_total", [({}, 1, past, now)])
+    r.sum("bytes_total.by", [({}, 1, past, now)], unit="By")
+    r.sum("delta.counter", [({}, 2, past, now)], temporality=DELTA)
+    r.histogram("hist.ms", [({"r": "/"}, [1, 5, 1e6], [1, 2, 3, 4], 123.5, past, now)], unit="ms")
+    r.histogram("hist.delta", [({}, [0.5], [1, 1], 1.5, past, now)], temporality=DELTA)
+    # What the Collector refuses, dropping the metric (documented above):
+    r.gauge("refused.reserved", [({"__x": "y"}, 1.0, now)])
+    r.gauge("refused.cyrillic", [({"ключ": "v"}, 1.0, now)])
+    return r
+
+
+REFUSED_BY_THE_COLLECTOR = {"refused_reserved", "refused_cyrillic"}
+
+
+def test_edge_cases_give_the_same_series_through_the_collector(tmp_path: Path) -> None:
+    with run_collector(tmp_path) as collector:
+        config = QUIET + "views: []\n" + f"forwarder:\n  endpoint: {collector.otlp_http_url}\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gateway:
+            body = _edge_cases(int(time.time())).bytes()
+            r = httpx.post(
+                gateway.otlp_http,
+                content=body,
+                headers={"Content-Type": "application/x-protobuf"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.content in (b"", b"{}") or "rejected" not in r.text, r.text
+            deadline = time.monotonic() + 20
+            while True:
+                snap = snapshot(gateway, collector)
+                diffs = [
+                    d
+                    for om in (False, True)
+                    for d in differences(snap.gateway[om], snap.collector[om])
+                    if not any(f"only on the gateway: {n} " in d for n in REFUSED_BY_THE_COLLECTOR)
+                ]
+                if not diffs or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+    assert diffs == []
+    names = {name for name, _ in snap.gateway[False].series}
+    # The refusals are real and are the only ones: the gateway kept both metrics.
+    assert names >= REFUSED_BY_THE_COLLECTOR
+    assert not REFUSED_BY_THE_COLLECTOR & {n for n, _ in snap.collector[False].series}
+    for expected in ("ratio_sum", "gauge_ratio", "size_bytes", "bytes_per_thing", "unit_kBy"):
+        assert expected in names, expected

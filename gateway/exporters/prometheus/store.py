@@ -190,8 +190,10 @@ def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool)
     ]
     others = [kv for kv in resource.attributes if kv.key not in _SERVICE_KEYS]
     info_labels = None
-    if info and others:
-        info_labels = ",".join([*base, render_pairs(others)])
+    # As the Collector's exporter: a target_info for every resource, even one that says no
+    # more than job and instance (a dashboard joining on it finds every service).
+    if info and (others or base):
+        info_labels = ",".join([*base, render_pairs(others)] if others else base)
     return _Resource(",".join(base + copied), info_labels)
 
 
@@ -427,7 +429,7 @@ class SeriesStore:
         if not family.streams:
             del self._families[family.name]
             for name in _claimed_names(family.name, family.kind):
-                del self._claims[name]
+                self._claims.pop(name, None)
 
     def _reject_all(self, batch: MetricsBatch, dps: Any, problem: str) -> None:
         n = len(dps)
@@ -469,10 +471,11 @@ class SeriesStore:
             metric.name,
             metric.unit,
             monotonic_counter=prom_kind == "counter",
-            gauge=prom_kind == "gauge",
+            gauge=kind == "gauge",
         )
-        if not name:
-            return None, f"invalid name: {metric.name[:64]!r} has no letter or digit"
+        if not name or name == "total":
+            # A counter with no word but `total` has no OpenMetrics family name to announce.
+            return None, f"invalid name: nothing of {metric.name[:64]!r} is left for Prometheus"
         family = self._families.get(name)
         if family is None:
             claimed = _claimed_names(name, prom_kind)

@@ -36,8 +36,8 @@ def test_metric_names(name: str, unit: str, kind: str, expected: str) -> None:
     [
         ("http.route", "http_route"),
         ("9lives", "key_9lives"),
-        ("__reserved", "_reserved"),
-        ("a..b", "a_b"),
+        ("__reserved", "key__reserved"),
+        ("a..b", "a__b"),
         ("a-b c", "a_b_c"),
         ("", "key_"),
     ],
@@ -58,13 +58,20 @@ def test_unit_annotations_are_not_units() -> None:
         # leading/trailing `_` never give `__` next to a suffix (found by test_properties)
         ("_x_", "s", "histogram", "x_seconds"),
         ("__x__", "", "counter", "x_total"),
-        # the unit is a whole word at the end, before `_total`
+        # the unit is added unless the name has its word anywhere (the Collector's rule)
         ("xseconds", "s", "gauge", "xseconds_seconds"),
         ("lat_seconds_total", "s", "counter", "lat_seconds_total"),
         ("lat_seconds", "s", "counter", "lat_seconds_total"),
-        # `_total` only counts as a suffix with its underscore
-        ("total", "", "counter", "total_total"),
-        ("total_requests", "", "counter", "total_requests_total"),
+        ("bytes.per.thing", "By/{thing}", "gauge", "bytes_per_thing"),
+        # every `total` word moves to the end; every `ratio` of a unit-1 gauge too
+        ("total", "", "counter", "total"),
+        ("total_requests", "", "counter", "requests_total"),
+        ("bytes_total.by", "By", "counter", "bytes_by_total"),
+        ("ratio.gauge", "1", "gauge", "gauge_ratio"),
+        # a non-monotonic Sum is a Prometheus gauge, but only the Gauge type gets `_ratio`
+        ("ratio.sum", "1", "updown", "ratio_sum"),
+        # a per-unit that sanitises to nothing adds nothing
+        ("x", "By/%", "gauge", "x_bytes"),
         # dimensionless and annotation-only parts of a unit add nothing
         ("r", "1/s", "gauge", "r_per_second"),
         ("p", "{packet}/s", "counter", "p_per_second_total"),
@@ -72,11 +79,11 @@ def test_unit_annotations_are_not_units() -> None:
         ("q", "s/", "gauge", "q_seconds"),
         ("q", "/", "gauge", "q"),
         ("hits", "1", "histogram", "hits"),
-        ("d", "TiBy", "gauge", "d_tebibytes"),
-        ("d", "kBy", "gauge", "d_kilobytes"),
-        # nothing left of the name: the store refuses it
+        ("d", "TiBy", "gauge", "d_tibibytes"),
+        ("d", "kBy", "gauge", "d_kBy"),
+        # nothing left at all: the store refuses it; a unit alone is a name (as the Collector)
         ("...", "", "gauge", ""),
-        ("温度", "Cel", "gauge", ""),
+        ("温度", "Cel", "gauge", "celsius"),
     ],
 )
 def test_spec_edge_cases(name: str, unit: str, kind: str, expected: str) -> None:
@@ -86,7 +93,10 @@ def test_spec_edge_cases(name: str, unit: str, kind: str, expected: str) -> None
     )
 
 
-def test_label_names_collapse_underscores() -> None:
-    # spec v1.60.0 "Metric Attributes": runs of `_` become one (was `a__b`)
-    assert sanitize_label_name("a..b") == "a_b"
-    assert sanitize_label_name("key______") == "key_"
+def test_label_names_keep_runs_of_underscores_as_the_collector() -> None:
+    # The Collector's exporter keeps runs (otlptranslator PreserveMultipleUnderscores).
+    assert sanitize_label_name("a..b") == "a__b"
+    assert sanitize_label_name("key______") == "key______"
+    # What it refuses (and drops the metric for), the gateway keeps under a `key` prefix.
+    assert sanitize_label_name("ключ") == "key____"
+    assert sanitize_label_name("_") == "key_"

@@ -284,7 +284,7 @@ def test_families_whose_samples_or_metadata_would_clash_are_refused(store: Serie
     assert batch.rejected_points == 2
     assert "name conflict" in batch.error_message
     assert scrape(store).value("lat_count", route="/a") == 1
-    assert [f.name for f in om(store)] == ["lat", "x"]
+    assert [f.name for f in om(store)] == ["lat", "x", "target"]  # target: svc/i-1
 
 
 def test_exponential_histogram_at_extreme_scale_renders(store: SeriesStore) -> None:
