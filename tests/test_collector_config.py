@@ -149,11 +149,24 @@ def test_the_main_distribution_is_the_pinned_release() -> None:
     assert set(re.findall(r"opentelemetry-collector-contrib/\S+ (v0\.\S+)", text)) == {"v0.165.1"}
 
 
-def test_memory_limiter_first_then_batch_in_every_pipeline() -> None:
-    for name, pipeline in load_config(CONFIG, OVERLAY)["service"]["pipelines"].items():
+def test_memory_limiter_first_and_no_batch_processor_before_a_persistent_queue() -> None:
+    config = load_config(CONFIG, OVERLAY)
+    for name, pipeline in config["service"]["pipelines"].items():
         processors = pipeline["processors"]
         assert processors[0] == "memory_limiter", name
-        assert "batch" in processors, name
+        persistent = [
+            e
+            for e in pipeline["exporters"]
+            if (config["exporters"][e] or {}).get("sending_queue", {}).get("storage")
+        ]
+        # A batch processor holds accepted points in memory: before a persistent queue it
+        # would lose them in a crash. Those exporters batch after their queue instead.
+        if persistent:
+            assert "batch" not in processors, name
+            for e in persistent:
+                assert config["exporters"][e]["sending_queue"]["batch"], e
+        else:
+            assert "batch" in processors, name
 
 
 def test_prometheus_exporter_gives_the_gateway_names() -> None:

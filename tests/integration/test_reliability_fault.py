@@ -12,6 +12,7 @@ reported, a missing number fails the test.
 from __future__ import annotations
 
 import collections
+import gzip
 import signal
 import threading
 import time
@@ -57,6 +58,8 @@ class Recorder:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":  # the Collector's exporter
+                    body = gzip.decompress(body)
                 request = ExportMetricsServiceRequest.FromString(body)
                 seqs = [
                     int(p.as_double)
