@@ -30,6 +30,7 @@ Documented differences, normalized before comparing:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -46,9 +47,16 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 
 from demo.traffic import TrafficGenerator
 from gateway.catalogue import by_name
+from tests.integration.test_dashboards_live import (
+    SCRAPE_SECONDS,
+    _blackbox_exporter,
+    _run_panels,
+    _Traffic,
+    _wait_for_every_metric,
+)
 from tests.support.collector import CollectorProcess, run_collector
 from tests.support.otlp import DELTA, Req
-from tests.support.servers import GatewayProcess, run_demo_service, run_gateway
+from tests.support.servers import GatewayProcess, run_demo_service, run_gateway, run_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -273,3 +281,46 @@ def test_edge_cases_give_the_same_series_through_the_collector(tmp_path: Path) -
     assert not REFUSED_BY_THE_COLLECTOR & {n for n, _ in snap.collector[False].series}
     for expected in ("ratio_sum", "gauge_ratio", "size_bytes", "bytes_per_thing", "unit_kBy"):
         assert expected in names, expected
+
+
+def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path) -> None:
+    """As test_dashboards_live, with the production shape: the gateway forwards to the real
+    Collector, and a real Prometheus scrapes the Collector's exporter (honor_labels, so
+    job/instance come from the resource) and the gateway's `/metrics/self` only, as
+    prometheus/prometheus.yml and compose do. Every panel's query must return data."""
+    with run_collector(tmp_path) as collector, _blackbox_exporter(tmp_path) as blackbox:
+        config = f"forwarder:\n  endpoint: {collector.otlp_http_url}\n"
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            target = gw.url.removeprefix("http://")
+            prometheus_config = {
+                "global": {
+                    "scrape_interval": f"{SCRAPE_SECONDS}s",
+                    "scrape_timeout": f"{SCRAPE_SECONDS}s",
+                    "evaluation_interval": f"{SCRAPE_SECONDS}s",
+                },
+                "scrape_configs": [
+                    {"job_name": "otel-collector", "honor_labels": True,
+                     "static_configs": [{"targets": [collector.exporter_target]}]},
+                    {"job_name": "gateway-self", "honor_labels": True,
+                     "metrics_path": "/metrics/self",
+                     "static_configs": [{"targets": [target]}]},
+                    {"job_name": "blackbox-http", "metrics_path": "/probe",
+                     "params": {"module": ["http_2xx"]},
+                     "static_configs": [{"targets": [f"http://{target}/ready"]}],
+                     "relabel_configs": [
+                         {"source_labels": ["__address__"], "target_label": "__param_target"},
+                         {"source_labels": ["__param_target"], "target_label": "instance"},
+                         {"target_label": "__address__", "replacement": blackbox},
+                     ]},
+                ],
+            }  # fmt: skip
+            with run_prometheus(tmp_path, json.dumps(prometheus_config)) as prom:
+                traffic = _Traffic(gw.otlp_http)
+                traffic.start()
+                try:
+                    _wait_for_every_metric(prom.url)
+                    time.sleep(4 * SCRAPE_SECONDS + 1)
+                    failures = _run_panels(prom.url)
+                finally:
+                    traffic.stop()
+    assert failures == [], "\n".join(failures)
