@@ -136,10 +136,15 @@ def run_gateway(
     grpc: bool = True,
     config: str | None = None,
     env: dict[str, str] | None = None,
+    ports: tuple[int, int] | None = None,
 ) -> Iterator[GatewayProcess]:
-    """`telemetry-gateway run` in a subprocess on free ports; yields once /live answers."""
-    http_port = free_port()
-    grpc_port = free_port() if grpc else 0
+    """`telemetry-gateway run` in a subprocess on free ports (or on `ports`, (http, grpc), to
+    restart one in its place); yields once /live answers."""
+    if ports is not None:
+        http_port, grpc_port = ports
+    else:
+        http_port = free_port()
+        grpc_port = free_port() if grpc else 0
     argv = [
         sys.executable,
         "-m",
