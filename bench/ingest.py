@@ -6,7 +6,9 @@ Requests: OTLP/HTTP protobuf, 1,000 points each (cumulative sums, 5 attributes),
 10,000 distinct series (10 requests per round; every round moves time and values forward).
 The server under test is pinned to CPU 0, this load generator to CPU 1 (on a machine with one
 core both share it and the figures mean less). The pushgateway gets the same series in its
-text format, 1,000 samples per PUT, one group per request.
+text format, 1,000 samples per PUT, one group per request. The project's OpenTelemetry
+Collector (`make collector`; otel-collector/config.yaml: otlp -> memory_limiter -> batch ->
+prometheus exporter, pinned to CPU 0 too, so GOMAXPROCS is 1) gets the same OTLP bodies.
 
 Variants, each a separate gateway process: `no views` (`views: []`) and `default views` (the
 catalogue views and cardinality limits), each on two workloads:
@@ -393,6 +395,27 @@ def run_pushgateway(args: argparse.Namespace, tmp: Path) -> float | None:
         proc.wait(10)
 
 
+def run_collector(args: argparse.Namespace, bodies: list[bytes], tmp: Path) -> float | None:
+    from bench.collector_peer import start_collector, wait_series
+
+    try:
+        peer = start_collector(tmp, lambda: pin(0))
+    except RuntimeError as exc:
+        print(f"collector: {exc}; skipped")
+        return None
+    try:
+        headers = {"Content-Type": "application/x-protobuf"}
+        reqs = [("POST", "/v1/metrics", b, headers) for b in bodies]
+        load(peer.otlp_port, reqs, 2.0, args.connections)
+        done, lat, err = load(peer.otlp_port, reqs, args.seconds, args.connections)
+        rate = report("collector (otlp->prometheus)", done, lat, err, args.seconds)
+        held = wait_series(peer.scrape_url, "bench_metric_", SERIES, timeout=30)
+        print(f"{'':<26} check: {held} series exposed (expected {SERIES})")
+        return rate
+    finally:
+        peer.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -432,7 +455,10 @@ def main() -> None:
                 "service mix (default views)", None, mix, args, tmp, None
             )
         push = run_pushgateway(args, tmp)
+        collector = run_collector(args, bodies, tmp)
     print(f"target: >= 200,000 points/s on one core: {'met' if base >= 200_000 else 'NOT met'}")
+    if collector:
+        print(f"ratio gateway/collector: {base / collector:.2f}x (target >= 1.0x per core)")
     if push:
         print(f"ratio gateway/pushgateway: {base / push:.2f}x (target >= 2x)")
     if with_views:

@@ -12,7 +12,6 @@ from typing import IO
 
 from gateway.stack.components import (
     DEFAULT_START_TIMEOUT_S,
-    ORDER,
     REPO,
     StackError,
     StackSettings,
@@ -28,6 +27,14 @@ _PORT_FLAGS = {
     "gateway_port": "gateway HTTP: OTLP, /metrics, health (4318)",
     "gateway_grpc_port": "gateway OTLP/gRPC (4317; 0 turns it off)",
     "demo_port": "demo service (3000)",
+    "replica_base_port": "with --replicas: replica i's HTTP port is this + 2(i-1), gRPC the next",
+    "collector_grpc_port": "with --collector: its OTLP/gRPC (14317)",
+    "collector_http_port": "with --collector: its OTLP/HTTP (14318)",
+    "collector_exporter_port": "with --collector: its Prometheus exporter (8889)",
+    "collector_telemetry_port": "with --collector: its own metrics (8888)",
+    "collector_health_port": "with --collector: its health_check (13133)",
+    "loadbalancer_telemetry_port": "with --replicas: the load-balancing tier's metrics (8887)",
+    "loadbalancer_health_port": "with --replicas: the load-balancing tier's health_check (13134)",
 }
 
 
@@ -35,6 +42,17 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for dest, help_text in _PORT_FLAGS.items():
         parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, type=int, help=help_text)
     parser.add_argument("--no-demo", action="store_true", help="leave the demo service out")
+    parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="the Collector path: the gateway forwards to the project's OpenTelemetry Collector "
+        "(make collector), which Prometheus scrapes",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        help="gateway replicas behind the load-balancing Collector on the standard OTLP ports (1)",
+    )
     parser.add_argument("--gateway-config", metavar="FILE", help="gateway YAML config")
     parser.add_argument(
         "--timeout",
@@ -65,7 +83,7 @@ def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     restart = commands.add_parser("restart", help="stop, then up (same settings unless given)")
     _add_settings_flags(restart)
     logs = commands.add_parser("logs", help="print (and follow) the components' logs")
-    logs.add_argument("component", nargs="?", choices=ORDER)
+    logs.add_argument("component", nargs="?", help="one component (gateway-2, otel-collector...)")
     logs.add_argument("-n", "--lines", type=int, default=40, help="lines per log (40)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     stack.set_defaults(func=main)
@@ -81,6 +99,10 @@ def _settings(args: argparse.Namespace, saved: StackSettings | None) -> StackSet
             values[dest] = getattr(args, dest)
     if getattr(args, "no_demo", False):
         values["demo"] = False
+    if getattr(args, "collector", False):
+        values["collector"] = True
+    if getattr(args, "replicas", None) is not None:
+        values["replicas"] = args.replicas
     if getattr(args, "gateway_config", None):
         values["gateway_config"] = str(Path(args.gateway_config).resolve())
     if getattr(args, "timeout", None) is not None:

@@ -4,7 +4,9 @@ prometheus/prometheus.local.yml with the stack's ports)."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -20,6 +22,8 @@ __all__ = [
     "StackError",
     "StackSettings",
     "build_components",
+    "collector_binary",
+    "write_collector_configs",
     "write_prometheus_config",
 ]
 
@@ -29,7 +33,15 @@ RETENTION_SIZE = "10GB"
 DEFAULT_START_TIMEOUT_S = 30.0
 #: start order: exporters and the gateway before what reports to them, Alertmanager before
 #: Prometheus; `stop` goes the other way
-ORDER = ("node-exporter", "gateway", "demo", "alertmanager", "prometheus")
+ORDER = (
+    "node-exporter",
+    "otel-collector",
+    "gateway",
+    "loadbalancer",
+    "demo",
+    "alertmanager",
+    "prometheus",
+)
 
 
 class StackError(RuntimeError):
@@ -57,6 +69,23 @@ class StackSettings:
     gateway_config: str | None = None
     #: seconds `up` waits for each component to become healthy
     timeout_s: float = DEFAULT_START_TIMEOUT_S
+    #: the Collector path: the gateway forwards to the project's Collector (built by
+    #: `make collector`), Prometheus scrapes the Collector's exporter and the gateway's
+    #: /metrics/self (otel-collector/config.yaml, DESIGN.md "With a Collector")
+    collector: bool = False
+    #: gateway replicas; above 1, the load-balancing Collector takes the gateway's standard
+    #: ports and replica i listens on replica_base_port + 2(i-1) (HTTP) and the next (gRPC)
+    replicas: int = 1
+    replica_base_port: int = 4420
+    #: the Collector path's ports (OTLP as compose publishes them: 14317/14318)
+    collector_grpc_port: int = 14317
+    collector_http_port: int = 14318
+    collector_exporter_port: int = 8889
+    collector_telemetry_port: int = 8888
+    collector_health_port: int = 13133
+    #: the load-balancing tier's own ports (its OTLP ports are the gateway's standard ones)
+    loadbalancer_telemetry_port: int = 8887
+    loadbalancer_health_port: int = 13134
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,7 +131,6 @@ def write_prometheus_config(s: StackSettings) -> Path:
     `<directory>/prometheus/prometheus.yml`."""
     config = yaml.safe_load((s.repo / "prometheus" / "prometheus.local.yml").read_text())
     targets = {
-        "gateway": s.gateway_port,
         "node": s.node_exporter_port,
         "alertmanager": s.alertmanager_port,
         "prometheus": s.prometheus_port,
@@ -111,6 +139,30 @@ def write_prometheus_config(s: StackSettings) -> Path:
         port = targets.get(job["job_name"])
         if port is not None:
             job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+        if job["job_name"] == "gateway":
+            # Every replica, from a file the stack writes (file-based discovery: a restart
+            # with another --replicas rewrites it, Prometheus re-reads it by itself).
+            job.pop("static_configs", None)
+            sd = s.directory / "prometheus" / "gateways.json"
+            sd.parent.mkdir(parents=True, exist_ok=True)
+            hosts = [f"127.0.0.1:{http}" for http, _ in _replica_ports(s)]
+            sd.write_text(json.dumps([{"targets": hosts}], indent=2) + "\n")
+            job["file_sd_configs"] = [{"files": [str(sd)]}]
+            if s.collector:
+                # The Collector carries the data; the gateways are scraped for themselves.
+                job["metrics_path"] = "/metrics/self"
+    if s.collector:
+        config["scrape_configs"] += [
+            {"job_name": "otel-collector", "honor_labels": True,
+             "static_configs": [{"targets": [f"127.0.0.1:{s.collector_exporter_port}"]}]},
+            {"job_name": "otel-collector-self",
+             "static_configs": [{"targets": [f"127.0.0.1:{s.collector_telemetry_port}"]}]},
+        ]  # fmt: skip
+    if s.replicas > 1:
+        config["scrape_configs"].append(
+            {"job_name": "otel-collector-loadbalancer",
+             "static_configs": [{"targets": [f"127.0.0.1:{s.loadbalancer_telemetry_port}"]}]}
+        )  # fmt: skip
     config["alerting"]["alertmanagers"] = [
         {"static_configs": [{"targets": [f"127.0.0.1:{s.alertmanager_port}"]}]}
     ]
@@ -122,16 +174,80 @@ def write_prometheus_config(s: StackSettings) -> Path:
     return path
 
 
+def collector_binary(s: StackSettings, distribution: str) -> str:
+    """The built Collector binary (`make collector`), or a StackError saying how to build it."""
+    script = s.repo / "scripts" / "build-collector.sh"
+    out = subprocess.run(
+        ["bash", str(script), "--path", distribution], capture_output=True, text=True, check=False
+    )
+    path = Path(out.stdout.strip())
+    if out.returncode != 0 or not path.is_file():
+        raise StackError(
+            f"the {distribution} Collector is not built: run `make collector` (Go toolchain and "
+            "the Go module proxy needed)"
+        )
+    return str(path)
+
+
+def _replica_ports(s: StackSettings) -> list[tuple[int, int]]:
+    """(http, grpc) of each gateway replica."""
+    if s.replicas <= 1:
+        return [(s.gateway_port, s.gateway_grpc_port)]
+    return [
+        (s.replica_base_port + 2 * i, s.replica_base_port + 2 * i + 1) for i in range(s.replicas)
+    ]
+
+
+def write_collector_configs(s: StackSettings) -> dict[str, Path]:
+    """The repository's Collector configs with the stack's loopback ports and directories,
+    written under `<directory>/otel-collector/`; only those the settings use."""
+    out: dict[str, Path] = {}
+    home = s.directory / "otel-collector"
+    home.mkdir(parents=True, exist_ok=True)
+    if s.collector:
+        config = yaml.safe_load((s.repo / "otel-collector" / "config.yaml").read_text())
+        config["extensions"]["health_check"]["endpoint"] = f"127.0.0.1:{s.collector_health_port}"
+        queue = home / "queue"
+        queue.mkdir(exist_ok=True)
+        config["extensions"]["file_storage/queue"]["directory"] = str(queue)
+        config["extensions"]["file_storage/queue"]["compaction"]["directory"] = str(queue)
+        protocols = config["receivers"]["otlp"]["protocols"]
+        protocols["grpc"]["endpoint"] = f"127.0.0.1:{s.collector_grpc_port}"
+        protocols["http"]["endpoint"] = f"127.0.0.1:{s.collector_http_port}"
+        config["exporters"]["prometheus"]["endpoint"] = f"127.0.0.1:{s.collector_exporter_port}"
+        _telemetry_port(config, s.collector_telemetry_port)
+        out["otel-collector"] = home / "config.yaml"
+        out["otel-collector"].write_text(yaml.safe_dump(config, sort_keys=False))
+    if s.replicas > 1:
+        config = yaml.safe_load((s.repo / "otel-collector" / "loadbalancer.yaml").read_text())
+        health = s.loadbalancer_health_port
+        config["extensions"]["health_check"]["endpoint"] = f"127.0.0.1:{health}"
+        protocols = config["receivers"]["otlp"]["protocols"]
+        protocols["grpc"]["endpoint"] = f"127.0.0.1:{s.gateway_grpc_port}"
+        protocols["http"]["endpoint"] = f"127.0.0.1:{s.gateway_port}"
+        _telemetry_port(config, s.loadbalancer_telemetry_port)
+        resolver = config["exporters"]["load_balancing"]["resolver"]
+        resolver["static"]["hostnames"] = [f"127.0.0.1:{g}" for _, g in _replica_ports(s)]
+        out["loadbalancer"] = home / "loadbalancer.yaml"
+        out["loadbalancer"].write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def _telemetry_port(config: dict[str, Any], port: int) -> None:
+    for reader in config["service"]["telemetry"]["metrics"]["readers"]:
+        reader["pull"]["exporter"]["prometheus"].update(host="127.0.0.1", port=port)
+
+
 def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Component]:
-    """The components in start order (`ORDER`); the demo only when `s.demo`."""
+    """The components in start order (`ORDER`); the demo only when `s.demo`, the Collector
+    and the load-balancing tier when the settings ask for them."""
+    if s.replicas < 1:
+        raise StackError("--replicas must be at least 1")
+    if s.replicas > 1 and s.gateway_grpc_port == 0:
+        raise StackError("--replicas needs the gRPC port: the load-balancing tier speaks OTLP/gRPC")
+    # Where services send OTLP: the gateway, or the load-balancing tier in front of replicas.
     gateway_url = f"http://127.0.0.1:{s.gateway_port}"
-    gateway_argv = [sys.executable, "-m", "gateway", "run"]
-    gateway_argv += ["--http-port", str(s.gateway_port), "--grpc-port", str(s.gateway_grpc_port)]
-    if s.gateway_config:
-        gateway_argv += ["--config", s.gateway_config]
-    # The demo reports to this stack's gateway, not to whatever OTEL_* says.
-    demo_env = {k: v for k, v in environ.items() if not k.startswith("OTEL_")}
-    demo_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=gateway_url, OTEL_METRIC_EXPORT_INTERVAL="5000")
+    configs = write_collector_configs(s)
     node = f"127.0.0.1:{s.node_exporter_port}"
     out = [
         Component(
@@ -141,15 +257,53 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
             "/",
             f"http://{node}/metrics",
         ),
-        Component(
-            "gateway",
-            tuple(gateway_argv),
-            s.gateway_port,
-            "/ready",
-            f"{gateway_url}/metrics",
-            cwd=s.repo,
-        ),
     ]
+    gateway_env = None
+    if s.collector:
+        binary = collector_binary(s, "main")
+        out.append(
+            Component(
+                "otel-collector",
+                (binary, f"--config={configs['otel-collector']}"),
+                s.collector_health_port,
+                "/",
+                f"http://127.0.0.1:{s.collector_exporter_port}/metrics",
+                env={**environ, "LONGTERM_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+            )
+        )
+        gateway_env = {k: v for k, v in environ.items() if not k.startswith("GATEWAY_FORWARD")} | {
+            "GATEWAY_FORWARD_ENDPOINT": f"http://127.0.0.1:{s.collector_http_port}"
+        }
+    replicas = _replica_ports(s)
+    for i, (http, grpc) in enumerate(replicas, start=1):
+        argv = [sys.executable, "-m", "gateway", "run", "--http-port", str(http)]
+        argv += ["--grpc-port", str(grpc)]
+        if s.gateway_config:
+            argv += ["--config", s.gateway_config]
+        out.append(
+            Component(
+                "gateway" if len(replicas) == 1 else f"gateway-{i}",
+                tuple(argv),
+                http,
+                "/ready",
+                f"http://127.0.0.1:{http}/metrics",
+                env=gateway_env,
+                cwd=s.repo,
+            )
+        )
+    if s.replicas > 1:
+        out.append(
+            Component(
+                "loadbalancer",
+                (collector_binary(s, "loadbalancer"), f"--config={configs['loadbalancer']}"),
+                s.loadbalancer_health_port,
+                "/",
+                f"{gateway_url}/v1/metrics (OTLP, routed to {s.replicas} replicas)",
+            )
+        )
+    # The demo reports to this stack's gateway, not to whatever OTEL_* says.
+    demo_env = {k: v for k, v in environ.items() if not k.startswith("OTEL_")}
+    demo_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=gateway_url, OTEL_METRIC_EXPORT_INTERVAL="5000")
     if s.demo:
         demo_argv = (
             *(sys.executable, "-m", "uvicorn", "demo.app:create_app_from_env", "--factory"),

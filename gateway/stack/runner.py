@@ -179,7 +179,10 @@ class Stack:
             return 3
         rows = [("COMPONENT", "PID", "HEALTH", "URL")]
         all_ok = True
-        for name in ORDER:
+        # Start order, as `up` recorded it (replicas and Collectors included), then what
+        # was skipped.
+        names = list(state.running) + [n for n in state.skipped if n not in state.running]
+        for name in names:
             record = state.running.get(name)
             if record is None:
                 if name in state.skipped:
@@ -209,7 +212,7 @@ class Stack:
         if state is None or not state.running:
             out.write("nothing to stop\n")
             return 0
-        for name in reversed(ORDER):
+        for name in reversed(list(state.running)):
             record = state.running.pop(name, None)
             if record is not None:
                 self._stop_one(name, record, out)
@@ -226,7 +229,11 @@ class Stack:
 
     def logs(self, out: IO[str], component: str | None, lines: int, keep_following: bool) -> int:
         """Print the last `lines` of each log (or one component's); then follow them."""
-        names = [component] if component else list(ORDER)
+        known = sorted(
+            (p.stem for p in self.log_dir.glob("*.log")),
+            key=lambda n: (ORDER.index(n.split("-")[0]) if n.split("-")[0] in ORDER else 99, n),
+        )
+        names = [component] if component else known
         paths = [(n, self.log_dir / f"{n}.log") for n in names]
         paths = [(n, p) for n, p in paths if p.exists()]
         if not paths:
