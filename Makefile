@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit setup system-deps services collector bench clean
+.PHONY: run test lint typecheck unit setup system-deps services collector k8s-tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ services:
 collector:
 	bash scripts/build-collector.sh
 
+# kustomize and the offline manifest validator for deploy/kubernetes (Go modules, same cache).
+k8s-tools:
+	bash scripts/build-k8s-tools.sh
+
 run: setup
 	$(BIN)/telemetry-gateway demo
 
@@ -38,7 +42,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup system-deps services collector lint typecheck
+test: setup system-deps services collector k8s-tools lint typecheck
 	$(BIN)/pytest
 
 bench: setup system-deps
