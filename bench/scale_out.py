@@ -82,6 +82,11 @@ def run(replicas: int, bodies: list[bytes], args: argparse.Namespace, tmp: Path)
         config["exporters"]["load_balancing"]["resolver"]["static"]["hostnames"] = [
             f"127.0.0.1:{g}" for _, g in ports
         ]
+        queue = config["exporters"]["load_balancing"]["protocol"]["otlp"]["sending_queue"]
+        if args.consumers:
+            queue["num_consumers"] = args.consumers
+        if args.no_batch:
+            queue.pop("batch", None)
         (home / "lb.yaml").write_text(yaml.safe_dump(config))
         lb = subprocess.Popen(
             [str(collector_binary("loadbalancer")), f"--config={home / 'lb.yaml'}"],
@@ -127,6 +132,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--consumers", type=int, default=0, help="override the tier's num_consumers per replica"
+    )
+    parser.add_argument(
+        "--no-batch", action="store_true", help="without the tier's sending_queue batching"
+    )
     args = parser.parse_args()
     bodies = _bodies()
     print(
