@@ -273,6 +273,12 @@ def _service_of(stream: Any) -> str:
     return labels if end < 0 else labels[:end]
 
 
+def _live(stream: Any) -> bool:
+    """Whether the store still holds `stream` (one lookup: a family indexes its streams by
+    prefix; a scan of the family made the once-a-second recount quadratic)."""
+    return stream.family.streams.get(stream.prefix) is stream
+
+
 class CardinalityLimiter:
     """Decides, on the first sight of a series, whether a stream may hold it. Used by the
     series store; holds the overflow state of each stream."""
@@ -322,14 +328,14 @@ class CardinalityLimiter:
             return
         self._recounted = now
         for service, streams in list(self._service_streams.items()):
-            live = {s for s in streams if s in s.family.streams}
+            live = {s for s in streams if _live(s)}
             if not live:
                 del self._service_streams[service]
                 self._service_series.pop(service, None)
                 continue
             self._service_streams[service] = live
             self._service_series[service] = sum(len(s.by_labels) for s in live)
-        for stream in [s for s in self._overflows if s not in s.family.streams]:
+        for stream in [s for s in self._overflows if not _live(s)]:
             del self._overflows[stream]
 
     # ------------------------------------------------------------------ overflow

@@ -87,18 +87,18 @@ def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
         out.append(f"# UNIT {meta_name} {family.unit}\n")
     if kind == "counter" or kind == "gauge":
         fmt = _fmt
-        for stream in family.streams:
+        for stream in family.streams.values():
             head = f"{name}{{{stream.prefix}"
             out.extend([f"{head}{s.labels}}} {fmt(s.value)}\n" for s in stream.by_labels.values()])
     elif kind == "histogram":
-        for stream in family.streams:
+        for stream in family.streams.values():
             for s in stream.by_labels.values():
                 if hasattr(s, "bounds"):
                     _classic(out, name, stream.prefix + s.labels, s, openmetrics)
                 else:
                     _exponential(out, name, stream.prefix + s.labels, s, openmetrics)
     else:
-        for stream in family.streams:
+        for stream in family.streams.values():
             for s in stream.by_labels.values():
                 labels = stream.prefix + s.labels
                 for q, v in sorted(s.quantiles):

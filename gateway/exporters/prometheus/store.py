@@ -109,7 +109,10 @@ class Family:
         self.kind = kind  # counter | gauge | histogram | summary
         self.help = help_text
         self.unit = unit  # the unit suffix word, "" for none
-        self.streams: list[_Stream] = []
+        #: the streams that feed it, by their label prefix (resource and scope labels): two
+        #: streams of one family with one prefix would write the same series, so a prefix
+        #: names one stream, and finding it costs one lookup, not a scan of the family
+        self.streams: dict[str, _Stream] = {}
 
 
 class _Stream:
@@ -411,7 +414,8 @@ class SeriesStore:
         del self._streams[key]
         self._series_count -= len(stream.by_labels)
         family = stream.family
-        family.streams.remove(stream)
+        if family.streams.get(stream.prefix) is stream:
+            del family.streams[stream.prefix]
         if not family.streams:
             del self._families[family.name]
             for name in _claimed_names(family.name, family.kind):
@@ -484,12 +488,11 @@ class SeriesStore:
                 f"{family.kind}"
             )
         prefix = _join(resource.labels, scope_labels)
-        for other in family.streams:
-            if other.prefix == prefix:
-                # Another metric of the same resource and scope already owns this name (say
-                # `a.b` and `a_b`, or one instrument under two views): their series would be
-                # indistinguishable, so the newcomer is refused.
-                return None, f"name conflict: {metric.name!r} maps to {name}, already in use"
+        if prefix in family.streams:
+            # Another metric of the same resource and scope already owns this name (say
+            # `a.b` and `a_b`, or one instrument under two views): their series would be
+            # indistinguishable, so the newcomer is refused.
+            return None, f"name conflict: {metric.name!r} maps to {name}, already in use"
         stream = _Stream(
             family,
             prefix,
@@ -497,7 +500,7 @@ class SeriesStore:
             cumulative=temporality != _DELTA,
             monotonic=monotonic,
         )
-        family.streams.append(stream)
+        family.streams[prefix] = stream
         return stream, None
 
     def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:

@@ -1,0 +1,109 @@
+"""Issue 17, findings 1-5: requests, headers and connections that froze the gateway or grew its
+memory without bound. Each test attacks a real `telemetry-gateway run` and checks that `/live`
+keeps answering within a second while the attack runs, and that the attack is refused or
+bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+
+from tests.support.servers import GatewayProcess, run_gateway
+
+pytestmark = pytest.mark.integration
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+class LiveProbe:
+    """Polls `/live` in a thread; `worst` is the slowest answer (or the timeout) seen."""
+
+    def __init__(self, gw: GatewayProcess) -> None:
+        self._url = gw.url + "/live"
+        self._stop = threading.Event()
+        self.worst = 0.0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    ok = client.get(self._url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                took = time.monotonic() - started
+                self.worst = max(self.worst, took)
+                self.failures += not ok
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> LiveProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Starts gateways with a config; all stopped at the end."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+
+        def start(config: str = "", **kwargs: object) -> GatewayProcess:
+            cfg = "observers: {enabled: false}\n" + config
+            return stack.enter_context(run_gateway(tmp_path, config=cfg, **kwargs))  # type: ignore[arg-type]
+
+        yield start
+
+
+def _many_scopes(service: str, first: int, count: int) -> bytes:
+    """One resource, `count` scopes named s<first>..., each with one gauge point."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    kv = rm.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    for i in range(first, first + count):
+        sm = rm.scope_metrics.add()
+        sm.scope.name = f"s{i}"
+        m = sm.metrics.add()
+        m.name = "attack.gauge"
+        p = m.gauge.data_points.add()
+        p.as_double = 1.0
+        p.time_unix_nano = 1_700_000_000_000_000_000
+    return req.SerializeToString()
+
+
+def test_many_streams_of_one_service_stay_linear(
+    gateway: Callable[..., GatewayProcess],
+) -> None:
+    """Finding 1: 1,000 new streams per request in one service and one family. The per-service
+    recount and the name-conflict scan were quadratic in the family's streams: by 12-16k
+    streams a request took seconds, then the gateway stopped answering."""
+    gw = gateway()
+    with LiveProbe(gw) as probe, httpx.Client(timeout=10.0) as client:
+        for k in range(16):
+            started = time.monotonic()
+            r = client.post(
+                gw.otlp_http, content=_many_scopes("svc", k * 1000, 1000), headers=PROTOBUF
+            )
+            took = time.monotonic() - started
+            assert r.status_code == 200, r.text
+            assert took < 2.0, f"request {k} took {took:.2f}s"
+    assert probe.failures == 0
+    assert probe.worst < 1.0, f"/live took {probe.worst:.2f}s"
+    text = httpx.get(gw.url + "/metrics", timeout=30).text
+    assert text.count("attack_gauge{") == 16_000
