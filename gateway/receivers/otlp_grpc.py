@@ -31,6 +31,7 @@ from gateway.pipeline.consumer import Consumer
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.status import grpc_code, reason, rpc_status_body
+from gateway.receivers.wire import check_shape
 from gateway.selftelemetry import SelfTelemetry
 
 __all__ = ["OtlpGrpcReceiver"]
@@ -93,6 +94,8 @@ class _Export:
             tenant = self._auth.tenant(_authorization(context)) if self._auth else ""
             for check in self._admission:
                 check()
+            if self._limits is not None:
+                check_shape(body, self._limits.shape)
             try:
                 request = ExportMetricsServiceRequest.FromString(body)
             except DecodeError as exc:
