@@ -49,6 +49,7 @@ from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
 from gateway.receivers.auth import TokenAuth
+from gateway.receivers.http_guard import GuardCounters, HeaderLimits, guarded_protocol
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
@@ -81,6 +82,38 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+# Descriptors kept for everything but HTTP connections: gRPC, the disk queue, /proc, logs.
+_RESERVED_FILES = 256
+
+
+def _raise_open_files_limit(max_connections: int) -> int:
+    """Raise the soft limit on open files to the hard one (Debian's default soft limit, 1,024,
+    is what ~1,100 silent sockets exhausted) and return the HTTP connection limit that leaves
+    `_RESERVED_FILES` descriptors free: `max_connections`, or less if the limit is lower."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+    except ImportError:  # pragma: no cover - not on POSIX
+        return max_connections
+    room = max(16, soft - _RESERVED_FILES)
+    if max_connections == 0 or max_connections > room:
+        if max_connections:
+            log.warning(
+                "limits.max_connections %d is above what %d open files allow: using %d",
+                max_connections,
+                soft,
+                room,
+            )
+        return room
+    return max_connections
 
 
 class Gateway:
@@ -131,6 +164,8 @@ class Gateway:
             "service.name": config.telemetry.service_name,
         }
         self.telemetry = SelfTelemetry(self.resource, namespace=ns)
+        #: connections the HTTP listener closed at its header and connection limits
+        self.http_guard = GuardCounters()
         self._register_self_metrics()
         #: where in-process producers hand their batches
         self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)
@@ -176,6 +211,8 @@ class Gateway:
                 limits=limits,
                 tls=tls,
                 max_concurrent_rpcs=config.limits.max_concurrent_rpcs,
+                max_metadata_bytes=config.limits.max_header_bytes,
+                handshake_timeout_seconds=config.limits.header_read_timeout_seconds,
             )
             if config.server.grpc_port
             else None
@@ -254,6 +291,8 @@ class Gateway:
         t.counter("gateway.points.dropped", "reason", dropped)
         limits = store.limiter.counters
         t.counter("gateway.points.overflowed", "metric", lambda: limits.overflowed)
+        guard = self.http_guard
+        t.counter("gateway.connections.refused", "reason", lambda: guard.refused)
         t.counter("gateway.series.truncated", "metric", lambda: limits.truncated)
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
@@ -369,6 +408,17 @@ class Gateway:
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT; returns after a clean shutdown."""
         cfg = self.config.server
+        lim = self.config.limits
+        max_connections = _raise_open_files_limit(lim.max_connections)
+        protocol = guarded_protocol(
+            HeaderLimits(
+                max_header_bytes=lim.max_header_bytes,
+                max_header_count=lim.max_header_count,
+                header_read_timeout_seconds=lim.header_read_timeout_seconds,
+                max_connections=max_connections,
+            ),
+            self.http_guard,
+        )
         uv_config = uvicorn.Config(
             self.app,
             host=cfg.host,
@@ -376,6 +426,7 @@ class Gateway:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http=protocol,
             timeout_graceful_shutdown=max(1, int(cfg.shutdown_grace_seconds / 2)),
             ssl_certfile=self.config.tls.cert_file or None,
             ssl_keyfile=self.config.tls.key_file or None,

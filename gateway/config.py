@@ -96,6 +96,18 @@ class LimitsConfig(_Frozen):
     #: longest attribute key in characters (resource, scope and point attributes); such points
     #: are refused (partial_success). Keys become label names, which are never cut. 0: no limit
     max_attribute_key_length: int = Field(256, ge=0)
+    #: most bytes of request line and headers (HTTP) or metadata (gRPC) one request may send;
+    #: more: HTTP 431 (gRPC refuses the call), the connection closes
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    #: most header lines of one HTTP request; more: 431; 0: no limit
+    max_header_count: int = Field(100, ge=0)
+    #: seconds a connection may take to send its request headers, counted from its start (or
+    #: from the first byte of a following request on it); then HTTP 408 and closed. gRPC: the
+    #: time a new connection has to finish its TLS and HTTP/2 handshake
+    header_read_timeout_seconds: float = Field(10.0, gt=0)
+    #: HTTP connections open at once; a new one beyond it is closed at once, so that file
+    #: descriptors remain for gRPC, the disk queue and /proc; 0: no limit
+    max_connections: int = Field(4096, ge=0)
 
 
 class QueueConfig(_Frozen):

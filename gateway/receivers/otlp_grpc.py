@@ -134,13 +134,20 @@ class OtlpGrpcReceiver:
         limits: InputLimits | None = None,
         tls: tuple[bytes, bytes] | None = None,
         max_concurrent_rpcs: int | None = None,
+        max_metadata_bytes: int = 64 * 1024,
+        handshake_timeout_seconds: float = 10.0,
     ) -> None:
-        """`tls`: (PEM private key, PEM certificate chain), or None for plain TCP."""
+        """`tls`: (PEM private key, PEM certificate chain), or None for plain TCP.
+        `max_metadata_bytes` bounds a call's metadata (headers); `handshake_timeout_seconds`
+        how long a new connection may take to finish its handshake (a silent socket is closed
+        then)."""
         self._export = _Export(consumer, telemetry, auth, admission, limits)
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._tls = tls
         self._max_rpcs = max_concurrent_rpcs
+        self._max_metadata = max_metadata_bytes
+        self._handshake_ms = max(1, int(handshake_timeout_seconds * 1000))
         self._server: grpc.aio.Server | None = None
         self.port = port
 
@@ -151,6 +158,9 @@ class OtlpGrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", self._max),
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_metadata_size", self._max_metadata),
+                ("grpc.absolute_max_metadata_size", self._max_metadata),
+                ("grpc.server_handshake_timeout_ms", self._handshake_ms),
             ],
             maximum_concurrent_rpcs=self._max_rpcs,
         )

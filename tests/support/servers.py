@@ -136,11 +136,14 @@ def run_gateway(
     grpc: bool = True,
     config: str | None = None,
     env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Iterator[GatewayProcess]:
-    """`telemetry-gateway run` in a subprocess on free ports; yields once /live answers."""
+    """`telemetry-gateway run` in a subprocess on free ports; yields once /live answers.
+    `prefix`: a command the gateway runs under (`prlimit --nofile=...`, for example)."""
     http_port = free_port()
     grpc_port = free_port() if grpc else 0
     argv = [
+        *prefix,
         sys.executable,
         "-m",
         "gateway",
