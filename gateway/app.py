@@ -163,6 +163,8 @@ class Gateway:
             **config.telemetry.resource_attributes,
             "service.name": config.telemetry.service_name,
         }
+        #: backpressure: refuses ingest above the soft RSS limit
+        self.memory_limiter = MemoryLimiter(config.memory_limiter)
         self.telemetry = SelfTelemetry(self.resource, namespace=ns)
         #: connections the HTTP listener closed at its header and connection limits
         self.http_guard = GuardCounters()
@@ -170,8 +172,6 @@ class Gateway:
         #: where in-process producers hand their batches
         self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)
 
-        #: backpressure: refuses ingest above the soft RSS limit
-        self.memory_limiter = MemoryLimiter(config.memory_limiter)
         admission: list[Callable[[], None]] = []
         if self.memory_limiter.enabled:
             admission.append(self.memory_limiter.check)
@@ -262,13 +262,12 @@ class Gateway:
 
     async def _memory_check(self) -> CheckOutcome:
         limiter = self.memory_limiter
-        status = Status.FAIL if limiter.refusing else Status.PASS
+        status = Status.FAIL if limiter.refusing or limiter.error else Status.PASS
+        output = "above the soft limit: ingest refused" if limiter.refusing else ""
+        if limiter.error:
+            output = f"{limiter.error}; the limit is not enforced"
         used = Observation(
-            "utilization",
-            limiter.last_rss >> 20,
-            "MiB",
-            status=status,
-            output="above the soft limit: ingest refused" if limiter.refusing else "",
+            "utilization", limiter.last_rss >> 20, "MiB", status=status, output=output
         )
         return CheckOutcome.of(used)
 
@@ -293,6 +292,15 @@ class Gateway:
         t.counter("gateway.points.overflowed", "metric", lambda: limits.overflowed)
         guard = self.http_guard
         t.counter("gateway.connections.refused", "reason", lambda: guard.refused)
+        memory = self.memory_limiter
+
+        def background_errors() -> dict[str, int]:
+            out = {"memory_limiter": memory.errors}
+            if forwarder is not None:
+                out["forwarder"] = forwarder.counters.errors
+            return out
+
+        t.counter("gateway.background.errors", "task", background_errors)
         t.counter("gateway.series.truncated", "metric", lambda: limits.truncated)
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
