@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from gateway import __version__
 from gateway.config import ConfigError, GatewayConfig
-from gateway.exporters.disk_queue import DiskQueue
+from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.prometheus.exposition import (
     OPENMETRICS_CONTENT_TYPE,
@@ -137,13 +137,19 @@ class Gateway:
         #: (with a Collector, Prometheus scrapes the gateway for these only)
         self.self_store = SeriesStore(settings)
         self.forwarder: OtlpForwarder | None = None
+        #: the forwarder's queue when it is on disk
+        self.disk_queue: DiskQueue | None = None
         if config.forwarder.endpoint:
             q = config.queue
-            queue = (
-                DiskQueue(q.path, max_bytes=q.max_bytes, full_policy=q.full_policy)
-                if q.kind == "disk"
-                else None
-            )
+            queue = None
+            if q.kind == "disk":
+                try:
+                    queue = DiskQueue(q.path, max_bytes=q.max_bytes, full_policy=q.full_policy)
+                except (QueueInUse, QueuePathError) as exc:
+                    raise ConfigError("queue", [f"queue.path: {exc}"]) from None
+                except OSError as exc:
+                    raise ConfigError("queue", [f"queue.path: {exc}"]) from None
+            self.disk_queue = queue
             self.forwarder = OtlpForwarder(
                 config.forwarder, queue, full_retry_after_seconds=q.retry_after_seconds
             )
@@ -310,6 +316,9 @@ class Gateway:
             t.counter(
                 "gateway.points.redelivered", "", lambda: {"": forwarder.counters.redelivered}
             )
+        disk = self.disk_queue
+        if disk is not None:
+            t.counter("gateway.forward.queue.corrupt", "", lambda: {"": disk.corrupt_files})
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="telemetry-gateway", version=__version__, docs_url=None, redoc_url=None)

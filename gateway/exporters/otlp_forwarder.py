@@ -150,8 +150,11 @@ class OtlpForwarder:
     def check_room(self) -> None:
         """Admission for the receivers: a `RetryableError` while the queue refuses data."""
         if not self._queue.has_room():
+            write_error = getattr(self._queue, "write_error", None)
             raise RetryableError(
-                "forward queue is full (upstream slow or down); retry later",
+                f"forward queue cannot write ({write_error}); retry later"
+                if write_error
+                else "forward queue is full (upstream slow or down); retry later",
                 retry_after_seconds=self._full_retry_after,
             )
 
@@ -166,7 +169,9 @@ class OtlpForwarder:
             return
         entry = Entry(batch.request.SerializeToString(), points)
         if not self._queue.offer(entry):
-            self.counters.drop("queue_full", points)
+            # A disk queue that cannot write says why; any other refusal is a full queue.
+            failed = getattr(self._queue, "write_error", None) is not None
+            self.counters.drop("queue_write_error" if failed else "queue_full", points)
             return
         self._wakeup.set()
 
@@ -196,6 +201,20 @@ class OtlpForwarder:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        left = len(self._queue)
+        if left and isinstance(self._queue, MemoryQueue):
+            # A memory queue dies with the process: say what it held, and count it.
+            points = sum(e.points for e in self._queue.peek(1 << 62))
+            self.counters.drop("shutdown", points)
+            log.error(
+                "forwarder: stopping with %d points (%d batches) not delivered to %s: dropped "
+                "(a disk queue would keep them for the next start)",
+                points,
+                left,
+                self._config.endpoint,
+            )
+        elif left:
+            log.warning("forwarder: stopping; %d batches stay queued on disk", left)
         self._queue.close()
         if self._http is not None:
             await self._http.aclose()
@@ -209,6 +228,9 @@ class OtlpForwarder:
     def failure(self) -> str | None:
         """The send loop's last unexpected error, while it keeps failing (None after a
         success): the upstream health check fails on it."""
+        write_error = getattr(self._queue, "write_error", None)
+        if write_error:
+            return f"disk queue cannot write: {write_error}"
         return self._failure
 
     async def _run(self) -> None:
