@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import __version__
+from gateway.catalogue import by_name
 from gateway.config import ConfigError, GatewayConfig
 from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.otlp_forwarder import OtlpForwarder
@@ -175,6 +176,13 @@ class Gateway:
         #: connections the HTTP listener closed at its header and connection limits
         self.http_guard = GuardCounters()
         self._register_self_metrics()
+        self.store.reserve(
+            [
+                (by_name(n).prometheus_name(ns), by_name(n).prometheus_type)
+                for n in self.telemetry.names()
+            ],
+            owner="the gateway's own metrics",
+        )
         #: where in-process producers hand their batches
         self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)
 

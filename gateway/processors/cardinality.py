@@ -55,7 +55,6 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.exporters.prometheus.labels import render_pairs
 from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries
 
 __all__ = [
@@ -276,7 +275,7 @@ def _service_of(stream: Any) -> str:
 def _live(stream: Any) -> bool:
     """Whether the store still holds `stream` (one lookup: a family indexes its streams by
     prefix; a scan of the family made the once-a-second recount quadratic)."""
-    return stream.family.streams.get(stream.prefix) is stream
+    return stream.family.streams.get(stream.slot) is stream
 
 
 class CardinalityLimiter:
@@ -481,8 +480,7 @@ class OverflowFolder:
         for i, p in enumerate(dps):
             s = stream.series.get(key_of(p))
             if s is None:
-                pairs = render_pairs(limiter.cut(p).attributes)
-                labels = "," + pairs if stream.prefix and pairs else pairs
+                labels = self._store.series_labels(stream, limiter.cut(p))
                 s = stream.by_labels.get(labels) or state.members.get(labels)
                 if s is None:  # the store dropped it (untracked overflow): so does the forward
                     removed.append(i)
