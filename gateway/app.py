@@ -15,7 +15,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,6 +46,7 @@ from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.preflight import read_tls
 from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
 from gateway.receivers.auth import TokenAuth
@@ -195,15 +195,10 @@ class Gateway:
             auth = TokenAuth.from_config(config.auth)
         except ValueError as exc:
             raise ConfigError("auth", [str(exc)]) from None
-        tls = None
-        if config.tls.enabled:
-            try:
-                tls = (
-                    Path(config.tls.key_file).read_bytes(),
-                    Path(config.tls.cert_file).read_bytes(),
-                )
-            except OSError as exc:
-                raise ConfigError("tls", [f"{exc.filename}: {exc.strerror}"]) from None
+        try:
+            tls = read_tls(config)
+        except ValueError as exc:
+            raise ConfigError("tls", [str(exc)]) from None
         self.http_receiver = OtlpHttpReceiver(
             self.pipeline,
             self.telemetry,

@@ -175,13 +175,19 @@ class OtlpGrpcReceiver:
             },
         )
         server.add_generic_rpc_handlers((handler,))
-        if self._tls is not None:
-            credentials = grpc.ssl_server_credentials([self._tls])
-            self.port = server.add_secure_port(self._address, credentials)
+        try:
+            if self._tls is not None:
+                credentials = grpc.ssl_server_credentials([self._tls])
+                self.port = server.add_secure_port(self._address, credentials)
+            else:
+                self.port = server.add_insecure_port(self._address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            self.port = 0
+            reason = str(exc)
         else:
-            self.port = server.add_insecure_port(self._address)
+            reason = "address in use or not available"
         if self.port == 0:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._address}: {reason}")
         await server.start()
         self._server = server
 
