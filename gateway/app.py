@@ -130,6 +130,7 @@ class Gateway:
         #: what one request and one data point may carry; the store applies the per-point part
         #: when it first sees a series, so known series pay nothing for it
         limits = InputLimits(config.limits)
+        self.input_limits = limits
         #: everything the pipeline delivers: services' data, observers, health checks
         self.store = SeriesStore(
             settings, point_check=limits.point_problem if limits.checks_points else None
@@ -283,7 +284,15 @@ class Gateway:
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views
         t.gauge("gateway.active_series", lambda: float(store.series_count))
-        t.counter("gateway.points.rejected", "reason", lambda: store.counters.rejected)
+        input_limits = self.input_limits
+
+        def rejected() -> dict[str, int]:
+            merged = dict(store.counters.rejected)
+            for k, v in input_limits.rejected.items():
+                merged[k] = merged.get(k, 0) + v
+            return merged
+
+        t.counter("gateway.points.rejected", "reason", rejected)
         forwarder = self.forwarder
 
         def dropped() -> dict[str, int]:

@@ -65,6 +65,9 @@ class InputLimits:
         self._max_attributes = config.max_attributes_per_point
         self._max_length = config.max_attribute_value_length
         self._max_key = config.max_attribute_key_length
+        #: points refused here (a resource's or scope's attributes), by reason label, for
+        #: `gateway.points.rejected` (the store counts the points it refuses itself)
+        self.rejected: dict[str, int] = {}
         #: a point at most this large cannot break any attribute limit (0: no limit)
         self._threshold = min(
             self._max_length or _NO_LIMIT,
@@ -129,6 +132,9 @@ class InputLimits:
                     dps = getattr(metric, kind).data_points
                     if len(dps):
                         batch.reject(len(dps), f"{where} has {problem or scope_problem}")
+                        self.rejected["invalid_attributes"] = self.rejected.get(
+                            "invalid_attributes", 0
+                        ) + len(dps)
                         del dps[:]
 
     def point_problem(self, point: Any) -> str | None:
