@@ -182,7 +182,7 @@ class Gateway:
                 (by_name(n).prometheus_name(ns), by_name(n).prometheus_type)
                 for n in self.telemetry.names()
             ],
-            owner="the gateway's own metrics",
+            owner=self.resource,
         )
         #: where in-process producers hand their batches
         self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)

@@ -3,6 +3,7 @@ not told. A real gateway; the exposition is checked with `promtool check metrics
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,19 +51,26 @@ def promtool_check(text: str) -> None:
     assert not problems, problems
 
 
-def test_a_client_metric_named_like_a_self_metric_is_refused(gw: GatewayProcess) -> None:
+def test_a_client_metric_named_like_a_self_metric(gw: GatewayProcess) -> None:
     """Finding 12: a client metric `coderunner.gateway.points.received` gave duplicate
-    HELP/TYPE lines, and let any client fake the gateway's own figures."""
+    HELP/TYPE lines (promtool and OpenMetrics parsers failed), and let any client fake the
+    gateway's own figures. Now: from the gateway's own job and instance, or with another type,
+    it is refused; from another resource its series join the family under one HELP/TYPE."""
+    name = "coderunner.gateway.points.received"
     send(gw, Req(service="good").gauge("g", [({}, 1.0, 1)]))  # the self-metric has points now
-    answer = send(
-        gw, Req(service="evil").sum("coderunner.gateway.points.received", [({}, 1e9, 0, 1)])
-    )
-    assert answer.partial_success.rejected_data_points == 1
-    assert "the gateway's own metrics" in answer.partial_success.error_message
-    text = httpx.get(gw.url + "/metrics").text
-    assert text.count("# TYPE coderunner_gateway_points_received_total ") == 1
-    assert 'job="evil"' not in text.split("# TYPE coderunner_gateway_points_received_total")[1]
-    promtool_check(text)
+    own = f"{socket.gethostname()}:{gw.http_port}"
+    fake = send(gw, Req(service="telemetry-gateway", instance=own).sum(name, [({}, 1e9, 0, 1)]))
+    assert fake.partial_success.rejected_data_points == 1
+    assert "reserved for the gateway's own metrics" in fake.partial_success.error_message
+    other_type = send(gw, Req(service="evil").gauge(name + ".total", [({}, 5.0, 1)]))
+    assert other_type.partial_success.rejected_data_points == 1
+    peer = send(gw, Req(service="telemetry-gateway", instance="peer-1").sum(name, [({}, 7, 0, 1)]))
+    assert peer.partial_success.rejected_data_points == 0
+    for accept in ("text/plain", "application/openmetrics-text; version=1.0.0"):
+        text = httpx.get(gw.url + "/metrics", headers={"Accept": accept}).text
+        assert text.count("# TYPE coderunner_gateway_points_received") == 1, accept
+        assert 'instance="peer-1"' in text and "1e+09" not in text and "1000000000" not in text
+    promtool_check(httpx.get(gw.url + "/metrics").text)
 
 
 def test_a_point_attribute_named_like_a_copied_resource_attribute_is_merged(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,18 +294,30 @@ class SeriesStore:
         self._scope_keys: dict[str, bytes] = {}
         #: sample and metadata names a family holds in either format -> the family's name
         self._claims: dict[str, str] = dict.fromkeys(_RESERVED_NAMES, "target_info")
+        #: names another store serves (`reserve`): claimed name -> (family name, type)
+        self._reserved: dict[str, tuple[str, str]] = {}
+        #: job and instance labels of the resource those names belong to
+        self._owner = ""
         self._streams: dict[tuple[Any, ...], _Stream] = {}
         self._families: dict[str, Family] = {}
         self._series_count = 0
         self._last_sweep = 0.0
 
-    def reserve(self, families: Iterable[tuple[str, str]], owner: str) -> None:
-        """Keep the Prometheus names of `families` ((name, type) pairs) for `owner`: a metric
-        that maps to one of them is refused with a name conflict. The gateway reserves its
-        self-metrics' names, which another store serves: a client metric of the same name gave
-        duplicate HELP/TYPE lines (an unparsable exposition) and could fake the figures."""
+    def reserve(self, families: Iterable[tuple[str, str]], owner: Mapping[str, str]) -> None:
+        """Keep the Prometheus names of `families` ((name, type) pairs), which another store
+        serves for the resource `owner` (the gateway's own metrics): a metric that maps to one
+        of them with another type, or from that very resource (same job and instance), is
+        refused with a name conflict. Other resources may write series of the same type (a
+        peer gateway's figures, say): the exposition writes them under one HELP/TYPE block.
+        A client metric `coderunner.gateway.points.received` once gave a second block (an
+        unparsable /metrics) and could overwrite the gateway's own figures."""
+        raw = Resource()
+        for key, value in owner.items():
+            raw.attributes.add(key=key).value.string_value = value
+        self._owner = _resource_labels(raw, (), info=False).base
         for name, kind in families:
-            self._claims.update(dict.fromkeys(_claimed_names(name, kind), owner))
+            for claimed in _claimed_names(name, kind):
+                self._reserved[claimed] = (name, kind)
 
     @staticmethod
     def series_labels(stream: _Stream, point: Any) -> str:
@@ -515,9 +527,18 @@ class SeriesStore:
         )
         if not name:
             return None, f"invalid name: {metric.name[:64]!r} has no letter or digit"
+        claimed = _claimed_names(name, prom_kind)
+        for taken in claimed:
+            reserved = self._reserved.get(taken)
+            if reserved is None:
+                continue
+            if reserved != (name, prom_kind) or resource.base == self._owner:
+                return None, (
+                    f"name conflict: {metric.name!r} maps to {name}, whose {taken} is "
+                    "reserved for the gateway's own metrics"
+                )
         family = self._families.get(name)
         if family is None:
-            claimed = _claimed_names(name, prom_kind)
             for taken in claimed:
                 owner = self._claims.get(taken)
                 if owner is not None:
