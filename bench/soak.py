@@ -1,7 +1,7 @@
 """Soak: sustained OTLP/HTTP ingest at a share (default 80 %) of the gateway's measured maximum.
 
     .venv/bin/python bench/soak.py [--seconds 600] [--load 0.8] [--connections 4]
-                                   [--disk-queue] [--config FILE]
+                                   [--disk-queue] [--hostile] [--config FILE]
 
 1. Starts a gateway (pinned to CPU 0; this load generator to CPU 1), with the embedded default
    config or `--config`; `--disk-queue` adds a forwarder to a local sink (a second gateway)
@@ -16,6 +16,12 @@
    `coderunner_gateway_points_received_total{transport="http"}`: points lost must be 0; also
    prints what the store dropped by reason.
 
+6. `--hostile` adds an attacker during the soak (issue 17): over gRPC, bodies of empty
+   containers, points with long keys, requests of 1,000 scopes; over raw sockets, endless
+   headers and silent connections. The good clients' points must still all arrive (the check of
+   step 5 counts HTTP only; the attacks use gRPC or never finish a request), and a probe reports
+   the slowest `/live` answer.
+
 Requests: 1,000 cumulative-sum points each, 5 attributes, cycling over 10,000 series; every
 cycle moves time forward, so every point is a valid, in-order update.
 """
@@ -23,6 +29,7 @@ cycle moves time forward, so every point is a valid, in-order update.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import signal
@@ -183,10 +190,99 @@ def forwarded_loss(port: int, sink_port: int, sent: int) -> int:
     return lost
 
 
+class Attacker:
+    """Hostile traffic beside the soak's good clients; see step 6 of the module's docstring."""
+
+    def __init__(self, http_port: int, grpc_port: int) -> None:
+        import grpc
+
+        self.http_port = http_port
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        self.export = self.channel.unary_unary(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        self.stop = threading.Event()
+        self.attacks = 0
+        self.live_worst = 0.0
+        self.live_failures = 0
+        self._bodies = self._grpc_bodies()
+
+    @staticmethod
+    def _grpc_bodies() -> list[bytes]:
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+        )
+
+        empty = b"\x0a\x00" * 1_000_000  # a million empty resources: refused on the wire
+        keys = ExportMetricsServiceRequest()
+        m = keys.resource_metrics.add().scope_metrics.add().metrics.add()
+        m.name = "hostile.keys"
+        p = m.gauge.data_points.add()
+        for i in range(128):
+            p.attributes.add(key=f"{i:04d}" + "k" * 4092).value.string_value = "v"
+        scopes = ExportMetricsServiceRequest()
+        rm = scopes.resource_metrics.add()
+        rm.resource.attributes.add(key="service.name").value.string_value = "hostile"
+        for i in range(1000):
+            sm = rm.scope_metrics.add()
+            sm.scope.name = f"s{i}"
+            g = sm.metrics.add()
+            g.name = "hostile.scopes"
+            g.gauge.data_points.add().as_double = 1.0
+        return [empty, keys.SerializeToString(), scopes.SerializeToString()]
+
+    def _headers(self) -> None:
+        import socket
+
+        with socket.create_connection(("127.0.0.1", self.http_port), timeout=10) as s:
+            s.sendall(b"GET /live HTTP/1.1\r\n")
+            try:
+                for _ in range(64):  # up to 1 MiB of small headers
+                    s.sendall(b"X-Pad: aaaaaaaaaaaa\r\n" * 800)
+            except OSError:
+                pass  # closed by the gateway (431): the attack is over
+
+    def run(self) -> None:
+        import socket
+
+        silent: list[socket.socket] = []
+        k = 0
+        while not self.stop.is_set():
+            k += 1
+            with contextlib.suppress(Exception):  # refused: that is the point
+                self.export(self._bodies[k % 3], timeout=30)
+            if k % 3 == 0:
+                self._headers()
+            if len(silent) < 200:
+                silent.append(socket.create_connection(("127.0.0.1", self.http_port)))
+            self.attacks += 1
+            self.stop.wait(0.05)
+        for s in silent:
+            s.close()
+        self.channel.close()
+
+    def probe(self) -> None:
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+                conn.request("GET", "/live")
+                ok = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ok = False
+            self.live_worst = max(self.live_worst, time.perf_counter() - started)
+            self.live_failures += not ok
+            self.stop.wait(0.2)
+
+
 def start_gateway(
-    port: int, config: str | None, tmp: Path, cpu: int | None
+    port: int, config: str | None, tmp: Path, cpu: int | None, grpc_port: int = 0
 ) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "gateway", "run", "--http-port", str(port), "--grpc-port", "0"]
+    argv = [sys.executable, "-m", "gateway", "run", "--http-port", str(port)]
+    argv += ["--grpc-port", str(grpc_port)]
     argv += ["--log-level", "warning"]
     if config is not None:
         cfg = tmp / f"gw-{port}.yaml"
@@ -215,6 +311,9 @@ def main() -> None:
     parser.add_argument(
         "--disk-queue", action="store_true", help="forward through the disk queue to a sink"
     )
+    parser.add_argument(
+        "--hostile", action="store_true", help="attack the gateway while the soak runs"
+    )
     args = parser.parse_args()
     # SIGTERM ends the run like Ctrl-C: the gateways are stopped in `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -232,7 +331,8 @@ def main() -> None:
                 f"queue: {{kind: disk, path: '{tmp / 'queue.db'}'}}\n"
             )
         port = free_port()
-        proc = start_gateway(port, config or None, tmp, 0)
+        grpc_port = free_port() if args.hostile else 0
+        proc = start_gateway(port, config or None, tmp, 0, grpc_port)
         gw = psutil.Process(proc.pid)
         try:
             bodies = Bodies()
@@ -263,6 +363,10 @@ def main() -> None:
             )
             received_before = sum(v for _, v in before)
             rss_start = gw.memory_info().rss
+            attacker = Attacker(port, grpc_port) if args.hostile else None
+            if attacker is not None:
+                for work in (attacker.run, attacker.probe):
+                    threading.Thread(target=work, daemon=True).start()
             load, threads = run_load(port, bodies, args.seconds, args.connections, target)
             started = time.monotonic()
             all_latencies: list[float] = []
@@ -289,6 +393,14 @@ def main() -> None:
             for t in threads:
                 t.join()
             all_latencies.extend(load.take_window())
+            if attacker is not None:
+                attacker.stop.set()
+                print(
+                    f"hostile: {attacker.attacks} attack rounds (empty containers, long keys, "
+                    "1,000 scopes over gRPC; endless headers, up to 200 silent sockets); "
+                    f"slowest /live {attacker.live_worst * 1e3:.0f} ms, "
+                    f"{attacker.live_failures} /live failures"
+                )
             text = self_metrics(port)
             samples = parse(text)
             received = (

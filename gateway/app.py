@@ -15,7 +15,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,8 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import __version__
+from gateway.catalogue import by_name
 from gateway.config import ConfigError, GatewayConfig
-from gateway.exporters.disk_queue import DiskQueue
+from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.prometheus.exposition import (
     OPENMETRICS_CONTENT_TYPE,
@@ -46,9 +46,11 @@ from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.preflight import read_tls
 from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
 from gateway.receivers.auth import TokenAuth
+from gateway.receivers.http_guard import GuardCounters, HeaderLimits, guarded_protocol
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
@@ -83,6 +85,38 @@ class _Server(uvicorn.Server):
         yield
 
 
+# Descriptors kept for everything but HTTP connections: gRPC, the disk queue, /proc, logs.
+_RESERVED_FILES = 256
+
+
+def _raise_open_files_limit(max_connections: int) -> int:
+    """Raise the soft limit on open files to the hard one (Debian's default soft limit, 1,024,
+    is what ~1,100 silent sockets exhausted) and return the HTTP connection limit that leaves
+    `_RESERVED_FILES` descriptors free: `max_connections`, or less if the limit is lower."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+    except ImportError:  # pragma: no cover - not on POSIX
+        return max_connections
+    room = max(16, soft - _RESERVED_FILES)
+    if max_connections == 0 or max_connections > room:
+        if max_connections:
+            log.warning(
+                "limits.max_connections %d is above what %d open files allow: using %d",
+                max_connections,
+                soft,
+                room,
+            )
+        return room
+    return max_connections
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -96,6 +130,7 @@ class Gateway:
         #: what one request and one data point may carry; the store applies the per-point part
         #: when it first sees a series, so known series pay nothing for it
         limits = InputLimits(config.limits)
+        self.input_limits = limits
         #: everything the pipeline delivers: services' data, observers, health checks
         self.store = SeriesStore(
             settings, point_check=limits.point_problem if limits.checks_points else None
@@ -104,13 +139,19 @@ class Gateway:
         #: (with a Collector, Prometheus scrapes the gateway for these only)
         self.self_store = SeriesStore(settings)
         self.forwarder: OtlpForwarder | None = None
+        #: the forwarder's queue when it is on disk
+        self.disk_queue: DiskQueue | None = None
         if config.forwarder.endpoint:
             q = config.queue
-            queue = (
-                DiskQueue(q.path, max_bytes=q.max_bytes, full_policy=q.full_policy)
-                if q.kind == "disk"
-                else None
-            )
+            queue = None
+            if q.kind == "disk":
+                try:
+                    queue = DiskQueue(q.path, max_bytes=q.max_bytes, full_policy=q.full_policy)
+                except (QueueInUse, QueuePathError) as exc:
+                    raise ConfigError("queue", [f"queue.path: {exc}"]) from None
+                except OSError as exc:
+                    raise ConfigError("queue", [f"queue.path: {exc}"]) from None
+            self.disk_queue = queue
             self.forwarder = OtlpForwarder(
                 config.forwarder, queue, full_retry_after_seconds=q.retry_after_seconds
             )
@@ -130,13 +171,22 @@ class Gateway:
             **config.telemetry.resource_attributes,
             "service.name": config.telemetry.service_name,
         }
+        #: backpressure: refuses ingest above the soft RSS limit
+        self.memory_limiter = MemoryLimiter(config.memory_limiter)
         self.telemetry = SelfTelemetry(self.resource, namespace=ns)
+        #: connections the HTTP listener closed at its header and connection limits
+        self.http_guard = GuardCounters()
         self._register_self_metrics()
+        self.store.reserve(
+            [
+                (by_name(n).prometheus_name(ns), by_name(n).prometheus_type)
+                for n in self.telemetry.names()
+            ],
+            owner=self.resource,
+        )
         #: where in-process producers hand their batches
         self.internal: Consumer = _InternalProducers(self.pipeline, self.telemetry)
 
-        #: backpressure: refuses ingest above the soft RSS limit
-        self.memory_limiter = MemoryLimiter(config.memory_limiter)
         admission: list[Callable[[], None]] = []
         if self.memory_limiter.enabled:
             admission.append(self.memory_limiter.check)
@@ -146,15 +196,10 @@ class Gateway:
             auth = TokenAuth.from_config(config.auth)
         except ValueError as exc:
             raise ConfigError("auth", [str(exc)]) from None
-        tls = None
-        if config.tls.enabled:
-            try:
-                tls = (
-                    Path(config.tls.key_file).read_bytes(),
-                    Path(config.tls.cert_file).read_bytes(),
-                )
-            except OSError as exc:
-                raise ConfigError("tls", [f"{exc.filename}: {exc.strerror}"]) from None
+        try:
+            tls = read_tls(config)
+        except ValueError as exc:
+            raise ConfigError("tls", [str(exc)]) from None
         self.http_receiver = OtlpHttpReceiver(
             self.pipeline,
             self.telemetry,
@@ -176,6 +221,8 @@ class Gateway:
                 limits=limits,
                 tls=tls,
                 max_concurrent_rpcs=config.limits.max_concurrent_rpcs,
+                max_metadata_bytes=config.limits.max_header_bytes,
+                handshake_timeout_seconds=config.limits.header_read_timeout_seconds,
             )
             if config.server.grpc_port
             else None
@@ -225,20 +272,27 @@ class Gateway:
 
     async def _memory_check(self) -> CheckOutcome:
         limiter = self.memory_limiter
-        status = Status.FAIL if limiter.refusing else Status.PASS
+        status = Status.FAIL if limiter.refusing or limiter.error else Status.PASS
+        output = "above the soft limit: ingest refused" if limiter.refusing else ""
+        if limiter.error:
+            output = f"{limiter.error}; the limit is not enforced"
         used = Observation(
-            "utilization",
-            limiter.last_rss >> 20,
-            "MiB",
-            status=status,
-            output="above the soft limit: ingest refused" if limiter.refusing else "",
+            "utilization", limiter.last_rss >> 20, "MiB", status=status, output=output
         )
         return CheckOutcome.of(used)
 
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views
         t.gauge("gateway.active_series", lambda: float(store.series_count))
-        t.counter("gateway.points.rejected", "reason", lambda: store.counters.rejected)
+        input_limits = self.input_limits
+
+        def rejected() -> dict[str, int]:
+            merged = dict(store.counters.rejected)
+            for k, v in input_limits.rejected.items():
+                merged[k] = merged.get(k, 0) + v
+            return merged
+
+        t.counter("gateway.points.rejected", "reason", rejected)
         forwarder = self.forwarder
 
         def dropped() -> dict[str, int]:
@@ -254,6 +308,17 @@ class Gateway:
         t.counter("gateway.points.dropped", "reason", dropped)
         limits = store.limiter.counters
         t.counter("gateway.points.overflowed", "metric", lambda: limits.overflowed)
+        guard = self.http_guard
+        t.counter("gateway.connections.refused", "reason", lambda: guard.refused)
+        memory = self.memory_limiter
+
+        def background_errors() -> dict[str, int]:
+            out = {"memory_limiter": memory.errors}
+            if forwarder is not None:
+                out["forwarder"] = forwarder.counters.errors
+            return out
+
+        t.counter("gateway.background.errors", "task", background_errors)
         t.counter("gateway.series.truncated", "metric", lambda: limits.truncated)
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
@@ -263,6 +328,9 @@ class Gateway:
             t.counter(
                 "gateway.points.redelivered", "", lambda: {"": forwarder.counters.redelivered}
             )
+        disk = self.disk_queue
+        if disk is not None:
+            t.counter("gateway.forward.queue.corrupt", "", lambda: {"": disk.corrupt_files})
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="telemetry-gateway", version=__version__, docs_url=None, redoc_url=None)
@@ -369,6 +437,17 @@ class Gateway:
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT; returns after a clean shutdown."""
         cfg = self.config.server
+        lim = self.config.limits
+        max_connections = _raise_open_files_limit(lim.max_connections)
+        protocol = guarded_protocol(
+            HeaderLimits(
+                max_header_bytes=lim.max_header_bytes,
+                max_header_count=lim.max_header_count,
+                header_read_timeout_seconds=lim.header_read_timeout_seconds,
+                max_connections=max_connections,
+            ),
+            self.http_guard,
+        )
         uv_config = uvicorn.Config(
             self.app,
             host=cfg.host,
@@ -376,6 +455,7 @@ class Gateway:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http=protocol,
             timeout_graceful_shutdown=max(1, int(cfg.shutdown_grace_seconds / 2)),
             ssl_certfile=self.config.tls.cert_file or None,
             ssl_keyfile=self.config.tls.key_file or None,

@@ -373,6 +373,32 @@ CATALOGUE: tuple[Metric, ...] = (
         _G,
     ),
     Metric(
+        "gateway.connections.refused",
+        "{connection}",
+        _C,
+        ("reason",),
+        "HTTP connections the gateway closed at its limits (header_too_large, "
+        "too_many_headers, header_timeout, connection_limit), by reason.",
+        _G,
+    ),
+    Metric(
+        "gateway.background.errors",
+        "{error}",
+        _C,
+        ("task",),
+        "Unexpected errors a background task (memory_limiter, forwarder) survived, by task; "
+        "its health check fails while they recur.",
+        _G,
+    ),
+    Metric(
+        "gateway.forward.queue.corrupt",
+        "{file}",
+        _C,
+        (),
+        "Disk queue files found damaged at start and moved aside (the queue started empty).",
+        _G,
+    ),
+    Metric(
         "gateway.request.duration",
         "s",
         _HI,

@@ -43,16 +43,28 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
 
     config = load_config(args)
-    asyncio.run(Gateway(config).serve())
+    try:
+        asyncio.run(Gateway(config).serve())
+    except OSError as exc:
+        # A busy port, an unknown host: one line, not a traceback.
+        print(f"telemetry-gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from gateway.preflight import preflight
+
     try:
-        load_file(args.file, environ=os.environ)
+        config = load_file(args.file, environ=os.environ)
     except ConfigError as exc:
         for error in exc.errors:
             print(f"{exc.source}: {error}", file=sys.stderr)
+        return 1
+    problems = preflight(config)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
         return 1
     print(f"{args.file}: ok")
     return 0

@@ -58,6 +58,10 @@ class MemoryLimiter:
         #: times the soft limit was crossed upwards, and exports refused since start
         self.episodes = 0
         self.refused = 0
+        #: samples that failed (EMFILE while reading /proc, ...), and the last failure while
+        #: the limiter cannot read RSS (None once a sample succeeds again): its health fails
+        self.errors = 0
+        self.error: str | None = None
 
     def _process_rss(self) -> int:
         return int(self._process.memory_info().rss)
@@ -99,11 +103,21 @@ class MemoryLimiter:
                 self._collect()
 
     async def _run(self) -> None:
+        """Sample forever. Any error is counted and the loop goes on: a short shortage of file
+        descriptors (EMFILE while opening /proc) once killed this loop for good, leaving the
+        last reading frozen and the limit unenforced while health said pass."""
         while True:
             try:
                 self.sample()
-            except psutil.Error as exc:  # pragma: no cover - /proc unreadable
-                log.warning("memory limiter: cannot read RSS: %s", exc)
+            except Exception as exc:
+                self.errors += 1
+                if self.error is None:
+                    log.error("memory limiter: cannot read RSS (limit not enforced): %r", exc)
+                self.error = f"cannot read RSS: {exc!r}"
+            else:
+                if self.error is not None:
+                    log.warning("memory limiter: reading RSS again after %d errors", self.errors)
+                self.error = None
             await asyncio.sleep(self._config.check_interval_seconds)
 
     async def start(self) -> None:

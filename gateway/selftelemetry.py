@@ -78,6 +78,12 @@ class SelfTelemetry:
         """A counter whose values another component keeps, by one label (`""`: no label)."""
         self._counters[catalogue_name] = (label, read)
 
+    def names(self) -> list[str]:
+        """Catalogue names of every metric `batch()` may produce (whether or not it has points
+        yet), so that the series store can keep them for the gateway."""
+        own = ["gateway.points.received", "gateway.requests.refused", "gateway.request.duration"]
+        return [*own, *self._counters, *self._gauges]
+
     def batch(self) -> MetricsBatch:
         now_ns = int(self._wall() * 1e9)
         ns = self._namespace

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import grpc
 import httpx
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
@@ -79,7 +80,15 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class ForwarderCounters:
-    __slots__ = ("dropped", "forwarded", "last_success_unix", "redelivered", "rejected_upstream")
+    __slots__ = (
+        "bad_responses",
+        "dropped",
+        "errors",
+        "forwarded",
+        "last_success_unix",
+        "redelivered",
+        "rejected_upstream",
+    )
 
     def __init__(self) -> None:
         self.forwarded = 0
@@ -88,6 +97,10 @@ class ForwarderCounters:
         self.dropped: dict[str, int] = {}
         self.rejected_upstream = 0
         self.last_success_unix: float | None = None
+        #: unexpected errors the send loop survived (gateway.background.errors)
+        self.errors = 0
+        #: 200 answers whose body is not an OTLP response (a proxy's page, say)
+        self.bad_responses = 0
 
     def drop(self, reason: str, n: int) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
@@ -115,6 +128,7 @@ class OtlpForwarder:
         self._http: httpx.AsyncClient | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stopping = False
+        self._failure: str | None = None
 
     # ---------------------------------------------------------------- state for others
 
@@ -136,8 +150,11 @@ class OtlpForwarder:
     def check_room(self) -> None:
         """Admission for the receivers: a `RetryableError` while the queue refuses data."""
         if not self._queue.has_room():
+            write_error = getattr(self._queue, "write_error", None)
             raise RetryableError(
-                "forward queue is full (upstream slow or down); retry later",
+                f"forward queue cannot write ({write_error}); retry later"
+                if write_error
+                else "forward queue is full (upstream slow or down); retry later",
                 retry_after_seconds=self._full_retry_after,
             )
 
@@ -152,7 +169,9 @@ class OtlpForwarder:
             return
         entry = Entry(batch.request.SerializeToString(), points)
         if not self._queue.offer(entry):
-            self.counters.drop("queue_full", points)
+            # A disk queue that cannot write says why; any other refusal is a full queue.
+            failed = getattr(self._queue, "write_error", None) is not None
+            self.counters.drop("queue_write_error" if failed else "queue_full", points)
             return
         self._wakeup.set()
 
@@ -182,6 +201,20 @@ class OtlpForwarder:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        left = len(self._queue)
+        if left and isinstance(self._queue, MemoryQueue):
+            # A memory queue dies with the process: say what it held, and count it.
+            points = sum(e.points for e in self._queue.peek(1 << 62))
+            self.counters.drop("shutdown", points)
+            log.error(
+                "forwarder: stopping with %d points (%d batches) not delivered to %s: dropped "
+                "(a disk queue would keep them for the next start)",
+                points,
+                left,
+                self._config.endpoint,
+            )
+        elif left:
+            log.warning("forwarder: stopping; %d batches stay queued on disk", left)
         self._queue.close()
         if self._http is not None:
             await self._http.aclose()
@@ -192,26 +225,53 @@ class OtlpForwarder:
 
     # ---------------------------------------------------------------- sending
 
+    def failure(self) -> str | None:
+        """The send loop's last unexpected error, while it keeps failing (None after a
+        success): the upstream health check fails on it."""
+        write_error = getattr(self._queue, "write_error", None)
+        if write_error:
+            return f"disk queue cannot write: {write_error}"
+        return self._failure
+
     async def _run(self) -> None:
+        """Send forever. An unexpected error is counted, logged once, and the loop goes on
+        after a backoff: an upstream that answered 200 with a body that was not OTLP once
+        killed it, and forwarding stopped for good while health said pass."""
+        backoff = self._config.initial_backoff_seconds
         while True:
-            if not len(self._queue):
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            entries = self._queue.peek(self._config.max_batch_points)
-            payload = b"".join(e.payload for e in entries)
-            points = sum(e.points for e in entries)
-            self.counters.redelivered += sum(e.points for e in entries if e.attempts)
-            self._queue.mark_attempted(len(entries))
             try:
-                await self._deliver(payload, points)
-            except _GiveUp as exc:
-                log.warning("forwarder: dropping %d points: %s", points, exc)
-                self.counters.drop(str(exc).split(":", 1)[0], points)
+                await self._send_next()
+            except Exception as exc:
+                self.counters.errors += 1
+                if self._failure is None:
+                    log.exception("forwarder: unexpected error; retrying")
+                self._failure = f"forwarder error: {exc!r}"
+                await self._sleep(backoff * (0.5 + random.random()))  # type: ignore[misc]
+                backoff = min(backoff * 2, self._config.max_backoff_seconds)
             else:
-                self.counters.forwarded += points
-                self.counters.last_success_unix = time.time()
-            self._queue.ack(len(entries))
+                backoff = self._config.initial_backoff_seconds
+
+    async def _send_next(self) -> None:
+        """Send the oldest queued entries once (waiting for some when the queue is empty)."""
+        if not len(self._queue):
+            self._wakeup.clear()
+            await self._wakeup.wait()
+            return
+        entries = self._queue.peek(self._config.max_batch_points)
+        payload = b"".join(e.payload for e in entries)
+        points = sum(e.points for e in entries)
+        self.counters.redelivered += sum(e.points for e in entries if e.attempts)
+        self._queue.mark_attempted(len(entries))
+        try:
+            await self._deliver(payload, points)
+        except _GiveUp as exc:
+            log.warning("forwarder: dropping %d points: %s", points, exc)
+            self.counters.drop(str(exc).split(":", 1)[0], points)
+        else:
+            self.counters.forwarded += points
+            self.counters.last_success_unix = time.time()
+            self._failure = None
+        self._queue.ack(len(entries))
 
     async def _deliver(self, payload: bytes, points: int) -> None:
         config = self._config
@@ -252,7 +312,19 @@ class OtlpForwarder:
         except httpx.HTTPError as exc:
             raise _Retry(f"upstream did not answer: {exc!r}", unknown=True) from None
         if response.status_code == 200:
-            self._note_partial(ExportMetricsServiceResponse.FromString(response.content))
+            try:
+                answer = ExportMetricsServiceResponse.FromString(response.content)
+            except DecodeError:
+                # Delivered as far as HTTP says; what the body would have said is unknown.
+                self.counters.bad_responses += 1
+                if self.counters.bad_responses == 1:
+                    log.warning(
+                        "forwarder: upstream answered 200 with a body that is not an OTLP "
+                        "response (%r...): taken as delivered",
+                        response.content[:80],
+                    )
+                return
+            self._note_partial(answer)
             return
         if response.status_code in _RETRYABLE_HTTP:
             raise _Retry(

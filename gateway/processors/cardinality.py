@@ -55,7 +55,6 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.exporters.prometheus.labels import render_pairs
 from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries, scope_identity
 
 __all__ = [
@@ -273,6 +272,12 @@ def _service_of(stream: Any) -> str:
     return labels if end < 0 else labels[:end]
 
 
+def _live(stream: Any) -> bool:
+    """Whether the store still holds `stream` (one lookup: a family indexes its streams by
+    prefix; a scan of the family made the once-a-second recount quadratic)."""
+    return stream.family.streams.get(stream.slot) is stream
+
+
 class CardinalityLimiter:
     """Decides, on the first sight of a series, whether a stream may hold it. Used by the
     series store; holds the overflow state of each stream."""
@@ -322,14 +327,14 @@ class CardinalityLimiter:
             return
         self._recounted = now
         for service, streams in list(self._service_streams.items()):
-            live = {s for s in streams if s in s.family.streams}
+            live = {s for s in streams if _live(s)}
             if not live:
                 del self._service_streams[service]
                 self._service_series.pop(service, None)
                 continue
             self._service_streams[service] = live
             self._service_series[service] = sum(len(s.by_labels) for s in live)
-        for stream in [s for s in self._overflows if s not in s.family.streams]:
+        for stream in [s for s in self._overflows if not _live(s)]:
             del self._overflows[stream]
 
     # ------------------------------------------------------------------ overflow
@@ -475,8 +480,7 @@ class OverflowFolder:
         for i, p in enumerate(dps):
             s = stream.series.get(key_of(p))
             if s is None:
-                pairs = render_pairs(limiter.cut(p).attributes)
-                labels = "," + pairs if stream.prefix and pairs else pairs
+                labels = self._store.series_labels(stream, limiter.cut(p))
                 s = stream.by_labels.get(labels) or state.members.get(labels)
                 if s is None:  # the store dropped it (untracked overflow): so does the forward
                     removed.append(i)

@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from gateway.errors import PermanentError
+from gateway.receivers.wire import ShapeLimits, check_shape
 
 __all__ = ["JSON", "PROTOBUF", "decode_body", "inflate"]
 
@@ -71,9 +72,59 @@ def _fix_ids(node: Any) -> None:
             _fix_ids(child)
 
 
-def decode_body(body: bytes, content_type: str) -> ExportMetricsServiceRequest:
+def _json_shape(document: dict[str, Any], limits: ShapeLimits) -> None:
+    """The wire check's limits on a JSON document, before `ParseDict` (which builds a message
+    per container, slowly, in Python). Lists carry their length: no scan needed."""
+    resources = scopes = metrics = points = 0
+    for rm in _items(document, "resourceMetrics", "resource_metrics"):
+        for sm in _items(rm, "scopeMetrics", "scope_metrics"):
+            ms = _items(sm, "metrics", "metrics")
+            metrics += len(ms)
+            for m in ms:
+                for kind in _DATA_KINDS:
+                    data = m.get(kind) if isinstance(m, dict) else None
+                    if isinstance(data, dict):
+                        points += len(_items(data, "dataPoints", "data_points"))
+            scopes += 1
+        resources += 1
+    for count, limit, what, key in (
+        (resources, limits.resources, "resources", "max_resources_per_request"),
+        (scopes, limits.scopes, "scopes", "max_scopes_per_request"),
+        (metrics, limits.metrics, "metrics", "max_metrics_per_request"),
+        (points, limits.points, "data points", "max_points_per_request"),
+    ):
+        if limit and count > limit:
+            raise PermanentError(
+                f"request carries {count} {what}, more than the limit of {limit} "
+                f"(limits.{key}); split it"
+            )
+
+
+_DATA_KINDS = (
+    "gauge",
+    "sum",
+    "histogram",
+    "exponentialHistogram",
+    "exponential_histogram",
+    "summary",
+)
+
+
+def _items(node: Any, camel: str, snake: str) -> list[Any]:
+    if not isinstance(node, dict):
+        return []
+    value = node.get(camel, node.get(snake))
+    return value if isinstance(value, list) else []
+
+
+def decode_body(
+    body: bytes, content_type: str, shape: ShapeLimits | None = None
+) -> ExportMetricsServiceRequest:
+    """`shape`: the per-request container limits, checked before the body is parsed."""
     request = ExportMetricsServiceRequest()
     if content_type == PROTOBUF:
+        if shape is not None:
+            check_shape(body, shape)
         try:
             request.ParseFromString(body)
         except DecodeError as exc:
@@ -89,6 +140,8 @@ def decode_body(body: bytes, content_type: str) -> ExportMetricsServiceRequest:
             raise PermanentError("body is JSON nested too deeply") from None
         if not isinstance(document, dict):
             raise PermanentError("OTLP JSON body must be an object")
+        if shape is not None:
+            _json_shape(document, shape)
         try:
             _fix_ids(document)
             json_format.ParseDict(document, request, ignore_unknown_fields=True)

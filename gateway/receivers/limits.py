@@ -2,9 +2,13 @@
 
 - more than `max_points_per_request` points: the whole request is refused (HTTP 400, gRPC
   INVALID_ARGUMENT) with a message that names the limit;
-- a point with more than `max_attributes_per_point` attributes, or a string (or bytes) attribute
-  value longer than `max_attribute_value_length`: the point is removed and counted in
-  `partial_success`; a resource whose own attributes break the limits loses all its points.
+- a point with more than `max_attributes_per_point` attributes, a string (or bytes) attribute
+  value longer than `max_attribute_value_length`, or a key longer than
+  `max_attribute_key_length`: the point is removed and counted in `partial_success`; a resource
+  or scope whose own attributes break the limits loses all its points.
+
+The limits on resources, scopes, metrics and points per request are also checked on the wire,
+before parsing (`gateway.receivers.wire.check_shape`, through `shape`).
 
 Metric names are checked where the name is turned into a Prometheus name (the store), which
 reports bad names the same way, in `partial_success`.
@@ -27,10 +31,15 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from gateway.config import LimitsConfig
 from gateway.errors import PermanentError
 from gateway.pipeline.batch import MetricsBatch
+from gateway.receivers.wire import ShapeLimits
 
 __all__ = ["InputLimits"]
 
 _NO_LIMIT = 1 << 62
+
+
+def _long_key(attributes: Iterable[KeyValue], limit: int) -> bool:
+    return any(len(kv.key) > limit for kv in attributes)
 
 
 def _too_long(attributes: Iterable[KeyValue], limit: int) -> bool:
@@ -55,10 +64,22 @@ class InputLimits:
         self._max_points = config.max_points_per_request
         self._max_attributes = config.max_attributes_per_point
         self._max_length = config.max_attribute_value_length
-        #: a point at most this large cannot break either attribute limit (0: no limit)
+        self._max_key = config.max_attribute_key_length
+        #: points refused here (a resource's or scope's attributes), by reason label, for
+        #: `gateway.points.rejected` (the store counts the points it refuses itself)
+        self.rejected: dict[str, int] = {}
+        #: a point at most this large cannot break any attribute limit (0: no limit)
         self._threshold = min(
             self._max_length or _NO_LIMIT,
             2 * self._max_attributes if self._max_attributes else _NO_LIMIT,
+            self._max_key or _NO_LIMIT,
+        )
+        #: containers per request, counted on the wire before parsing
+        self.shape = ShapeLimits(
+            resources=config.max_resources_per_request,
+            scopes=config.max_scopes_per_request,
+            metrics=config.max_metrics_per_request,
+            points=config.max_points_per_request,
         )
 
     def _bad(self, attributes: Any, size: int) -> str | None:
@@ -66,6 +87,11 @@ class InputLimits:
             return (
                 f"{len(attributes)} attributes, more than the limit of {self._max_attributes} "
                 "(limits.max_attributes_per_point)"
+            )
+        if self._max_key and size > self._max_key and _long_key(attributes, self._max_key):
+            return (
+                f"an attribute key longer than {self._max_key} characters "
+                "(limits.max_attribute_key_length)"
             )
         if self._max_length and size > self._max_length and _too_long(attributes, self._max_length):
             return (
@@ -92,16 +118,23 @@ class InputLimits:
             return
         for rm in batch.request.resource_metrics:
             problem = self._bad(rm.resource.attributes, rm.resource.ByteSize())
-            if problem is None:
-                continue
             for sm in rm.scope_metrics:
+                where = "resource"
+                if problem is None:
+                    scope_problem = self._bad(sm.scope.attributes, sm.scope.ByteSize())
+                    if scope_problem is None:
+                        continue
+                    where = "scope"
                 for metric in sm.metrics:
                     kind = metric.WhichOneof("data")
                     if kind is None:
                         continue
                     dps = getattr(metric, kind).data_points
                     if len(dps):
-                        batch.reject(len(dps), f"resource has {problem}")
+                        batch.reject(len(dps), f"{where} has {problem or scope_problem}")
+                        self.rejected["invalid_attributes"] = self.rejected.get(
+                            "invalid_attributes", 0
+                        ) + len(dps)
                         del dps[:]
 
     def point_problem(self, point: Any) -> str | None:

@@ -31,6 +31,7 @@ from gateway.pipeline.consumer import Consumer
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.status import grpc_code, reason, rpc_status_body
+from gateway.receivers.wire import check_shape
 from gateway.selftelemetry import SelfTelemetry
 
 __all__ = ["OtlpGrpcReceiver"]
@@ -93,6 +94,8 @@ class _Export:
             tenant = self._auth.tenant(_authorization(context)) if self._auth else ""
             for check in self._admission:
                 check()
+            if self._limits is not None:
+                check_shape(body, self._limits.shape)
             try:
                 request = ExportMetricsServiceRequest.FromString(body)
             except DecodeError as exc:
@@ -131,13 +134,20 @@ class OtlpGrpcReceiver:
         limits: InputLimits | None = None,
         tls: tuple[bytes, bytes] | None = None,
         max_concurrent_rpcs: int | None = None,
+        max_metadata_bytes: int = 64 * 1024,
+        handshake_timeout_seconds: float = 10.0,
     ) -> None:
-        """`tls`: (PEM private key, PEM certificate chain), or None for plain TCP."""
+        """`tls`: (PEM private key, PEM certificate chain), or None for plain TCP.
+        `max_metadata_bytes` bounds a call's metadata (headers); `handshake_timeout_seconds`
+        how long a new connection may take to finish its handshake (a silent socket is closed
+        then)."""
         self._export = _Export(consumer, telemetry, auth, admission, limits)
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._tls = tls
         self._max_rpcs = max_concurrent_rpcs
+        self._max_metadata = max_metadata_bytes
+        self._handshake_ms = max(1, int(handshake_timeout_seconds * 1000))
         self._server: grpc.aio.Server | None = None
         self.port = port
 
@@ -148,6 +158,9 @@ class OtlpGrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", self._max),
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_metadata_size", self._max_metadata),
+                ("grpc.absolute_max_metadata_size", self._max_metadata),
+                ("grpc.server_handshake_timeout_ms", self._handshake_ms),
             ],
             maximum_concurrent_rpcs=self._max_rpcs,
         )
@@ -162,13 +175,19 @@ class OtlpGrpcReceiver:
             },
         )
         server.add_generic_rpc_handlers((handler,))
-        if self._tls is not None:
-            credentials = grpc.ssl_server_credentials([self._tls])
-            self.port = server.add_secure_port(self._address, credentials)
+        try:
+            if self._tls is not None:
+                credentials = grpc.ssl_server_credentials([self._tls])
+                self.port = server.add_secure_port(self._address, credentials)
+            else:
+                self.port = server.add_insecure_port(self._address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            self.port = 0
+            reason = str(exc)
         else:
-            self.port = server.add_insecure_port(self._address)
+            reason = "address in use or not available"
         if self.port == 0:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self._address}")
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._address}: {reason}")
         await server.start()
         self._server = server
 

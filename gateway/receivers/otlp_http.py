@@ -127,7 +127,9 @@ class OtlpHttpReceiver:
             body = inflate(raw, request.headers.get("content-encoding", ""), self._max_body_bytes)
             if body is not raw:  # decompressed: both copies are alive until decoding ends
                 self._hold(held, len(body))
-            batch = MetricsBatch(decode_body(body, content_type), source="http", tenant=tenant)
+            shape = self._limits.shape if self._limits is not None else None
+            decoded = decode_body(body, content_type, shape)
+            batch = MetricsBatch(decoded, source="http", tenant=tenant)
             points = count_points(batch.request)
             if self._limits is not None:
                 self._limits.apply(batch, points)

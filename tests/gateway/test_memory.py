@@ -95,3 +95,56 @@ def test_zero_soft_limit_turns_it_off() -> None:
 def test_hard_below_soft_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="hard_limit_bytes must be >= soft_limit_bytes"):
         load({"memory_limiter": {"soft_limit_bytes": 2000, "hard_limit_bytes": 1000}})
+
+
+def test_the_sampling_loop_survives_errors_and_says_so() -> None:
+    """Issue 17, finding 6: EMFILE while reading /proc killed the loop for good: the last
+    reading froze and the limit was no longer enforced."""
+    fake = Fake()
+    failures = [OSError(24, "Too many open files"), RuntimeError("anything else")]
+
+    def rss() -> int:
+        if failures and fake.now >= 1:
+            raise failures.pop(0)
+        return fake.rss
+
+    async def run() -> None:
+        cfg = MemoryLimiterConfig(soft_limit_bytes=200 * MiB, check_interval_seconds=0.01)
+        m = MemoryLimiter(cfg, rss=rss, collect=fake.collect, clock=lambda: fake.now)
+        await m.start()
+        fake.now = 1
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if m.errors == 2:
+                break
+        assert m.errors == 2
+        fake.rss = 250 * MiB  # failures used up: readings resume
+        await asyncio.sleep(0.1)
+        assert m.last_rss == 250 * MiB and m.refusing
+        assert m.error is None
+        await m.shutdown()
+
+    asyncio.run(run())
+
+
+def test_an_error_is_reported_until_a_reading_succeeds() -> None:
+    state = {"fail": False}
+
+    def rss() -> int:
+        if state["fail"]:
+            raise OSError(24, "Too many open files")
+        return 10 * MiB
+
+    async def run() -> None:
+        cfg = MemoryLimiterConfig(soft_limit_bytes=200 * MiB, check_interval_seconds=0.01)
+        m = MemoryLimiter(cfg, rss=rss)
+        await m.start()  # its first sample succeeds; the background ones fail
+        state["fail"] = True
+        await asyncio.sleep(0.05)
+        assert m.error is not None and "Too many open files" in m.error
+        state["fail"] = False
+        await asyncio.sleep(0.05)
+        assert m.error is None
+        await m.shutdown()
+
+    asyncio.run(run())

@@ -137,15 +137,18 @@ def run_gateway(
     config: str | None = None,
     env: dict[str, str] | None = None,
     ports: tuple[int, int] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Iterator[GatewayProcess]:
     """`telemetry-gateway run` in a subprocess on free ports (or on `ports`, (http, grpc), to
-    restart one in its place); yields once /live answers."""
+    restart one in its place); yields once /live answers. `prefix`: a command the gateway runs
+    under (`prlimit --nofile=...`, for example)."""
     if ports is not None:
         http_port, grpc_port = ports
     else:
         http_port = free_port()
         grpc_port = free_port() if grpc else 0
     argv = [
+        *prefix,
         sys.executable,
         "-m",
         "gateway",

@@ -23,6 +23,8 @@ class Upstream:
         self.requests: list[ExportMetricsServiceRequest] = []
         self.failures: list[tuple[int, str | None]] = []  # (status, Retry-After) to answer next
         self.attempts = 0
+        #: answer this many more accepted requests with 200 and a body that is not OTLP
+        self.garbage = 0
         self.lock = threading.Lock()
         self.url = ""
 
@@ -77,6 +79,10 @@ def run_upstream() -> Iterator[Upstream]:
                 self.end_headers()
                 return
             reply = ExportMetricsServiceResponse().SerializeToString()
+            with upstream.lock:
+                if upstream.garbage:
+                    upstream.garbage -= 1
+                    reply = b"<html><body>proxy says hello</body></html>\xff\xff"
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(reply)))

@@ -55,15 +55,22 @@ def _labels(labels: str, extra: str) -> str:
 
 
 def render(stores: SeriesStore | Sequence[SeriesStore], *, openmetrics: bool = False) -> bytes:
-    """One exposition of one or more stores (whose family names must not overlap)."""
+    """One exposition of one or more stores. A family name found in several stores (a
+    service's series of a gateway self-metric, beside the gateway's own) is written once: one
+    HELP/TYPE block, from the last store that has it, with the series of all; two blocks of one
+    name make the exposition unparsable. The stores refuse a family of the same name and
+    another type (`SeriesStore.reserve`)."""
     if isinstance(stores, SeriesStore):
         stores = (stores,)
     out: list[str] = []
     infos: list[str] = []
+    groups: dict[str, list[Family]] = {}
     for store in stores:
         for family in store.families():
-            _render_family(out, family, openmetrics)
+            groups.setdefault(family.name, []).append(family)
         infos.extend(store.target_infos())
+    for group in groups.values():
+        _render_family(out, group, openmetrics)
     # The gateway's own resource says the same in the data store (observers, health checks)
     # and in the self-metrics store: one target_info per label set, or the exposition would
     # carry a duplicate series.
@@ -79,7 +86,9 @@ def render(stores: SeriesStore | Sequence[SeriesStore], *, openmetrics: bool = F
     return "".join(out).encode()
 
 
-def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
+def _render_family(out: list[str], families: list[Family], openmetrics: bool) -> None:
+    family = families[-1]
+    streams = [s for f in families for s in f.streams.values()]
     name = family.name
     kind = family.kind
     meta_name = name
@@ -92,18 +101,18 @@ def _render_family(out: list[str], family: Family, openmetrics: bool) -> None:
         out.append(f"# UNIT {meta_name} {family.unit}\n")
     if kind == "counter" or kind == "gauge":
         fmt = _fmt
-        for stream in family.streams:
+        for stream in streams:
             head = f"{name}{{{stream.prefix}"
             out.extend([f"{head}{s.labels}}} {fmt(s.value)}\n" for s in stream.by_labels.values()])
     elif kind == "histogram":
-        for stream in family.streams:
+        for stream in streams:
             for s in stream.by_labels.values():
                 if hasattr(s, "bounds"):
                     _classic(out, name, stream.prefix + s.labels, s, openmetrics)
                 else:
                     _exponential(out, name, stream.prefix + s.labels, s, openmetrics)
     else:
-        for stream in family.streams:
+        for stream in streams:
             for s in stream.by_labels.values():
                 labels = stream.prefix + s.labels
                 for q, v in sorted(s.quantiles):

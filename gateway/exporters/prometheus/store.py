@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -93,14 +93,20 @@ class IngestCounters:
 
 
 class _Resource:
-    __slots__ = ("info_labels", "key", "labels", "updated")
+    __slots__ = ("base", "copied", "info_labels", "key", "labels", "updated")
 
-    def __init__(self, labels: str, info_labels: str | None) -> None:
+    def __init__(self, base: str, copied: tuple[KeyValue, ...], info_labels: str | None) -> None:
         #: the identity of the resource in stream keys: the first encoding seen of these labels
         #: (the same attributes in another order are the same resource)
         self.key = b""
-        #: `job="..",instance=".."` plus copied resource attributes
-        self.labels = labels
+        #: `job="..",instance=".."`: what every series of the resource starts with
+        self.base = base
+        #: the attributes `prometheus.resource_to_labels` copies onto every series; rendered
+        #: with each series' own attributes, so that a point attribute of the same name merges
+        #: with them (values joined with `;`) instead of repeating a label name
+        self.copied = copied
+        #: `base` plus the copied attributes: the resource's identity by labels
+        self.labels = ",".join(p for p in (base, render_pairs(copied, reserved=frozenset())) if p)
         #: labels of `target_info`, or None when there is nothing to say
         self.info_labels = info_labels
         self.updated = 0.0
@@ -116,21 +122,41 @@ class Family:
         self.kind = kind  # counter | gauge | histogram | summary
         self.help = help_text
         self.unit = unit  # the unit suffix word, "" for none
-        self.streams: list[_Stream] = []
+        #: the streams that feed it, by their resource and scope labels (`_Stream.slot`): two
+        #: streams of one family with the same would write the same series, so a slot names
+        #: one stream, and finding it costs one lookup, not a scan of the family
+        self.streams: dict[str, _Stream] = {}
 
 
 class _Stream:
     """One metric of one resource and scope: the series of its attribute sets."""
 
-    __slots__ = ("by_labels", "cumulative", "family", "monotonic", "prefix", "resource", "series")
+    __slots__ = (
+        "by_labels",
+        "cumulative",
+        "family",
+        "monotonic",
+        "prefix",
+        "resource",
+        "series",
+        "slot",
+    )
 
     def __init__(
-        self, family: Family, prefix: str, resource: _Resource, cumulative: bool, monotonic: bool
+        self,
+        family: Family,
+        prefix: str,
+        slot: str,
+        resource: _Resource,
+        cumulative: bool,
+        monotonic: bool,
     ) -> None:
         self.family = family
-        #: labels every series of the stream carries (resource and scope), rendered once here
-        #: and not in each series, to save memory
+        #: labels every series of the stream carries (job, instance and scope), rendered once
+        #: here and not in each series, to save memory
         self.prefix = prefix
+        #: the stream's key in its family: its resource's and scope's labels
+        self.slot = slot
         self.resource = resource
         self.cumulative = cumulative
         self.monotonic = monotonic
@@ -183,18 +209,14 @@ def _resource_labels(resource: Resource, copy_keys: tuple[str, ...], info: bool)
         base.append(f'job="{escape_value(job)}"')
     if instance:
         base.append(f'instance="{escape_value(instance)}"')
-    copied = [
-        f'{sanitize_label_name(k)}="{escape_value(attribute_string(attrs[k]))}"'
-        for k in copy_keys
-        if k in attrs
-    ]
+    copied = tuple(KeyValue(key=k, value=attrs[k]) for k in copy_keys if k in attrs)
     others = [kv for kv in resource.attributes if kv.key not in _SERVICE_KEYS]
     info_labels = None
     # As the Collector's exporter: a target_info for every resource, even one that says no
     # more than job and instance (a dashboard joining on it finds every service).
     if info and (others or base):
         info_labels = ",".join([*base, render_pairs(others)] if others else base)
-    return _Resource(",".join(base + copied), info_labels)
+    return _Resource(",".join(base), copied, info_labels)
 
 
 #: names of the exposition's own `target_info` (0.0.4) / `target` info family (OpenMetrics)
@@ -232,8 +254,13 @@ _RESERVED_LABELS = {
 
 def _point_labels(stream: _Stream, point: Any) -> str:
     """A series' own labels, as they follow the stream's prefix: `,a="1",b="2"` (no leading
-    comma when the prefix is empty)."""
-    pairs = render_pairs(point.attributes, reserved=_RESERVED_LABELS[stream.family.kind])
+    comma when the prefix is empty), with the resource attributes copied by
+    `resource_to_labels`. A point attribute whose label name is also a copied one's is merged
+    with it, the values joined with `;` sorted by original key, as the compatibility spec
+    says for colliding label names (it once gave a repeated label: an unparsable /metrics)."""
+    copied = stream.resource.copied
+    attributes = [*point.attributes, *copied] if copied else point.attributes
+    pairs = render_pairs(attributes, reserved=_RESERVED_LABELS[stream.family.kind])
     return "," + pairs if stream.prefix and pairs else pairs
 
 
@@ -260,6 +287,8 @@ class SeriesStore:
         #: (`InputLimits.point_problem`); None: no limits
         self._point_check = point_check
         self._refusal = ""
+        #: points of the metric being ingested dropped at a cardinality limit
+        self._capped = 0
         self.counters = IngestCounters()
         # Without a cardinality section (tests, benchmarks) only the per-stream limit applies.
         self.limiter = CardinalityLimiter(
@@ -277,10 +306,36 @@ class SeriesStore:
         self._scope_keys: dict[str, bytes] = {}
         #: sample and metadata names a family holds in either format -> the family's name
         self._claims: dict[str, str] = dict.fromkeys(_RESERVED_NAMES, "target_info")
+        #: names another store serves (`reserve`): claimed name -> (family name, type)
+        self._reserved: dict[str, tuple[str, str]] = {}
+        #: job and instance labels of the resource those names belong to
+        self._owner = ""
         self._streams: dict[tuple[Any, ...], _Stream] = {}
         self._families: dict[str, Family] = {}
         self._series_count = 0
         self._last_sweep = 0.0
+
+    def reserve(self, families: Iterable[tuple[str, str]], owner: Mapping[str, str]) -> None:
+        """Keep the Prometheus names of `families` ((name, type) pairs), which another store
+        serves for the resource `owner` (the gateway's own metrics): a metric that maps to one
+        of them with another type, or from that very resource (same job and instance), is
+        refused with a name conflict. Other resources may write series of the same type (a
+        peer gateway's figures, say): the exposition writes them under one HELP/TYPE block.
+        A client metric `coderunner.gateway.points.received` once gave a second block (an
+        unparsable /metrics) and could overwrite the gateway's own figures."""
+        raw = Resource()
+        for key, value in owner.items():
+            raw.attributes.add(key=key).value.string_value = value
+        self._owner = _resource_labels(raw, (), info=False).base
+        for name, kind in families:
+            for claimed in _claimed_names(name, kind):
+                self._reserved[claimed] = (name, kind)
+
+    @staticmethod
+    def series_labels(stream: _Stream, point: Any) -> str:
+        """The labels the store gives `point`'s series in `stream` (after the stream's
+        prefix): for the forwarder's overflow folding, which must find the same series."""
+        return _point_labels(stream, point)
 
     # ------------------------------------------------------------------ reading
 
@@ -409,10 +464,20 @@ class SeriesStore:
                 self._reject_all(batch, dps, problem or "invalid metric")
                 return
             self._streams[key] = stream
+        self._capped = 0
         if kind == "sum" or kind == "gauge":
             bad = self._ingest_numbers(stream, dps, now)
         else:
             bad = self._ingest_structured(stream, dps, now, _KINDS[kind])
+        if self._capped:
+            # Dropped, not folded into the overflow series: OTLP says the client must hear of
+            # it (partial_success). Folded points are accepted and not reported.
+            batch.reject(
+                self._capped,
+                f"metric {metric.name!r}: points of new series dropped at the cardinality limit "
+                "(overflow cannot take them: exponential histograms, summaries, or more than "
+                "cardinality.max_tracked_overflow_series overflowed series)",
+            )
         if bad:
             for index, _ in reversed(bad):
                 del dps[index]
@@ -425,7 +490,8 @@ class SeriesStore:
         del self._streams[key]
         self._series_count -= len(stream.by_labels)
         family = stream.family
-        family.streams.remove(stream)
+        if family.streams.get(stream.slot) is stream:
+            del family.streams[stream.slot]
         if not family.streams:
             del self._families[family.name]
             for name in _claimed_names(family.name, family.kind):
@@ -476,9 +542,18 @@ class SeriesStore:
         if not name or name == "total":
             # A counter with no word but `total` has no OpenMetrics family name to announce.
             return None, f"invalid name: nothing of {metric.name[:64]!r} is left for Prometheus"
+        claimed = _claimed_names(name, prom_kind)
+        for taken in claimed:
+            reserved = self._reserved.get(taken)
+            if reserved is None:
+                continue
+            if reserved != (name, prom_kind) or resource.base == self._owner:
+                return None, (
+                    f"name conflict: {metric.name!r} maps to {name}, whose {taken} is "
+                    "reserved for the gateway's own metrics"
+                )
         family = self._families.get(name)
         if family is None:
-            claimed = _claimed_names(name, prom_kind)
             for taken in claimed:
                 owner = self._claims.get(taken)
                 if owner is not None:
@@ -498,21 +573,22 @@ class SeriesStore:
                 f"type conflict: {metric.name!r} is a {prom_kind} but {name} is already a "
                 f"{family.kind}"
             )
-        prefix = _join(resource.labels, scope_labels)
-        for other in family.streams:
-            if other.prefix == prefix:
-                # Another metric of the same resource and scope already owns this name (say
-                # `a.b` and `a_b`, or one instrument under two views): their series would be
-                # indistinguishable, so the newcomer is refused.
-                return None, f"name conflict: {metric.name!r} maps to {name}, already in use"
+        prefix = _join(resource.base, scope_labels)
+        slot = _join(resource.labels, scope_labels)
+        if slot in family.streams:
+            # Another metric of the same resource and scope already owns this name (say
+            # `a.b` and `a_b`, or one instrument under two views): their series would be
+            # indistinguishable, so the newcomer is refused.
+            return None, f"name conflict: {metric.name!r} maps to {name}, already in use"
         stream = _Stream(
             family,
             prefix,
+            slot,
             resource,
             cumulative=temporality != _DELTA,
             monotonic=monotonic,
         )
-        family.streams.append(stream)
+        family.streams[slot] = stream
         return stream, None
 
     def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:
@@ -578,6 +654,7 @@ class SeriesStore:
                 s = self._series_for(stream, key, p, NumberSeries)
                 if s is None:
                     self.counters.drop("cardinality_limit")
+                    self._capped += 1
                     continue
                 if s is _REFUSED:
                     bad.append((i, self._refusal))
@@ -650,6 +727,7 @@ class SeriesStore:
             s = self._generic_key(stream, p, kind.factory)
             if s is None:
                 self.counters.drop("cardinality_limit")
+                self._capped += 1
                 continue
             if s is _REFUSED:
                 bad.append((i, self._refusal))

@@ -68,7 +68,14 @@ class UpstreamCheck:
             elif age >= cfg.stale_warn_seconds:
                 age_status = Status.WARN
         never = " (no success yet)" if last is None else ""
+        # Optional in the protocol: a forwarder whose send loop keeps failing says why.
+        failure_of = getattr(self._upstream, "failure", None)
+        failure = failure_of() if callable(failure_of) else None
+        extra: tuple[Observation, ...] = ()
+        if failure:
+            extra = (Observation("sendLoop", 1, None, status=Status.FAIL, output=failure),)
         return CheckOutcome.of(
+            *extra,
             Observation(
                 "queueFill",
                 round(fill * 100, 2),

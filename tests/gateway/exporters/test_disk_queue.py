@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.exporters.disk_queue import DiskQueue
+from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.queue import Entry
 
 
@@ -17,6 +19,27 @@ def entry(n: int, size: int = 10, points: int = 1) -> Entry:
 
 def numbers(entries: list[Entry]) -> list[int]:
     return [int.from_bytes(e.payload[:4], "big") for e in entries]
+
+
+@pytest.fixture(autouse=True)
+def _close_queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every queue a test opened (its database and its lock file) when it ends."""
+    opened: list[DiskQueue] = []
+    original = DiskQueue.__init__
+
+    def init(self: DiskQueue, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(DiskQueue, "__init__", init)
+    yield
+    for q in opened:
+        q.close()
+
+
+def crash(q: DiskQueue) -> None:
+    """What a dying process leaves: its database as it is, its flock released."""
+    q._lock.close()
 
 
 def test_fifo_peek_ack(tmp_path: Path) -> None:
@@ -52,7 +75,8 @@ def test_entries_and_attempts_survive_reopen(tmp_path: Path) -> None:
         q.offer(entry(n, points=3))
     q.peek(max_points=6)
     q.mark_attempted(2)  # sent, then the process died before the ack
-    # no close(): a crash does not close the file
+    # no close(): a crash does not close the database, but the kernel drops its lock
+    crash(q)
     again = DiskQueue(path, max_bytes=10_000)
     assert len(again) == 5 and again.points == 15 and again.bytes_used == 50
     got = again.peek(max_points=100)
@@ -123,9 +147,78 @@ def test_counters_match_the_file_after_mixed_use(tmp_path: Path, policy: str) ->
         if n % 9 == 0:
             got = q.peek(5)
             q.ack(len(got) // 2 + 1)
+    crash(q)
     reopened = DiskQueue(path, max_bytes=500)
     assert (len(reopened), reopened.points, reopened.bytes_used) == (
         len(q),
         q.points,
         q.bytes_used,
     )
+
+
+def test_a_second_process_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    """Issue 17, finding 9: two gateways on one file saw phantom entries and a negative
+    length. The lock is per open file, so a second open in this process stands for another."""
+    path = tmp_path / "q.db"
+    q = DiskQueue(path, max_bytes=1000)
+    with pytest.raises(QueueInUse, match="in use by another process"):
+        DiskQueue(path, max_bytes=1000)
+    q.close()
+    DiskQueue(path, max_bytes=1000).close()  # free again after close
+
+
+def test_a_directory_is_not_moved_aside(tmp_path: Path) -> None:
+    """Finding 10: a path that is a directory was moved aside as "corrupt"."""
+    (tmp_path / "q.db").mkdir()
+    with pytest.raises(QueuePathError, match="is a directory"):
+        DiskQueue(tmp_path / "q.db", max_bytes=1000)
+    assert (tmp_path / "q.db").is_dir() and not list(tmp_path.glob("q.db.corrupt-*"))
+
+
+def test_an_empty_file_starts_a_queue_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "q.db").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        q = DiskQueue(tmp_path / "q.db", max_bytes=1000)
+    assert len(q) == 0 and q.offer(entry(1))
+    assert "empty file" in caplog.text
+    q.close()
+
+
+def test_a_damaged_page_is_moved_aside_not_a_crash_at_start(tmp_path: Path) -> None:
+    """Finding 10: a damaged interior page crash-looped the gateway at start (the first query
+    to touch it raised). quick_check finds it at open."""
+    path = tmp_path / "q.db"
+    q = DiskQueue(path, max_bytes=10_000_000)
+    for n in range(200):
+        q.offer(Entry(bytes([n % 251]) * 3000, 1))
+    q.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 40 * page
+    data[20 * page : 21 * page] = b"\xde\xad" * (page // 2)  # one page in the middle
+    path.write_bytes(bytes(data))
+    q = DiskQueue(path, max_bytes=10_000_000)
+    assert len(q) == 0 and q.corrupt_files == 1 and q.offer(entry(1))
+    assert len(list(tmp_path.glob("q.db.corrupt-*"))) == 1
+    q.close()
+
+
+def test_a_failed_write_refuses_until_a_probe_write_succeeds(tmp_path: Path) -> None:
+    """Finding 8: a full disk. The failed append is not taken; has_room() stays false (so the
+    receivers refuse before the store) until a probe write succeeds."""
+    now = [0.0]
+    q = DiskQueue(tmp_path / "q.db", max_bytes=10_000, clock=lambda: now[0])
+    assert q.offer(entry(1))
+    q._db.execute("PRAGMA query_only=1")  # every write fails from here, as on a full disk
+    assert not q.offer(entry(2))
+    assert q.write_error is not None and len(q) == 1
+    now[0] += 5
+    assert not q.has_room()  # the probe fails too
+    q._db.execute("PRAGMA query_only=0")
+    assert not q.has_room()  # within a second of the last probe: no new probe yet
+    now[0] += 5
+    assert q.has_room() and q.write_error is None
+    assert q.offer(entry(3)) and len(q) == 2
+    q.close()

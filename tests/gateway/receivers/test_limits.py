@@ -111,7 +111,11 @@ def test_within_limits_nothing_changes() -> None:
 
 
 def test_zero_turns_the_attribute_checks_off() -> None:
-    off = InputLimits(LimitsConfig(max_attributes_per_point=0, max_attribute_value_length=0))
+    off = InputLimits(
+        LimitsConfig(
+            max_attributes_per_point=0, max_attribute_value_length=0, max_attribute_key_length=0
+        )
+    )
     assert not off.checks_points
     b = batch(Req().sum("c", [({f"k{i}": "v" * 10_000 for i in range(200)}, 1, 0, 1)]))
     apply(b, off)
@@ -120,3 +124,23 @@ def test_zero_turns_the_attribute_checks_off() -> None:
     b = batch(Req().sum("c", [({"a": "v" * 10_000}, 1, 0, 1), ({"a": 1, "b": 2, "c": 3}, 1, 0, 1)]))
     apply(b, count_only)
     assert b.rejected_points == 1 and "max_attributes_per_point" in b.error_message
+
+
+def test_long_keys_are_refused_below_the_value_limit() -> None:
+    """Issue 17, finding 5: keys were only held to the value limit (4096)."""
+    limits = InputLimits(LimitsConfig(max_attribute_key_length=24, max_attribute_value_length=64))
+    b = batch(Req().sum("c", [({"k" * 25: "v"}, 1, 0, 1), ({"k" * 24: "v"}, 2, 0, 1)]))
+    apply(b, limits)
+    assert b.rejected_points == 1
+    assert "limits.max_attribute_key_length" in b.error_message
+
+
+def test_a_scope_with_long_keys_loses_its_points() -> None:
+    limits = InputLimits(LimitsConfig(max_attribute_key_length=24))
+    req = Req().sum("c", [({}, 1, 0, 1)])
+    sm = req.request.resource_metrics[0].scope_metrics[0]
+    sm.scope.attributes.add(key="s" * 25).value.string_value = "v"
+    b = batch(req)
+    apply(b, limits)
+    assert b.rejected_points == 1
+    assert "scope has an attribute key longer than 24" in b.error_message

@@ -1,0 +1,52 @@
+"""`preflight`: what a config names outside itself (TLS files, the token file, the queue path),
+checked before anything starts. `check-config` runs the same checks as `run`, so that a config
+it calls ok does not fail at start (it once said ok for missing TLS and token files)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+from gateway.config import GatewayConfig
+from gateway.receivers.auth import TokenAuth
+
+__all__ = ["preflight", "read_tls"]
+
+
+def read_tls(config: GatewayConfig) -> tuple[bytes, bytes] | None:
+    """(PEM key, PEM certificate chain), or None without TLS. Raises ValueError with a message
+    naming the YAML key when a file is missing, unreadable, or not a matching PEM pair."""
+    tls = config.tls
+    if not tls.enabled:
+        return None
+    try:
+        key = Path(tls.key_file).read_bytes()
+        cert = Path(tls.cert_file).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"tls: {exc.filename}: {exc.strerror}") from None
+    try:
+        # The same check uvicorn makes at start; grpc would only say "Failed to bind".
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            tls.cert_file, tls.key_file
+        )
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"tls.cert_file / tls.key_file: not a usable PEM certificate and key ({exc.reason})"
+        ) from None
+    return key, cert
+
+
+def preflight(config: GatewayConfig) -> list[str]:
+    """Problems ("key: message") with the files a config names; empty when it can start."""
+    problems: list[str] = []
+    try:
+        read_tls(config)
+    except ValueError as exc:
+        problems.append(str(exc))
+    try:
+        TokenAuth.from_config(config.auth)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if config.queue.kind == "disk" and Path(config.queue.path).is_dir():
+        problems.append(f"queue.path: {config.queue.path!r} is a directory, not a file")
+    return problems
