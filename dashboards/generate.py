@@ -504,7 +504,59 @@ def _rows() -> tuple[RowSpec, ...]:
                   interval, V, _q(_gauge(interval, "max", "instance"), "{{instance}}")),
     ))  # fmt: skip
 
-    return (system, api, deploy, websocket, errs, business, health_row, gateway)
+    # The monitoring itself and the hosts under it: not a service's metrics, so no $service
+    # filter (a service picked in the variable must not blank these).
+    pipeline = RowSpec(108, "Alerting pipeline and hosts", (
+        PanelSpec(55, "services_reporting", "Services reporting",
+                  "Instances pushing metrics per job (`target_info`, one per OTel resource). "
+                  "A job that drops to nothing has stopped reporting. Alert: service stopped "
+                  "reporting.",
+                  None, V, _q("count by (job) (target_info)", "{{job}}")),
+        PanelSpec(56, "rule_evaluation_failures", "Rule evaluation failures",
+                  "Failed rule evaluations per second, by rule group; the alerts of a failing "
+                  "group cannot fire. Alert: Prometheus rule evaluation failures.",
+                  None, V, _q("sum by (rule_group) "
+                              "(rate(prometheus_rule_evaluation_failures_total[$__rate_interval]))",
+                              "{{rule_group}}")),
+        PanelSpec(57, "alert_delivery", "Alert delivery failures",
+                  "Prometheus -> Alertmanager send errors, and Alertmanager notifications that "
+                  "failed per integration (a missing secret file shows here). Alerts: "
+                  "Prometheus Alertmanager unreachable, Alertmanager notifications failing.",
+                  None, V, (
+                      Query("sum by (alertmanager) (rate(prometheus_notifications_errors_total"
+                            "[$__rate_interval]))", "prometheus -> {{alertmanager}}"),
+                      Query("sum by (integration) (increase(alertmanager_notifications_failed_total"
+                            "[1h]))", "{{integration}} failed (1h)"),
+                      Query("min by (instance) (prometheus_notifications_alertmanagers_discovered)",
+                            "Alertmanagers discovered"),
+                  )),
+        PanelSpec(58, "config_reloads", "Config reloads",
+                  "1 while the last configuration reload succeeded. Alert: config reload "
+                  "failed.",
+                  None, V, (
+                      Query("min by (job, instance) (prometheus_config_last_reload_successful)",
+                            "{{job}} {{instance}}"),
+                      Query("min by (job, instance) (alertmanager_config_last_reload_successful)",
+                            "{{job}} {{instance}}"),
+                  )),
+        PanelSpec(59, "tsdb_storage", "Prometheus storage",
+                  "TSDB block bytes against the retention size limit. Alert: Prometheus storage "
+                  "filling up (the size limit would cut the 30-day SLO period short).",
+                  None, V, (
+                      Query("max by (instance) (prometheus_tsdb_storage_blocks_bytes)",
+                            "blocks {{instance}}"),
+                      Query("max by (instance) (prometheus_tsdb_retention_limit_bytes)",
+                            "limit {{instance}}"),
+                  )),
+        PanelSpec(60, "host_disk_free", "Host disk free",
+                  "Free share of each real file system (node_exporter). Alerts: host disk will "
+                  "fill in 24h / 4h.",
+                  None, V, _q('min by (instance, mountpoint) (node_filesystem_avail_bytes{fstype!~'
+                              '"tmpfs|ramfs|squashfs|nsfs|overlay|fuse.*"} / '
+                              "node_filesystem_size_bytes)", "{{instance}} {{mountpoint}}")),
+    ))  # fmt: skip
+
+    return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline)
 
 
 ROWS: tuple[RowSpec, ...] = _rows()

@@ -191,6 +191,8 @@ def test_error_rate_pages_inhibits_the_warning_then_resolves(
                 "severity": "critical",
                 "alert_group": "api_errors",
                 "job": SERVICE,
+                # prometheus.local.yml's external_labels
+                "environment": "local",
             }
             notes = alert["annotations"]
             assert notes["summary"] == f"More than 15% of {SERVICE} API requests fail"

@@ -40,7 +40,16 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Kind, Layer, Metric
-from tests.support.servers import REPO, free_port, run_gateway, run_prometheus, wait_http
+from tests.alertmanager.amconfig import with_webhook
+from tests.integration.test_observers_node_exporter import node_exporter
+from tests.support.servers import (
+    REPO,
+    free_port,
+    run_alertmanager,
+    run_gateway,
+    run_prometheus,
+    wait_http,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -263,8 +272,10 @@ def _blackbox_exporter(tmp: Path) -> Iterator[str]:
             proc.wait()
 
 
-def _prometheus_config(gateway: str, blackbox: str) -> str:
-    config = {
+def _prometheus_config(gateway: str, blackbox: str, others: Mapping[str, str] = {}) -> str:
+    """`others`: job name -> host:port of the monitoring's own targets (a peer Prometheus,
+    Alertmanager, node_exporter) that the "Alerting pipeline and hosts" row reads."""
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": f"{SCRAPE_SECONDS}s",
             "scrape_timeout": f"{SCRAPE_SECONDS}s",
@@ -284,7 +295,34 @@ def _prometheus_config(gateway: str, blackbox: str) -> str:
              ]},
         ],
     }  # fmt: skip
+    config["scrape_configs"] += [
+        {"job_name": job, "static_configs": [{"targets": [target]}]}
+        for job, target in others.items()
+    ]
     return json.dumps(config)  # JSON is YAML
+
+
+def _hostport(url: str) -> str:
+    return url.removeprefix("http://").rstrip("/")
+
+
+def _rule_files() -> dict[str, str]:
+    return {
+        f"rules/{path.name}": path.read_text()
+        for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+    }
+
+
+def _peer_config(alertmanager: str) -> str:
+    return json.dumps(
+        {
+            "global": {"evaluation_interval": f"{SCRAPE_SECONDS}s"},
+            "rule_files": ["rules/*.yml"],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [_hostport(alertmanager)]}]}]
+            },
+        }
+    )
 
 
 def _query(prometheus: str, expr: str) -> dict[str, Any]:
@@ -356,8 +394,16 @@ def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
         run_gateway(tmp_path, grpc=False) as upstream,
         run_gateway(tmp_path, grpc=False, env={"GATEWAY_FORWARD_ENDPOINT": upstream.url}) as gw,
         _blackbox_exporter(tmp_path) as blackbox,
-        run_prometheus(tmp_path, _prometheus_config(gw.url.removeprefix("http://"), blackbox))
-        as prom,
+        run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
+        node_exporter(tmp_path) as node,
+        # A peer Prometheus running the repo's rules and sending to the Alertmanager: the one
+        # the panels query scrapes it like any Prometheus scrapes itself.
+        run_prometheus(tmp_path, _peer_config(am.url), extra_files=_rule_files()) as peer,
+        run_prometheus(tmp_path, _prometheus_config(
+            gw.url.removeprefix("http://"), blackbox,
+            {"prometheus": _hostport(peer.url), "alertmanager": _hostport(am.url),
+             "node": _hostport(node.url)},
+        )) as prom,
     ):  # fmt: skip
         traffic = _Traffic(gw.otlp_http)
         traffic.start()
