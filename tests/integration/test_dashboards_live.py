@@ -295,11 +295,21 @@ def _prometheus_config(gateway: str, blackbox: str, others: Mapping[str, str] = 
              ]},
         ],
     }  # fmt: skip
+    # The repository's rules: panels read recorded series (RED per service, error budget).
+    config["rule_files"] = ["rules/*.yml"]
     config["scrape_configs"] += [
         {"job_name": job, "static_configs": [{"targets": [target]}]}
         for job, target in others.items()
     ]
     return json.dumps(config)  # JSON is YAML
+
+
+def _wait_for_series(prometheus: str, expr: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _query(prometheus, expr)["data"]["result"]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Prometheus never recorded {expr}")
+        time.sleep(1)
 
 
 def _hostport(url: str) -> str:
@@ -403,12 +413,14 @@ def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
             gw.url.removeprefix("http://"), blackbox,
             {"prometheus": _hostport(peer.url), "alertmanager": _hostport(am.url),
              "node": _hostport(node.url)},
-        )) as prom,
+        ), extra_files=_rule_files()) as prom,
     ):  # fmt: skip
         traffic = _Traffic(gw.otlp_http)
         traffic.start()
         try:
             _wait_for_every_metric(prom.url)
+            # The SLO period's rules run in a 1-minute group: wait for their first result.
+            _wait_for_series(prom.url, "slo:period_error_budget_remaining:ratio", 90)
             # Enough scrapes for every rate() window and the forwarder's counters.
             time.sleep(4 * SCRAPE_SECONDS + 1)
             failures = _run_panels(prom.url)
@@ -479,7 +491,7 @@ def test_an_empty_or_broken_query_is_reported(tmp_path: Path) -> None:
 
 DEMO_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 DEMO_LAYERS = (Layer.APPLICATION, Layer.BUSINESS)
-_NAME_RE = re.compile(r"\bcoderunner_[a-z0-9_]+")
+_NAME_RE = re.compile(r"(?<![\w:])coderunner_[a-z0-9_]+(?![\w:])")  # not recorded names
 _BY_PROM = {m.prometheus_name(DEFAULT_NAMESPACE): m for m in CATALOGUE}
 
 
