@@ -21,7 +21,7 @@ import enum
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -365,6 +365,33 @@ def _rows() -> tuple[RowSpec, ...]:
                                   SLO_WINDOW), "{{job}}"),
                   thresholds=(float(latency["objective"]),), lower_is_bad=True, width=12,
                   bounded=False),
+        # RED per service from the recording rules (prometheus/rules/), as the alerts see it.
+        PanelSpec(61, "service_request_rate", "Requests per service",
+                  "Requests per second per job (`job:coderunner_api_requests:rate5m`).",
+                  requests, R, _q('job:coderunner_api_requests:rate5m{job=~"$service"}',
+                                  "{{job}}")),
+        PanelSpec(62, "service_error_ratio", "Error ratio per service",
+                  "Share of 5xx per job (`job:coderunner_api_requests_errors:ratio_rate5m`). "
+                  "Alerts: API error rate, over at least 100 requests in 5 minutes.",
+                  requests, X,
+                  _q('job:coderunner_api_requests_errors:ratio_rate5m{job=~"$service"}',
+                     "{{job}}"),
+                  thresholds=ALERT_THRESHOLDS["api_error_ratio"]),
+        PanelSpec(63, "service_latency_p99", "p99 per service vs latency SLO",
+                  "99th percentile per job (`job:coderunner_api_duration_seconds:p99_5m`); the "
+                  f"line is the latency SLO's {float(latency['sli']['threshold']):g} s.",
+                  duration, Q,
+                  _q('job:coderunner_api_duration_seconds:p99_5m{job=~"$service"}', "{{job}}"),
+                  thresholds=(float(latency["sli"]["threshold"]),)),
+        PanelSpec(64, "error_budget_remaining", "Error budget remaining (30 days)",
+                  "Share of each SLO's error budget left over the SLO period "
+                  "(`slo:period_error_budget_remaining:ratio`): 100 % untouched, 0 spent, "
+                  "below 0 overspent.",
+                  None, X,
+                  _q('slo:period_error_budget_remaining:ratio{job=~"$service"}',
+                     "{{job}} {{slo}}"),
+                  viz="stat", thresholds=(0.0, 0.25), lower_is_bad=True, width=24,
+                  bounded=False),
     ))  # fmt: skip
 
     deploy = RowSpec(102, "Deployments", (
@@ -504,7 +531,74 @@ def _rows() -> tuple[RowSpec, ...]:
                   interval, V, _q(_gauge(interval, "max", "instance"), "{{instance}}")),
     ))  # fmt: skip
 
-    return (system, api, deploy, websocket, errs, business, health_row, gateway)
+    # The monitoring itself and the hosts under it: not a service's metrics, so no $service
+    # filter (a service picked in the variable must not blank these).
+    pipeline = RowSpec(108, "Alerting pipeline and hosts", (
+        PanelSpec(55, "services_reporting", "Services reporting",
+                  "Instances pushing metrics per job (`target_info`, one per OTel resource). "
+                  "A job that drops to nothing has stopped reporting. Alert: service stopped "
+                  "reporting.",
+                  None, V, _q("count by (job) (target_info)", "{{job}}")),
+        PanelSpec(56, "rule_evaluation_failures", "Rule evaluation failures",
+                  "Failed rule evaluations per second, by rule group; the alerts of a failing "
+                  "group cannot fire. Alert: Prometheus rule evaluation failures.",
+                  None, V, _q("sum by (rule_group) "
+                              "(rate(prometheus_rule_evaluation_failures_total[$__rate_interval]))",
+                              "{{rule_group}}")),
+        PanelSpec(57, "alert_delivery", "Alert delivery failures",
+                  "Prometheus -> Alertmanager send errors, and Alertmanager notifications that "
+                  "failed per integration (a missing secret file shows here). Alerts: "
+                  "Prometheus Alertmanager unreachable, Alertmanager notifications failing.",
+                  None, V, (
+                      Query("sum by (alertmanager) (rate(prometheus_notifications_errors_total"
+                            "[$__rate_interval]))", "prometheus -> {{alertmanager}}"),
+                      Query("sum by (integration) (increase(alertmanager_notifications_failed_total"
+                            "[1h]))", "{{integration}} failed (1h)"),
+                      Query("min by (instance) (prometheus_notifications_alertmanagers_discovered)",
+                            "Alertmanagers discovered"),
+                  )),
+        PanelSpec(58, "config_reloads", "Config reloads",
+                  "1 while the last configuration reload succeeded. Alert: config reload "
+                  "failed.",
+                  None, V, (
+                      Query("min by (job, instance) (prometheus_config_last_reload_successful)",
+                            "{{job}} {{instance}}"),
+                      Query("min by (job, instance) (alertmanager_config_last_reload_successful)",
+                            "{{job}} {{instance}}"),
+                  )),
+        PanelSpec(59, "tsdb_storage", "Prometheus storage",
+                  "TSDB block bytes against the retention size limit. Alert: Prometheus storage "
+                  "filling up (the size limit would cut the 30-day SLO period short).",
+                  None, V, (
+                      Query("max by (instance) (prometheus_tsdb_storage_blocks_bytes)",
+                            "blocks {{instance}}"),
+                      Query("max by (instance) (prometheus_tsdb_retention_limit_bytes)",
+                            "limit {{instance}}"),
+                  )),
+        PanelSpec(60, "host_disk_free", "Host disk free",
+                  "Free share of each real file system (node_exporter). Alerts: host disk will "
+                  "fill in 24h / 4h.",
+                  None, V, _q('min by (instance, mountpoint) (node_filesystem_avail_bytes{fstype!~'
+                              '"tmpfs|ramfs|squashfs|nsfs|overlay|fuse.*"} / '
+                              "node_filesystem_size_bytes)", "{{instance}} {{mountpoint}}")),
+    ))  # fmt: skip
+
+    # The System and Gateway rows show the hosts and the gateway, not a service: picking a
+    # service in $service (or its instances) must not blank them.
+    system = _unfiltered(system)
+    gateway = _unfiltered(gateway)
+    return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline)
+
+
+def _unfiltered(row: RowSpec) -> RowSpec:
+    def strip(expr: str) -> str:
+        return expr.replace("{" + _MATCH + ", ", "{").replace("{" + _MATCH + "}", "")
+
+    panels = tuple(
+        replace(p, queries=tuple(Query(strip(q.expr), q.legend) for q in p.queries))
+        for p in row.panels
+    )
+    return replace(row, panels=panels)
 
 
 ROWS: tuple[RowSpec, ...] = _rows()
@@ -536,15 +630,20 @@ def _steps(spec: PanelSpec) -> list[dash_m.Threshold]:
 
 
 def _targets(spec: PanelSpec) -> list[prometheus.Dataquery]:
-    return [
-        prometheus.Dataquery()
-        .expr(q.expr)
-        .legend_format(q.legend)
-        .ref_id(chr(ord("A") + i))
-        .datasource(_DS)
-        .range()
-        for i, q in enumerate(spec.queries)
-    ]
+    # A stat panel shows "now": an instant query, so a series that vanished (a check that
+    # stopped reporting) is gone, instead of a range query reduced to its last non-null
+    # value, which shows the last "pass" for as long as the range reaches back.
+    targets = []
+    for i, q in enumerate(spec.queries):
+        target = (
+            prometheus.Dataquery()
+            .expr(q.expr)
+            .legend_format(q.legend)
+            .ref_id(chr(ord("A") + i))
+            .datasource(_DS)
+        )
+        targets.append(target.instant() if spec.viz == "stat" else target.range())
+    return targets
 
 
 def _mappings(spec: PanelSpec) -> list[dash_m.ValueMapping]:
@@ -634,7 +733,9 @@ def _variables() -> list[dash_b.QueryVariable]:
         .label("Service")
         .description("Prometheus `job`: the OTel service.namespace/service.name.")
         .datasource(_DS)
-        .query('label_values({__name__=~"' + DEFAULT_NAMESPACE + '_.+"}, job)')
+        # target_info: one series per pushing resource, instead of every series of the
+        # namespace (`{__name__=~"coderunner_.+"}` touches them all).
+        .query("label_values(target_info, job)")
         .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -646,9 +747,7 @@ def _variables() -> list[dash_b.QueryVariable]:
         .label("Instance")
         .description("Prometheus `instance`: the OTel service.instance.id.")
         .datasource(_DS)
-        .query(
-            'label_values({__name__=~"' + DEFAULT_NAMESPACE + '_.+", job=~"$service"}, instance)'
-        )
+        .query('label_values(target_info{job=~"$service"}, instance)')
         .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
         .multi(True)

@@ -15,6 +15,18 @@ The page policy's window pair `{long: 1h, short: 5m, factor: 14.4}` becomes
 where `slo:sli_error:ratio_rate1h` is recorded as the share of bad events over the last hour
 (`sum by (job) (rate(coderunner_api_requests_total{status="5xx"}[1h])) / sum by (job) (rate(
 coderunner_api_requests_total[1h]))`). Burning at 14.4x for 1 hour spends 2% of a 30-day budget.
+Each window pair also needs `min_events` events in its long window (a low-traffic guard: 3
+failures among the 12 requests of a quiet hour are not a page).
+
+Windows up to `raw_windows_up_to` (6h) are raw `rate()`s. Longer ones (1d, 3d and the whole
+period) would read every raw sample of every series: instead a group evaluated every minute
+records the 5-minute bad and total rates per `group_by`, and a long window is the ratio of their
+sums over the window (`sum_over_time(bad[3d]) / sum_over_time(total[3d])`, weighted by traffic
+like a rate over the window). One series per job, sampled every minute, instead of every
+endpoint's series every 15 s.
+
+For the whole period it records what Sloth records: the period's error ratio, burn rate and
+remaining error budget (`slo:period_error_budget_remaining:ratio`, 1 = untouched, 0 = spent).
 
 Usage: `python -m gateway.slo` (rewrite the rules) or `python -m gateway.slo --check`.
 """
@@ -136,7 +148,16 @@ class Slo(_Frozen):
     group_by: tuple[str, ...] = ("job",)
     #: panel of the overview dashboard the alerts link to
     dashboard_panel: int = Field(gt=0)
+    #: the alerts' `alert_group` label (default `slo_<name>`): the alert_group of the threshold
+    #: alerts on the same signal, so that Alertmanager groups them into one page
+    alert_group: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    #: low-traffic guard: events the long window must hold for a window pair to alert
+    min_events: int = Field(0, ge=0)
     sli: Sli
+
+    @property
+    def group(self) -> str:
+        return self.alert_group or "slo_" + self.name.replace("-", "_")
 
 
 class Declaration(_Frozen):
@@ -147,6 +168,8 @@ class Declaration(_Frozen):
     links: Links
     #: policy name (`page`, `ticket`) -> how it alerts
     policies: dict[str, Policy]
+    #: windows up to this one are raw rate()s; longer ones are sums of recorded 5m rates
+    raw_windows_up_to: Duration = "6h"
     slos: tuple[Slo, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -176,35 +199,62 @@ def _fmt(number: float) -> str:
     return f"{number:.6g}"
 
 
-def _ratio_expr(decl: Declaration, slo: Slo, window: str) -> str:
-    metric = by_name(slo.sli.metric)
-    name = metric.prometheus_name(decl.namespace)
+def _total_expr(decl: Declaration, slo: Slo, window: str) -> str:
+    name = by_name(slo.sli.metric).prometheus_name(decl.namespace)
     by = ", ".join(slo.group_by)
     if slo.sli.kind == "errors":
-        total = f"sum by ({by}) (rate({name}[{window}]))"
+        return f"sum by ({by}) (rate({name}[{window}]))"
+    return f"sum by ({by}) (rate({name}_count[{window}]))"
+
+
+def _bad_expr(decl: Declaration, slo: Slo, window: str) -> str:
+    name = by_name(slo.sli.metric).prometheus_name(decl.namespace)
+    by = ", ".join(slo.group_by)
+    total = _total_expr(decl, slo, window)
+    if slo.sli.kind == "errors":
         bad = f"sum by ({by}) (rate({name}{{{slo.sli.bad}}}[{window}]))"
         # `or 0 * total`: no bad series at all is a ratio of 0, not an empty result.
-        return f"(\n  {bad}\n  or\n  0 * {total}\n)\n/\n{total}\n"
-    total = f"sum by ({by}) (rate({name}_count[{window}]))"
+        return f"(\n  {bad}\n  or\n  0 * {total}\n)"
     good = f'sum by ({by}) (rate({name}_bucket{{le="{slo.sli.threshold}"}}[{window}]))'
-    return f"(\n  {total}\n  -\n  {good}\n)\n/\n{total}\n"
+    return f"(\n  {total}\n  -\n  {good}\n)"
+
+
+def _ratio_expr(decl: Declaration, slo: Slo, window: str) -> str:
+    return f"{_bad_expr(decl, slo, window)}\n/\n{_total_expr(decl, slo, window)}\n"
+
+
+_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(window: str) -> int:
+    return int(window[:-1]) * _SECONDS[window[-1]]
 
 
 def _windows(decl: Declaration) -> list[str]:
-    seconds = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
     found = {w for p in decl.policies.values() for bw in p.windows for w in (bw.long, bw.short)}
-    return sorted(found, key=lambda w: int(w[:-1]) * seconds[w[-1]])
+    return sorted(found, key=_seconds)
+
+
+def _raw(decl: Declaration, window: str) -> bool:
+    return _seconds(window) <= _seconds(decl.raw_windows_up_to)
 
 
 def _alert(decl: Declaration, slo: Slo, policy_name: str, policy: Policy) -> dict[str, Any]:
     budget = _fmt(1 - slo.objective)
     selector = f'{{slo="{slo.name}"}}'
     branches = []
+    on = ", ".join(slo.group_by)
     for w in policy.windows:
         threshold = f"({_fmt(w.factor)} * {budget})"
+        guard = ""
+        if slo.min_events:
+            guard = (
+                f"\n  and on ({on})\n  slo:sli_events:rate{w.long}{selector} * "
+                f"{_seconds(w.long)} >= {slo.min_events}"
+            )
         branches.append(
             f"(\n  slo:sli_error:ratio_rate{w.long}{selector} > {threshold}\n  and\n"
-            f"  slo:sli_error:ratio_rate{w.short}{selector} > {threshold}\n)"
+            f"  slo:sli_error:ratio_rate{w.short}{selector} > {threshold}{guard}\n)"
         )
     alertname = f"{slo.alert_prefix}BudgetBurn{policy_name.capitalize()}"
     burns = " or ".join(f"{_fmt(w.factor)}x over {w.long} and {w.short}" for w in policy.windows)
@@ -216,7 +266,7 @@ def _alert(decl: Declaration, slo: Slo, policy_name: str, policy: Policy) -> dic
         "for": policy.for_,
         "labels": {
             "severity": policy.severity,
-            "alert_group": "slo_" + slo.name.replace("-", "_"),
+            "alert_group": slo.group,
             "slo": slo.name,
         },
         "annotations": {
@@ -225,7 +275,8 @@ def _alert(decl: Declaration, slo: Slo, policy_name: str, policy: Policy) -> dic
                 f"Objective: {_fmt(slo.objective * 100)}% of events good over {decl.period}, "
                 f"a good event being {slo.description}. The bad-event ratio of {who} is "
                 "{{ $value | humanizePercentage }} over the long window, burning the budget "
-                f"at least {burns} (budget {budget})."
+                f"at least {burns} (budget {budget})"
+                + (f", over at least {slo.min_events} events." if slo.min_events else ".")
             ),
             "runbook_url": f"{decl.links.runbooks}#{alertname.lower()}",
             "dashboard_url": f"{decl.links.dashboard}?viewPanel={slo.dashboard_panel}",
@@ -237,22 +288,84 @@ def generate(decl: Declaration) -> dict[str, Any]:
     """The rule file as a data structure (`render` turns it into text)."""
     groups = []
     for slo in decl.slos:
-        rules: list[dict[str, Any]] = [
+        label = {"slo": slo.name}
+        selector = f'{{slo="{slo.name}"}}'
+        budget = _fmt(1 - slo.objective)
+        long_windows = [w for w in _windows(decl) if not _raw(decl, w)]
+        if decl.period not in long_windows and not _raw(decl, decl.period):
+            long_windows.append(decl.period)
+        # The long windows' source: 5-minute rates, one series per group_by, every minute.
+        long_rules: list[dict[str, Any]] = [
             {
-                "record": f"slo:sli_error:ratio_rate{window}",
-                "expr": _ratio_expr(decl, slo, window),
-                "labels": {"slo": slo.name},
-            }
-            for window in _windows(decl)
+                "record": "slo:sli_bad:rate5m",
+                "expr": _bad_expr(decl, slo, "5m") + "\n",
+                "labels": label,
+            },
+            {
+                "record": "slo:sli_total:rate5m",
+                "expr": _total_expr(decl, slo, "5m"),
+                "labels": label,
+            },
         ]
-        rules.append(
+        for window in long_windows:
+            long_rules += [
+                {
+                    "record": f"slo:sli_error:ratio_rate{window}",
+                    "expr": (
+                        f"sum_over_time(slo:sli_bad:rate5m{selector}[{window}])\n/\n"
+                        f"sum_over_time(slo:sli_total:rate5m{selector}[{window}])\n"
+                    ),
+                    "labels": label,
+                },
+                {
+                    "record": f"slo:sli_events:rate{window}",
+                    "expr": f"avg_over_time(slo:sli_total:rate5m{selector}[{window}])",
+                    "labels": label,
+                },
+            ]
+        # What the period looks like (Sloth's names): burn rate 1 spends exactly the budget.
+        long_rules += [
+            {
+                "record": "slo:period_burn_rate:ratio",
+                "expr": f"slo:sli_error:ratio_rate{decl.period}{selector} / {budget}",
+                "labels": label,
+            },
+            {
+                "record": "slo:period_error_budget_remaining:ratio",
+                "expr": f"1 - slo:period_burn_rate:ratio{selector}",
+                "labels": label,
+            },
+        ]
+        rules: list[dict[str, Any]] = []
+        for window in (w for w in _windows(decl) if _raw(decl, w)):
+            rules += [
+                {
+                    "record": f"slo:sli_error:ratio_rate{window}",
+                    "expr": _ratio_expr(decl, slo, window),
+                    "labels": label,
+                },
+                {
+                    "record": f"slo:sli_events:rate{window}",
+                    "expr": _total_expr(decl, slo, window),
+                    "labels": label,
+                },
+            ]
+        short = _windows(decl)[0]
+        rules += [
             {
                 "record": "slo:objective:ratio",
                 "expr": f"vector({_fmt(slo.objective)})",
-                "labels": {"slo": slo.name},
-            }
-        )
+                "labels": label,
+            },
+            {"record": "slo:error_budget:ratio", "expr": f"vector({budget})", "labels": label},
+            {
+                "record": "slo:current_burn_rate:ratio",
+                "expr": f"slo:sli_error:ratio_rate{short}{selector} / {budget}",
+                "labels": label,
+            },
+        ]
         rules += [_alert(decl, slo, name, policy) for name, policy in decl.policies.items()]
+        groups.append({"name": f"slo-{slo.name}-long", "interval": "1m", "rules": long_rules})
         groups.append({"name": f"slo-{slo.name}", "rules": rules})
     return {"groups": groups}
 

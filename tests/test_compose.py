@@ -178,8 +178,8 @@ def test_gateway_forwards_to_the_collector_otlp_http_port(compose: dict[str, Any
 
 def test_prometheus_retention_and_mounts(compose: dict[str, Any]) -> None:
     prometheus = compose["services"]["prometheus"]
-    assert "--storage.tsdb.retention.time=15d" in prometheus["command"]
-    assert "--storage.tsdb.retention.size=10GB" in prometheus["command"]
+    assert "--storage.tsdb.retention.time=35d" in prometheus["command"]
+    assert "--storage.tsdb.retention.size=50GB" in prometheus["command"]
     sources = {Path(v["source"]).name for v in _volumes(prometheus)}
     assert "prometheus" in sources
 

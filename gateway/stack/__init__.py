@@ -8,7 +8,7 @@ one directory of its own (`.stack/` in the checkout, gitignored):
     .stack/stack.json            settings and the processes `up` started (pid + start time)
     .stack/run/<component>.pid   one pid file per component
     .stack/logs/<component>.log  stdout and stderr of each component
-    .stack/prometheus/           generated prometheus.yml and the TSDB (15d / 10GB retention)
+    .stack/prometheus/           generated prometheus.yml and the TSDB (35d / 10GB retention)
     .stack/alertmanager/         Alertmanager's silences and notification log
 
 Modules: `components` (what runs, with which flags and configs), `processes` (start, health,

@@ -28,7 +28,9 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-RETENTION_TIME = "15d"
+#: at least the SLO period of prometheus/slo.yaml (30d) plus margin: compliance over the whole
+#: period is computed from what is stored (tests/prometheus/test_rules.py checks it)
+RETENTION_TIME = "35d"
 RETENTION_SIZE = "10GB"
 DEFAULT_START_TIMEOUT_S = 30.0
 #: start order: exporters and the gateway before what reports to them, Alertmanager before
@@ -330,6 +332,7 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
                 f"--config.file={s.repo / 'alertmanager' / 'alertmanager.yml'}",
                 f"--storage.path={s.directory / 'alertmanager'}",
                 f"--web.listen-address={am}",
+                f"--web.external-url=http://{am}/",
                 "--cluster.listen-address=",  # a single instance: no gossip port (9094) to clash
             ),
             s.alertmanager_port,
@@ -345,6 +348,8 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
                 f"--storage.tsdb.retention.time={RETENTION_TIME}",
                 f"--storage.tsdb.retention.size={RETENTION_SIZE}",
                 f"--web.listen-address={prom}",
+                # where alerts' generatorURL and the UI's links point
+                f"--web.external-url=http://{prom}/",
                 "--web.enable-lifecycle",
             ),
             s.prometheus_port,

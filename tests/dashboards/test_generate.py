@@ -20,7 +20,10 @@ DASHBOARD = REPO / "dashboards" / "json" / "coderunner-overview.json"
 RULES = REPO / "prometheus" / "rules"
 
 _BY_PROM = {m.prometheus_name(): m for m in CATALOGUE}
-_METRIC_RE = re.compile(r"\bcoderunner_[a-z0-9_]+")
+# Catalogue names, not recorded ones (job:coderunner_api_requests:rate5m).
+_METRIC_RE = re.compile(r"(?<![\w:])coderunner_[a-z0-9_]+(?![\w:])")
+_RECORDED_RE = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
+_OTHER_RE = re.compile(r"\b(?:(?:prometheus|alertmanager|node)_[a-z0-9_]+|target_info)\b")
 
 # Grafana unit ids this dashboard may use (Grafana's valueFormats registry), so a typo such
 # as "byte" or "req/s" fails here rather than rendering as a bare number.
@@ -67,7 +70,7 @@ def _metrics_in(expr: str) -> set[Metric]:
 
 def _expected_unit(expr: str, metric: Metric) -> str:
     if "histogram_quantile(" in expr:
-        assert metric.kind is Kind.HISTOGRAM and "_bucket{" in expr
+        assert metric.kind is Kind.HISTOGRAM and re.search(r"_bucket[{\[]", expr)
         return EXPECTED_VALUE[metric.unit]
     if " / " in expr:
         return "percentunit"
@@ -103,6 +106,11 @@ def test_every_panel_unit_matches_the_catalogue(dashboard: dict[str, Any]) -> No
         unit = panel["fieldConfig"]["defaults"]["unit"]
         assert unit in GRAFANA_UNITS, f"panel {panel['id']}: unknown Grafana unit {unit}"
         for expr in _exprs(panel):
+            if "slo:" in expr:  # SLO ratios (error budget remaining): 0-1
+                assert unit == "percentunit", panel["id"]
+                continue
+            if _RECORDED_RE.search(expr):  # a recording rule: check what it computes
+                expr = _resolve(expr, _recording_rules())
             metrics = _metrics_in(expr)
             if not metrics:  # Prometheus' own up / probe_success (0 or 1)
                 assert unit == "short", panel["id"]
@@ -142,7 +150,14 @@ def test_panels_cover_every_layer(dashboard: dict[str, Any]) -> None:
                      "gateway.requests.refused", "gateway.points.redelivered"):  # fmt: skip
         assert required in names, required
     titles = {p["title"] for p in dashboard["panels"] if p["type"] == "row"}
-    assert len(titles) == 8
+    assert len(titles) == 9
+    # The recording rules are used (what the alerts read is what the dashboard shows).
+    exprs = " ".join(e for p in _panels(dashboard) for e in _exprs(p))
+    for record in ("job:coderunner_api_requests:rate5m",
+                   "job:coderunner_api_requests_errors:ratio_rate5m",
+                   "job:coderunner_api_duration_seconds:p99_5m",
+                   "slo:period_error_budget_remaining:ratio"):  # fmt: skip
+        assert record in exprs, record
 
 
 def test_ids_unique_and_stable(dashboard: dict[str, Any]) -> None:
@@ -181,10 +196,29 @@ def test_variables_service_and_instance(dashboard: dict[str, Any]) -> None:
     assert set(variables) == {"service", "instance"}
     assert variables["service"]["query"].endswith(", job)")
     assert variables["instance"]["query"].endswith(", instance)")
+    # Cheap: one target_info series per resource, not every series of the namespace.
+    assert "target_info" in variables["service"]["query"]
+    assert "__name__" not in variables["service"]["query"] + variables["instance"]["query"]
+    unfiltered = {p.id for row in generate.ROWS if row.title in ("System", "Gateway")
+                  for p in row.panels}  # fmt: skip
+    assert unfiltered
     for panel in _panels(dashboard):
         for expr in _exprs(panel):
-            if _metrics_in(expr):
+            if panel["id"] in unfiltered:
+                # Hosts and the gateway itself: picking a service must not blank them.
+                assert "$service" not in expr and "$instance" not in expr, expr
+            elif _metrics_in(expr):
                 assert 'job=~"$service"' in expr and 'instance=~"$instance"' in expr, expr
+
+
+def test_stat_panels_show_now_not_the_last_value_of_the_range(dashboard: dict[str, Any]) -> None:
+    """A range query reduced with lastNotNull shows a check that vanished as its last "pass"
+    for as long as the range reaches back; an instant query returns nothing for it."""
+    stats = [p for p in _panels(dashboard) if p["type"] == "stat"]
+    assert len(stats) >= 5
+    for panel in stats:
+        for target in panel["targets"]:
+            assert target.get("instant") is True and not target.get("range"), panel["title"]
 
 
 def _steps(panel: dict[str, Any]) -> list[float]:
@@ -253,6 +287,10 @@ def test_alert_links_land_on_a_panel_about_the_alert(dashboard: dict[str, Any]) 
         expr = _resolve(str(alert["expr"]), records)
         panel_names = set(_METRIC_RE.findall(" ".join(_exprs(panel))))
         panel_names |= {n for n in ("up", "probe_success") if n in " ".join(_exprs(panel))}
+        # Prometheus', Alertmanager's, node_exporter's own series and target_info.
+        panel_names |= set(_OTHER_RE.findall(" ".join(_exprs(panel))))
+        if alert["alert"] == "Watchdog":
+            continue  # vector(1): no series to show; it links to the targets panel
         if not any(re.search(rf"\b{re.escape(n)}\b", expr) for n in panel_names):
             problems.append(f"{alert['alert']}: panel {panel_id} ({panel['title']}) shows none "
                             f"of the alert's series")  # fmt: skip

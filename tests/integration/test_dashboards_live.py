@@ -40,7 +40,16 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Kind, Layer, Metric
-from tests.support.servers import REPO, free_port, run_gateway, run_prometheus, wait_http
+from tests.alertmanager.amconfig import with_webhook
+from tests.integration.test_observers_node_exporter import node_exporter
+from tests.support.servers import (
+    REPO,
+    free_port,
+    run_alertmanager,
+    run_gateway,
+    run_prometheus,
+    wait_http,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -263,8 +272,10 @@ def _blackbox_exporter(tmp: Path) -> Iterator[str]:
             proc.wait()
 
 
-def _prometheus_config(gateway: str, blackbox: str) -> str:
-    config = {
+def _prometheus_config(gateway: str, blackbox: str, others: Mapping[str, str] = {}) -> str:
+    """`others`: job name -> host:port of the monitoring's own targets (a peer Prometheus,
+    Alertmanager, node_exporter) that the "Alerting pipeline and hosts" row reads."""
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": f"{SCRAPE_SECONDS}s",
             "scrape_timeout": f"{SCRAPE_SECONDS}s",
@@ -284,7 +295,44 @@ def _prometheus_config(gateway: str, blackbox: str) -> str:
              ]},
         ],
     }  # fmt: skip
+    # The repository's rules: panels read recorded series (RED per service, error budget).
+    config["rule_files"] = ["rules/*.yml"]
+    config["scrape_configs"] += [
+        {"job_name": job, "static_configs": [{"targets": [target]}]}
+        for job, target in others.items()
+    ]
     return json.dumps(config)  # JSON is YAML
+
+
+def _wait_for_series(prometheus: str, expr: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _query(prometheus, expr)["data"]["result"]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Prometheus never recorded {expr}")
+        time.sleep(1)
+
+
+def _hostport(url: str) -> str:
+    return url.removeprefix("http://").rstrip("/")
+
+
+def _rule_files() -> dict[str, str]:
+    return {
+        f"rules/{path.name}": path.read_text()
+        for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+    }
+
+
+def _peer_config(alertmanager: str) -> str:
+    return json.dumps(
+        {
+            "global": {"evaluation_interval": f"{SCRAPE_SECONDS}s"},
+            "rule_files": ["rules/*.yml"],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [_hostport(alertmanager)]}]}]
+            },
+        }
+    )
 
 
 def _query(prometheus: str, expr: str) -> dict[str, Any]:
@@ -356,13 +404,23 @@ def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
         run_gateway(tmp_path, grpc=False) as upstream,
         run_gateway(tmp_path, grpc=False, env={"GATEWAY_FORWARD_ENDPOINT": upstream.url}) as gw,
         _blackbox_exporter(tmp_path) as blackbox,
-        run_prometheus(tmp_path, _prometheus_config(gw.url.removeprefix("http://"), blackbox))
-        as prom,
+        run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
+        node_exporter(tmp_path) as node,
+        # A peer Prometheus running the repo's rules and sending to the Alertmanager: the one
+        # the panels query scrapes it like any Prometheus scrapes itself.
+        run_prometheus(tmp_path, _peer_config(am.url), extra_files=_rule_files()) as peer,
+        run_prometheus(tmp_path, _prometheus_config(
+            gw.url.removeprefix("http://"), blackbox,
+            {"prometheus": _hostport(peer.url), "alertmanager": _hostport(am.url),
+             "node": _hostport(node.url)},
+        ), extra_files=_rule_files()) as prom,
     ):  # fmt: skip
         traffic = _Traffic(gw.otlp_http)
         traffic.start()
         try:
             _wait_for_every_metric(prom.url)
+            # The SLO period's rules run in a 1-minute group: wait for their first result.
+            _wait_for_series(prom.url, "slo:period_error_budget_remaining:ratio", 90)
             # Enough scrapes for every rate() window and the forwarder's counters.
             time.sleep(4 * SCRAPE_SECONDS + 1)
             failures = _run_panels(prom.url)
@@ -433,7 +491,7 @@ def test_an_empty_or_broken_query_is_reported(tmp_path: Path) -> None:
 
 DEMO_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 DEMO_LAYERS = (Layer.APPLICATION, Layer.BUSINESS)
-_NAME_RE = re.compile(r"\bcoderunner_[a-z0-9_]+")
+_NAME_RE = re.compile(r"(?<![\w:])coderunner_[a-z0-9_]+(?![\w:])")  # not recorded names
 _BY_PROM = {m.prometheus_name(DEFAULT_NAMESPACE): m for m in CATALOGUE}
 
 

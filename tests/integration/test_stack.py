@@ -115,8 +115,9 @@ def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
     assert scraped["gateway"] == f"http://127.0.0.1:{ports['gateway']}/metrics"
     assert scraped["node"] == f"http://127.0.0.1:{ports['node-exporter']}/metrics"
     flags = httpx.get(f"{prom}/api/v1/status/flags", timeout=5).json()["data"]
-    assert flags["storage.tsdb.retention.time"] == "15d"
+    assert flags["storage.tsdb.retention.time"] == "5w"  # 35d, as Prometheus prints it
     assert flags["storage.tsdb.retention.size"] == "10GiB"  # Prometheus reads GB as GiB
+    assert flags["web.external-url"] == f"http://127.0.0.1:{ports['prometheus']}/"
     am = httpx.get(f"{prom}/api/v1/alertmanagers", timeout=5).json()["data"]
     assert am["activeAlertmanagers"][0]["url"].startswith(
         f"http://127.0.0.1:{ports['alertmanager']}/"

@@ -89,7 +89,8 @@ def test_every_alert_has_a_firing_and_a_non_firing_case() -> None:
                 (fires if check.get("exp_alerts") else silent).add(check["alertname"])
     names = {rule["alert"] for rule in _alerts()}
     assert names - fires == set(), "alerts without a case where they fire"
-    assert names - silent == set(), "alerts without a case where they must not fire"
+    # Watchdog fires at all times by design (its silence is what the dead man's switch alarms on).
+    assert names - silent == {"Watchdog"}, "alerts without a case where they must not fire"
     assert (fires | silent) - names == set(), "test cases for alerts that do not exist"
 
 
@@ -101,7 +102,9 @@ def test_alert_names_are_unique() -> None:
 @pytest.mark.parametrize("rule", _alerts(), ids=lambda r: r["alert"])
 def test_alert_labels_and_annotations(rule: dict[str, Any]) -> None:
     labels, notes = rule.get("labels", {}), rule.get("annotations", {})
-    assert labels.get("severity") in {"critical", "warning"}
+    # `none`: only the Watchdog, which goes to the dead man's switch, never to a person.
+    expected = {"none"} if rule["alert"] == "Watchdog" else {"critical", "warning"}
+    assert labels.get("severity") in expected
     assert re.fullmatch(r"[a-z][a-z0-9_]*", labels.get("alert_group", ""))
     assert set(notes) == {"summary", "description", "runbook_url", "dashboard_url"}
     assert "{{" in notes["description"], "description must be templated"
@@ -133,9 +136,17 @@ def test_twins_share_a_group_with_one_critical_and_one_warning() -> None:
     a group with two criticals or two warnings would mute the wrong thing."""
     groups: dict[str, list[str]] = {}
     for rule in _alerts():
+        if rule["alert"] == "Watchdog":
+            continue
         groups.setdefault(rule["labels"]["alert_group"], []).append(rule["labels"]["severity"])
+    # api_errors holds one incident seen two ways: the raw thresholds (ApiErrorRate*) and the
+    # availability SLO's burn rate (page and ticket). Either critical mutes both warnings, and
+    # Alertmanager groups all four into one notification (one page).
+    several = {"api_errors": ["critical", "critical", "warning", "warning"]}
     for name, severities in groups.items():
-        assert sorted(severities) in (["critical"], ["warning"], ["critical", "warning"]), name
+        allowed = [several[name]] if name in several else []
+        allowed += [["critical"], ["warning"], ["critical", "warning"]]
+        assert sorted(severities) in allowed, name
 
 
 def _catalogue_series() -> set[str]:

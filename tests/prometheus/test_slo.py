@@ -57,13 +57,32 @@ def test_check_mode_detects_a_stale_file(
 
 
 def test_generated_page_alert_combines_long_and_short_windows(tmp_path: Path) -> None:
-    rules = slo.generate(slo.load_declaration(_write(tmp_path, GOOD)))["groups"][0]["rules"]
+    long, main = slo.generate(slo.load_declaration(_write(tmp_path, GOOD)))["groups"]
+    rules = main["rules"]
     records = [r["record"] for r in rules if "record" in r]
     assert records == [
         "slo:sli_error:ratio_rate5m",
+        "slo:sli_events:rate5m",
         "slo:sli_error:ratio_rate1h",
+        "slo:sli_events:rate1h",
         "slo:objective:ratio",
+        "slo:error_budget:ratio",
+        "slo:current_burn_rate:ratio",
     ]
+    # The period (30d) is never a raw rate: it comes from recorded 5m rates, every minute.
+    assert long["interval"] == "1m"
+    assert [r["record"] for r in long["rules"]] == [
+        "slo:sli_bad:rate5m",
+        "slo:sli_total:rate5m",
+        "slo:sli_error:ratio_rate30d",
+        "slo:sli_events:rate30d",
+        "slo:period_burn_rate:ratio",
+        "slo:period_error_budget_remaining:ratio",
+    ]
+    assert long["rules"][2]["expr"] == (
+        'sum_over_time(slo:sli_bad:rate5m{slo="api-availability"}[30d])\n/\n'
+        'sum_over_time(slo:sli_total:rate5m{slo="api-availability"}[30d])\n'
+    )
     (alert,) = [r for r in rules if "alert" in r]
     assert alert["alert"] == "ApiAvailabilityBudgetBurnPage"
     assert alert["expr"] == (
@@ -89,9 +108,32 @@ def test_generated_page_alert_combines_long_and_short_windows(tmp_path: Path) ->
 def test_latency_sli_reads_the_histogram_bucket(tmp_path: Path) -> None:
     data = yaml.safe_load(yaml.safe_dump(GOOD))
     data["slos"][0]["sli"] = {"kind": "latency", "metric": "api.duration", "threshold": "0.25"}
-    rules = slo.generate(slo.load_declaration(_write(tmp_path, data)))["groups"][0]["rules"]
-    assert 'coderunner_api_duration_seconds_bucket{le="0.25"}[1h]' in rules[1]["expr"]
-    assert "coderunner_api_duration_seconds_count[1h]" in rules[1]["expr"]
+    rules = slo.generate(slo.load_declaration(_write(tmp_path, data)))["groups"][1]["rules"]
+    (ratio,) = [r for r in rules if r.get("record") == "slo:sli_error:ratio_rate1h"]
+    assert 'coderunner_api_duration_seconds_bucket{le="0.25"}[1h]' in ratio["expr"]
+    assert "coderunner_api_duration_seconds_count[1h]" in ratio["expr"]
+
+
+def test_low_traffic_guard_and_alert_group(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    data["slos"][0].update(min_events=500, alert_group="api_errors")
+    data["policies"]["ticket"] = {
+        "severity": "warning",
+        "for": "15m",
+        "windows": [{"long": "3d", "short": "6h", "factor": 1}],
+    }
+    long, main = slo.generate(slo.load_declaration(_write(tmp_path, data)))["groups"]
+    page, ticket = [r for r in main["rules"] if "alert" in r]
+    assert page["labels"]["alert_group"] == "api_errors"
+    assert (
+        'and on (job)\n  slo:sli_events:rate1h{slo="api-availability"} * 3600 >= 500'
+        in page["expr"]
+    )
+    # 3d is beyond raw_windows_up_to (6h): recorded from 5m rates, no rate(...[3d]) anywhere.
+    assert 'slo:sli_events:rate3d{slo="api-availability"} * 259200 >= 500' in ticket["expr"]
+    everything = yaml.safe_dump(slo.generate(slo.load_declaration(_write(tmp_path, data))))
+    assert "[3d]))" not in everything and "[30d]))" not in everything
+    assert "slo:sli_error:ratio_rate3d" in [r["record"] for r in long["rules"]]
 
 
 @pytest.mark.parametrize(
@@ -125,3 +167,23 @@ def test_cli_reports_a_bad_declaration_without_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "links" in err
     assert not (tmp_path / "out.yml").exists()
+
+
+def _days(duration: str) -> float:
+    return int(duration[:-1]) * {"m": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7}[duration[-1]]
+
+
+def test_retention_covers_the_slo_period_wherever_prometheus_is_started() -> None:
+    """The period's SLI and remaining budget are computed from stored samples: Prometheus must
+    keep at least the period, in compose and in the local stack."""
+    from gateway.stack.components import RETENTION_TIME
+
+    period = _days(slo.load_declaration(slo.DEFAULT_DECLARATION).period)
+    compose = yaml.safe_load((slo.REPO / "compose.yaml").read_text())
+    flags = dict(
+        arg.removeprefix("--").split("=", 1)
+        for arg in compose["services"]["prometheus"]["command"]
+        if "=" in arg
+    )
+    assert _days(flags["storage.tsdb.retention.time"]) >= period
+    assert _days(RETENTION_TIME) >= period
