@@ -5,7 +5,8 @@
 
 const API = "../api/status/";
 const POLL_MS = 2000;
-const state = { selectedMetric: null, metrics: [], pointsHistory: [], tailMetric: null };
+const METRIC_ROWS = 15;  // rows of the metric table until "show all"
+const state = { selectedMetric: null, metrics: [], pointsHistory: [], tailMetric: null, allMetrics: false };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -121,7 +122,8 @@ async function refreshCardinality() {
     `${num(c.series_total)} series in ${c.metrics_total} metrics from ${c.services_total} services; ` +
     `limit ${c.limits.max_series_per_stream} series per stream, ${c.limits.max_series_per_service || "no"} per service`;
   const biggest = c.metrics.length ? c.metrics[0].series : 1;
-  const rows = c.metrics.map((m) => {
+  const shown = state.allMetrics ? c.metrics : c.metrics.slice(0, METRIC_ROWS);
+  const rows = shown.map((m) => {
     const overflowing = m.overflowed_series > 0;
     const row = el("tr", { dataset: { metric: m.name }, class: m.name === state.selectedMetric ? "selected" : "" },
       el("td", {}, el("code", {}, m.name)),
@@ -132,6 +134,11 @@ async function refreshCardinality() {
     row.addEventListener("click", () => { state.selectedMetric = m.name; refreshCardinality().catch(report); });
     return row;
   });
+  if (shown.length < c.metrics.length) {
+    const more = el("tr", { id: "card-more" }, el("td", { colspan: 5, class: "empty" }, `show all ${c.metrics.length} metrics`));
+    more.addEventListener("click", () => { state.allMetrics = true; refreshCardinality().catch(report); });
+    rows.push(more);
+  }
   fill(document.querySelector("#card-metrics tbody"), rows, "no series yet", 5);
   fill(document.querySelector("#card-services tbody"), c.services.map((s) => el("tr", {},
     el("td", {}, el("code", {}, s.service || "(no service.name)")),
