@@ -180,11 +180,17 @@ class GatewayFigures:
 
     @classmethod
     def from_status(cls, pipeline: Mapping[str, Any], health: Mapping[str, Any]) -> GatewayFigures:
+        """From `/api/status/pipeline` and `/api/status/health` (the checks that do not pass
+        are named when the details are shown)."""
+        status = str(health.get("status", "?"))
+        troubled = [
+            f"{c['name']}: {c['status']}" for c in health.get("checks", []) if c["status"] != "pass"
+        ]
         return cls(
             points_per_s=pipeline["points_in"]["per_second"],
             dropped=sum(pipeline["dropped_points"].values()),
             refused=sum(pipeline["refused_requests"].values()),
-            health=str(health.get("status", "?")),
+            health=f"{status} ({', '.join(troubled)})" if troubled else status,
         )
 
 
@@ -294,7 +300,7 @@ async def _summaries(
                     index = (await client.get(demo_url + "/")).json()
                     figures = GatewayFigures.from_status(
                         (await client.get(gateway_url + "/api/status/pipeline")).json(),
-                        (await client.get(gateway_url + "/health")).json(),
+                        (await client.get(gateway_url + "/api/status/health")).json(),
                     )
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     out.write(f"summary unavailable: {exc!r}\n")
@@ -514,7 +520,12 @@ async def _run(
         loop.add_signal_handler(sig, stop.set)
     gateway = demo = None
     try:
-        gateway = _spawn(gw_argv, logs / "gateway.log", base_env)
+        gateway_env = dict(base_env)
+        if not gateway_config:
+            # The demo listens on loopback only: show health details on /api/health and the
+            # status page (a config file, or the environment, decides otherwise).
+            gateway_env.setdefault("GATEWAY_HEALTH__DETAILS", "always")
+        gateway = _spawn(gw_argv, logs / "gateway.log", gateway_env)
         await _wait_live(gateway_url + "/live", gateway, logs / "gateway.log")
         demo = _spawn(demo_argv, logs / "demo.log", demo_env)
         await _wait_live(demo_url + "/live", demo, logs / "demo.log")

@@ -130,3 +130,22 @@ def test_unknown_scenario_and_bad_timings_are_refused() -> None:
     out = io.StringIO()
     assert run_demo(scenario="error-spike", fault_s=0, out=out) == 1
     assert "--fault-seconds" in out.getvalue()
+
+
+def test_gateway_figures_name_the_checks_that_do_not_pass() -> None:
+    pipeline = {
+        "points_in": {"per_second": 4.0},
+        "dropped_points": {"out_of_order": 2, "cardinality_limit": 3},
+        "refused_requests": {"http: invalid": 1},
+    }
+    health = {
+        "status": "warn",
+        "checks": [
+            {"name": "system", "status": "fail"},
+            {"name": "memory_limiter", "status": "pass"},
+        ],
+    }
+    figures = GatewayFigures.from_status(pipeline, health)
+    assert (figures.points_per_s, figures.dropped, figures.refused) == (4.0, 5, 1)
+    assert figures.health == "warn (system: fail)"
+    assert GatewayFigures.from_status(pipeline, {"status": "pass", "checks": []}).health == "pass"
