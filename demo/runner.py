@@ -263,7 +263,8 @@ def _render(
         "try next",
         f"  open {urls.get('status page', '')} (cardinality, live tail, health, host charts)",
         "  telemetry-gateway demo --scenario error-spike   (or slow-deploys, db-outage)",
-        "  telemetry-gateway stack up   (Prometheus :9090 and Alertmanager :9093 show the alerts)",
+        "  telemetry-gateway stack up --scenario error-spike   (alerts in Prometheus :9090 and"
+        " Alertmanager :9093; stop this demo first: same ports)",
     ]
     return "\n".join(lines)
 
@@ -398,6 +399,7 @@ def run_demo(
     scenario: str | None = None,
     warmup_s: float | None = None,
     fault_s: float | None = None,
+    external_gateway: str | None = None,
 ) -> int:
     """Start the gateway, the demo service and the traffic; print where to look and a live
     summary until Ctrl-C (SIGINT/SIGTERM) or `duration_s`; stop everything. Returns the exit
@@ -423,6 +425,7 @@ def run_demo(
                 scenario=scenario,
                 warmup_s=warmup_s,
                 fault_s=fault_s,
+                external_gateway=external_gateway,
             )
         )
     except DemoError as exc:
@@ -449,6 +452,7 @@ async def _run(
     scenario: str | None = None,
     warmup_s: float | None = None,
     fault_s: float | None = None,
+    external_gateway: str | None = None,
 ) -> int:
     chosen = None
     if scenario is not None:
@@ -463,14 +467,21 @@ async def _run(
         raise DemoError("the demo binds 127.0.0.1 only (its traffic goes there)")
     if not 0 < rate <= MAX_RATE:
         raise DemoError(f"--rate must be in (0, {MAX_RATE:.0f}]")
-    for name, port in (("--http-port", http_port), ("--demo-port", demo_port)) + (
-        (("--grpc-port", grpc_port),) if grpc_port else ()
-    ):
+    ports = [("--demo-port", demo_port)]
+    if external_gateway is None:
+        ports += [("--http-port", http_port)] + ([("--grpc-port", grpc_port)] if grpc_port else [])
+    else:
+        parts = urlsplit(external_gateway)
+        if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
+            raise DemoError(f"--gateway must be a http://127.0.0.1 URL, got {external_gateway!r}")
+        if gateway_config:
+            raise DemoError("--config configures the demo's own gateway: not with --gateway")
+    for name, port in ports:
         if not _port_free(host, port):
             raise DemoError(f"port {port} is in use: pass another {name}")
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="telemetry-demo-"))
     logs.mkdir(parents=True, exist_ok=True)
-    gateway_url = f"http://{host}:{http_port}"
+    gateway_url = (external_gateway or f"http://{host}:{http_port}").rstrip("/")
     demo_url = f"http://{host}:{demo_port}"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     gw_argv = [
@@ -485,7 +496,7 @@ async def _run(
     ]
     if gateway_config:
         gw_argv += ["--config", gateway_config]
-    dsn = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    dsn = original_dsn = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     proxy = None
     if chosen is not None and chosen.database_outage:
         target = urlsplit(dsn)
@@ -525,15 +536,21 @@ async def _run(
             # The demo listens on loopback only: show health details on /api/health and the
             # status page (a config file, or the environment, decides otherwise).
             gateway_env.setdefault("GATEWAY_HEALTH__DETAILS", "always")
-        gateway = _spawn(gw_argv, logs / "gateway.log", gateway_env)
-        await _wait_live(gateway_url + "/live", gateway, logs / "gateway.log")
+        if external_gateway is None:
+            gateway = _spawn(gw_argv, logs / "gateway.log", gateway_env)
+            await _wait_live(gateway_url + "/live", gateway, logs / "gateway.log")
+        else:
+            try:
+                await _get_json(gateway_url + "/live")
+            except (httpx.HTTPError, ValueError) as exc:
+                raise DemoError(f"no gateway answers at {gateway_url}: {exc}") from None
         demo = _spawn(demo_argv, logs / "demo.log", demo_env)
         await _wait_live(demo_url + "/live", demo, logs / "demo.log")
         if proxy is not None:
             database = (await _get_json(demo_url + "/")).get("database", "")
             if database != "connected":
                 raise DemoError(
-                    f"scenario db-outage needs PostgreSQL at {database_url}: {database}"
+                    f"scenario db-outage needs PostgreSQL at {original_dsn}: {database}"
                 )
         urls = {
             "status page": gateway_url + "/ui/",
@@ -590,6 +607,12 @@ async def _run(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `telemetry-gateway demo` flags."""
     parser.add_argument("--config", metavar="FILE", help="gateway YAML config")
+    parser.add_argument(
+        "--gateway",
+        metavar="URL",
+        help="report to this running gateway instead of starting one (the local stack's: "
+        "http://127.0.0.1:4318)",
+    )
     parser.add_argument("--http-port", type=int, default=4318, help="gateway HTTP (4318)")
     parser.add_argument("--grpc-port", type=int, default=4317, help="gateway gRPC (4317; 0 off)")
     parser.add_argument("--demo-port", type=int, default=3000, help="demo service (3000)")
@@ -632,6 +655,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         warmup_s=args.warmup,
         fault_s=args.fault_seconds,
+        external_gateway=args.gateway,
     )
 
 

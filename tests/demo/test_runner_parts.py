@@ -149,3 +149,27 @@ def test_gateway_figures_name_the_checks_that_do_not_pass() -> None:
     assert (figures.points_per_s, figures.dropped, figures.refused) == (4.0, 5, 1)
     assert figures.health == "warn (system: fail)"
     assert GatewayFigures.from_status(pipeline, {"status": "pass", "checks": []}).health == "pass"
+
+
+def test_the_stack_offers_exactly_the_demo_scenarios() -> None:
+    import argparse
+
+    from demo.scenarios import SCENARIOS
+    from gateway.stack.cli import add_stack_parser
+
+    parser = argparse.ArgumentParser()
+    add_stack_parser(parser.add_subparsers())
+    args = parser.parse_args(["stack", "up", "--scenario", "db-outage"])
+    assert args.scenario == "db-outage"
+    for name in SCENARIOS:
+        assert parser.parse_args(["stack", "up", "--scenario", name]).scenario == name
+    up = next(
+        a
+        for a in parser._subparsers._group_actions[0]
+        .choices["stack"]
+        ._subparsers._group_actions[0]
+        .choices["up"]
+        ._actions  # type: ignore[union-attr]
+        if a.dest == "scenario"
+    )
+    assert set(up.choices or ()) == set(SCENARIOS)
