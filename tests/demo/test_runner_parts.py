@@ -72,6 +72,7 @@ def test_render_is_one_screen_with_every_figure(tmp_path: object) -> None:
     gateway = GatewayFigures(points_per_s=12.5, dropped=3, refused=1, health="pass")
     screen = _render(urls, "connected", summary, stats, Path("/tmp/logs"), 0.0, gateway=gateway)
     assert len(screen.splitlines()) <= 24
+    assert max(len(line) for line in screen.splitlines()) <= 100, screen
     for needle in (
         "http://127.0.0.1:1/metrics",
         "connected",
