@@ -263,8 +263,8 @@ def _render(
         "try next",
         f"  open {urls.get('status page', '')} (cardinality, live tail, health, host charts)",
         "  telemetry-gateway demo --scenario error-spike   (or slow-deploys, db-outage)",
-        "  telemetry-gateway stack up --scenario error-spike   (then Prometheus :9090 and"
-        " Alertmanager :9093 show it)",
+        "  telemetry-gateway stack up --scenario error-spike   (Prometheus :9090, Alertmanager"
+        " :9093)",
     ]
     return "\n".join(lines)
 
