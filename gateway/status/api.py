@@ -197,7 +197,7 @@ def status_router(parts: StatusParts) -> APIRouter:
         }
         body["labels"] = None
         if metric is not None:
-            ranking = label_ranking(store.stream_views(), metric, service=service)
+            ranking = await label_ranking(store.stream_views(), metric, service=service)
             if ranking is None:
                 return _json({"detail": f"no live series of metric {metric!r}"}, 404)
             body["labels"] = ranking

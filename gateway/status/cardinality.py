@@ -2,17 +2,20 @@
 metric its labels ranked by distinct values, so the label that explodes is on top.
 
 The work is bounded: label ranking reads at most `MAX_SCANNED_SERIES` series (and says when
-it stopped early), so a store with a million series cannot stall the event loop.
+it stopped early), in chunks between which the event loop runs (bench/status.py measures it).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import heapq
+import itertools
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.exporters.prometheus.store import StreamView
-from gateway.status.labels import parse_labels, service_of
+from gateway.status.labels import label_pairs, service_of, unescape
 
 __all__ = ["MAX_SCANNED_SERIES", "cardinality_report", "label_ranking"]
 
@@ -21,6 +24,9 @@ MAX_SCANNED_SERIES = 20_000
 #: most values shown per label
 TOP_VALUES = 5
 OVERFLOW_LABEL = "otel_metric_overflow"
+_OVERFLOW_PAIR = (OVERFLOW_LABEL, "true")
+#: series counted between two yields to the event loop
+_CHUNK = 2000
 
 
 def cardinality_report(
@@ -79,18 +85,19 @@ def cardinality_report(
     }
 
 
-def label_ranking(
+async def label_ranking(
     views: Iterable[StreamView], metric: str, *, service: str | None = None
 ) -> dict[str, Any] | None:
     """For `metric` (a Prometheus family name), each point label with its distinct values,
     most first, and its commonest values; None when no live stream has that metric.
-    The overflow series is counted apart, not as a label value."""
-    values: dict[str, Counter[str]] = {}
-    scanned = 0
+    The overflow series is counted apart, not as a label value.
+
+    The series' labels are copied out of the store first (one C-level copy per stream), then
+    counted in chunks that yield to the event loop in between, so ingest and probes go on
+    while a big metric is counted."""
+    keys: list[str] = []
     series_total = 0
-    overflow_series = 0
     found = False
-    complete = True
     for view in views:
         if view.family.name != metric:
             continue
@@ -98,33 +105,43 @@ def label_ranking(
             continue
         found = True
         series_total += len(view.series)
-        for rendered in view.series:
-            if scanned >= MAX_SCANNED_SERIES:
-                complete = False
-                break
-            scanned += 1
-            labels = parse_labels(rendered)
-            if labels.get(OVERFLOW_LABEL) == "true":
-                overflow_series += 1
-                continue
-            for name, value in labels.items():
-                values.setdefault(name, Counter())[value] += 1
+        room = MAX_SCANNED_SERIES - len(keys)
+        if room > 0:
+            keys.extend(itertools.islice(view.series, room))
     if not found:
         return None
+    values: dict[str, dict[str, int]] = {}
+    overflow_series = 0
+    for start in range(0, len(keys), _CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        for rendered in keys[start : start + _CHUNK]:
+            pairs = label_pairs(rendered)
+            if len(pairs) == 1 and pairs[0] == _OVERFLOW_PAIR:
+                overflow_series += 1
+                continue
+            for name, value in pairs:
+                counts = values.get(name)
+                if counts is None:
+                    counts = values[name] = {}
+                counts[value] = counts.get(value, 0) + 1
     ranked = sorted(values.items(), key=lambda item: (-len(item[1]), item[0]))
     return {
         "metric": metric,
         "service": service,
         "series": series_total,
-        "scanned_series": scanned,
-        "complete": complete,
+        "scanned_series": len(keys),
+        "complete": len(keys) == series_total,
         "overflow_series": overflow_series,
         "labels": [
             {
                 "name": name,
                 "distinct_values": len(counts),
                 "top_values": [
-                    {"value": v, "series": n} for v, n in counts.most_common(TOP_VALUES)
+                    {"value": unescape(v), "series": n}
+                    for v, n in heapq.nlargest(
+                        TOP_VALUES, counts.items(), key=operator.itemgetter(1)
+                    )
                 ],
             }
             for name, counts in ranked

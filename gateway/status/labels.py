@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_labels", "service_of"]
+__all__ = ["label_pairs", "parse_labels", "service_of", "unescape"]
 
 # `name="value"` pairs as `gateway.exporters.prometheus.labels` renders them: values escape
 # backslash, double quote and newline.
-_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# (The value pattern is the unrolled `[^"\\]*(?:\\.[^"\\]*)*`: several times faster than
+# an alternation per character.)
+_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*(?:\\.[^"\\]*)*)"')
 _UNESCAPE = re.compile(r"\\(.)")
 
 
-def _unescape(value: str) -> str:
+def unescape(value: str) -> str:
+    """A label value as rendered (escaped) -> as sent."""
+    if "\\" not in value:
+        return value
     return _UNESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+
+
+def label_pairs(rendered: str) -> list[tuple[str, str]]:
+    """(name, escaped value) pairs, in order: the fast path for counting, where escaped and
+    unescaped values are equally distinct."""
+    pairs: list[tuple[str, str]] = _PAIR.findall(rendered)
+    return pairs
 
 
 def parse_labels(rendered: str) -> dict[str, str]:
     """`,a="1",b="x\\"y"` -> `{"a": "1", "b": 'x"y'}` (a leading comma is allowed)."""
-    return {name: _unescape(value) for name, value in _PAIR.findall(rendered)}
+    return {name: unescape(value) for name, value in _PAIR.findall(rendered)}
 
 
 def service_of(resource_labels: str) -> str:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +19,8 @@ from tests.demo.conftest import DSN
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
+
+SUMMARY = re.compile(r"req/s ([\d.]+) deployments (\d+)/(\d+) errors (\d+) series (\d+)")
 
 
 async def _drop(prefix: str) -> None:
@@ -36,8 +39,18 @@ def test_demo_runs_summarises_and_stops_on_ctrl_c(
     monkeypatch.setenv("DEMO_FAILURE_RATE", "0.5")
     http, grpc, demo = free_port(), free_port(), free_port()
     out = io.StringIO()
-    # Ctrl-C after a few summaries.
-    timer = threading.Timer(9.0, os.kill, (os.getpid(), signal.SIGINT))
+
+    done = threading.Event()
+
+    # Ctrl-C once a few summaries are out (however long this machine takes to start things).
+    def interrupt_after_summaries() -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(SUMMARY.findall(out.getvalue())) < 4:
+            if done.wait(0.2):
+                return  # run_demo returned by itself (it failed): nothing to interrupt
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_after_summaries, daemon=True)
     timer.start()
     try:
         code = run_demo(
@@ -51,7 +64,8 @@ def test_demo_runs_summarises_and_stops_on_ctrl_c(
             out=out,
         )
     finally:
-        timer.cancel()
+        done.set()
+        timer.join()
         asyncio.run(_drop(table_prefix))
     text = out.getvalue()
     assert code == 0, text
@@ -61,7 +75,7 @@ def test_demo_runs_summarises_and_stops_on_ctrl_c(
     assert f"http://127.0.0.1:{demo}/" in text
     assert "\x1b[" not in text  # not a terminal: plain lines
     # Not a TTY: one line per summary; the last one shows traffic reached the gateway.
-    lines = re.findall(r"req/s ([\d.]+) deployments (\d+)/(\d+) errors (\d+) series (\d+)", text)
+    lines = SUMMARY.findall(text)
     assert len(lines) >= 3, text
     _, ok, failed, errors, series = lines[-1]
     assert int(errors) > 0, text  # failed builds and simulated errors
