@@ -48,6 +48,7 @@ test: setup system-deps services collector k8s-tools lint typecheck
 bench: setup system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/exposition.py
+	$(BIN)/python bench/status.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import asyncpg
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from demo.db import PLANS, Database, User, seed_user, token_for
 from demo.settings import DemoSettings
@@ -66,6 +66,9 @@ class DeployRequest(BaseModel):
     runtime: Runtime = "python"
     #: force the simulated build's outcome (tests and the traffic generator); None: random
     outcome: Literal["success", "failed"] | None = None
+    #: force the simulated build's duration in seconds (the slow-deploys scenario); None:
+    #: random within the service's build_seconds
+    build_seconds: float | None = Field(default=None, ge=0, le=5)
 
 
 class WebSocketHub:
@@ -292,7 +295,9 @@ def create_app(
             raise HTTPException(404, f"user {body.user_id} not found")
         deployment_id = await state.db.start_deployment(user.id, body.runtime) if state.db else None
         low, high = settings.build_seconds
-        build_s = state.rng.uniform(low, high)
+        build_s = (
+            body.build_seconds if body.build_seconds is not None else state.rng.uniform(low, high)
+        )
         await asyncio.sleep(build_s)  # the "build"
         outcome = body.outcome or (
             "failed" if state.rng.random() < settings.failure_rate else "success"
@@ -337,6 +342,15 @@ def create_app(
     async def simulate_error(request: Request) -> None:
         _meters(request).error(type="SimulatedError", service="api", severity="error")
         raise SimulatedError("simulated failure (the traffic generator asks for these)")
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def database_failed(request: Request, exc: Exception) -> JSONResponse:
+        # The database went away mid-request (connection reset, refused, timed out): a 503
+        # that says so and counts the error, not a 500 with a traceback per request.
+        _meters(request).error(type="DatabaseUnavailable", service="api", severity="critical")
+        return JSONResponse({"detail": f"database unavailable: {type(exc).__name__}"}, 503)
 
     @app.exception_handler(SimulatedError)
     async def simulated(request: Request, exc: SimulatedError) -> JSONResponse:

@@ -7,6 +7,10 @@ Each tick starts one action chosen by weight: profile views (some for missing us
 deployment listings, deployments (random outcome, some forced to fail, some invalid: 422),
 simulated server errors (500), WebSocket sessions with a valid token (1-3 messages) and with a
 bad one (rejected). `stats` counts what was done, so a test can compare it with the gateway.
+
+The weights come from a profile (`PROFILES`), switchable while running (`use_profile`):
+`mixed` (the default) does everything; `steady` is a healthy service that fires no alert (no
+5xx, no forced build failures); the others are the demo's scenarios (`demo.scenarios`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,41 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from demo.db import token_for
 
-__all__ = ["MAX_RATE", "TrafficGenerator", "TrafficStats"]
+__all__ = ["MAX_RATE", "PROFILES", "TrafficGenerator", "TrafficStats"]
 
 MAX_RATE = 200.0  # actions per second; a demo, not a load test
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: a slow build, seconds: past the latency SLO's 500 ms
+SLOW_BUILD_SECONDS = (0.8, 1.5)
+
+_MIXED = {
+    "view_user": 30,
+    "view_missing_user": 5,
+    "list_deployments": 10,
+    "deploy": 20,
+    "deploy_failing": 5,
+    "deploy_invalid": 3,
+    "simulate_error": 3,
+    "websocket_session": 8,
+    "websocket_rejected": 2,
+    "deploy_slow": 0,
+}
+#: action name -> weight, by profile
+PROFILES: dict[str, dict[str, int]] = {
+    "mixed": _MIXED,
+    # Healthy: 4xx from clients only, builds fail at the service's own failure_rate (4 %).
+    "steady": {**_MIXED, "deploy_failing": 0, "simulate_error": 0},
+    # About a third of requests answered 500: ApiErrorRateCritical, the availability SLO page.
+    "error-spike": {**_MIXED, "deploy_failing": 0, "simulate_error": 40},
+    # Every deployment takes 0.8-1.5 s: the latency SLO page.
+    "slow-deploys": {
+        **_MIXED,
+        "deploy_failing": 0,
+        "simulate_error": 0,
+        "deploy": 0,
+        "deploy_slow": 40,
+    },
+}
 
 
 @dataclass
@@ -58,6 +93,7 @@ class TrafficGenerator:
         users: int = 30,
         seed: int | None = None,
         concurrency: int = 16,
+        profile: str = "mixed",
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or parts.hostname not in _LOCAL_HOSTS:
@@ -73,17 +109,19 @@ class TrafficGenerator:
         self.concurrency = concurrency
         self.rng = random.Random(seed)
         self.stats = TrafficStats()
-        self._actions: list[tuple[Callable[[httpx.AsyncClient], Awaitable[None]], int]] = [
-            (self.view_user, 30),
-            (self.view_missing_user, 5),
-            (self.list_deployments, 10),
-            (self.deploy, 20),
-            (self.deploy_failing, 5),
-            (self.deploy_invalid, 3),
-            (self.simulate_error, 3),
-            (self.websocket_session, 8),
-            (self.websocket_rejected, 2),
-        ]
+        self._actions: list[Callable[[httpx.AsyncClient], Awaitable[None]]] = []
+        self._weights: list[int] = []
+        self.profile = ""
+        self.use_profile(profile)
+
+    def use_profile(self, name: str) -> None:
+        """Switch the action weights to profile `name` (from the next tick)."""
+        if name not in PROFILES:
+            raise ValueError(f"unknown traffic profile {name!r}: one of {', '.join(PROFILES)}")
+        weights = PROFILES[name]
+        self._actions = [getattr(self, action) for action in weights]
+        self._weights = list(weights.values())
+        self.profile = name
 
     # --- actions ---
 
@@ -103,19 +141,29 @@ class TrafficGenerator:
     async def list_deployments(self, client: httpx.AsyncClient) -> None:
         await self._request(client, "GET", "/api/deployments?limit=10")
 
-    async def deploy(self, client: httpx.AsyncClient, outcome: str | None = None) -> None:
+    async def deploy(
+        self,
+        client: httpx.AsyncClient,
+        outcome: str | None = None,
+        build_seconds: float | None = None,
+    ) -> None:
         body: dict[str, object] = {
             "user_id": self.rng.randint(1, self.users),
             "runtime": self.rng.choice(["python", "node", "go"]),
         }
         if outcome is not None:
             body["outcome"] = outcome
+        if build_seconds is not None:
+            body["build_seconds"] = build_seconds
         response = await self._request(client, "POST", "/api/deploy", json=body)
         if response.status_code == 201:
             self.stats.deployments[response.json()["status"]] += 1
 
     async def deploy_failing(self, client: httpx.AsyncClient) -> None:
         await self.deploy(client, outcome="failed")
+
+    async def deploy_slow(self, client: httpx.AsyncClient) -> None:
+        await self.deploy(client, build_seconds=self.rng.uniform(*SLOW_BUILD_SECONDS))
 
     async def deploy_invalid(self, client: httpx.AsyncClient) -> None:
         await self._request(client, "POST", "/api/deploy", json={"user_id": "nobody"})
@@ -141,9 +189,7 @@ class TrafficGenerator:
     # --- driving ---
 
     def pick(self) -> Callable[[httpx.AsyncClient], Awaitable[None]]:
-        actions = [a for a, _ in self._actions]
-        weights = [w for _, w in self._actions]
-        return self.rng.choices(actions, weights)[0]
+        return self.rng.choices(self._actions, self._weights)[0]
 
     async def _guarded(
         self,

@@ -55,6 +55,7 @@ from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.selftelemetry import SelfTelemetry
+from gateway.status import status_router
 
 __all__ = ["Gateway"]
 
@@ -348,6 +349,8 @@ class Gateway:
                     history_minutes=self.config.observers.history_minutes,
                 )
             )
+        # The status page (/ui/) and its JSON (/api/status/...), read from the components.
+        app.include_router(status_router(self))
         return app
 
     def _render(self, request: Request, stores: Sequence[SeriesStore]) -> Response:

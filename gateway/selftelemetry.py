@@ -66,6 +66,11 @@ class SelfTelemetry:
         key = (transport, reason)
         self.refused[key] = self.refused.get(key, 0) + 1
 
+    def request_durations(self) -> dict[str, tuple[tuple[float, ...], list[int], float]]:
+        """Per transport: (bucket upper bounds, counts with the +Inf bucket last, sum of
+        seconds), since start; a copy, for the status page."""
+        return {t: (_DURATION_BOUNDS, list(d.counts), d.total) for t, d in self._durations.items()}
+
     def record_internal(self, source: str, points: int) -> None:
         self.received[source] = self.received.get(source, 0) + points
 

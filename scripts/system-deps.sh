@@ -6,7 +6,8 @@ for pair in prometheus:prometheus promtool:prometheus \
             prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
             prometheus-node-exporter:prometheus-node-exporter \
             prometheus-pushgateway:prometheus-pushgateway docker-compose:docker-compose \
-            prometheus-blackbox-exporter:prometheus-blackbox-exporter; do
+            prometheus-blackbox-exporter:prometheus-blackbox-exporter \
+            chromium:chromium; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -161,6 +161,12 @@ class OtlpForwarder:
     def last_success_unix(self) -> float | None:
         return self.counters.last_success_unix
 
+    def oldest_entry_age_seconds(self) -> float | None:
+        """How long the oldest queued entry has waited, for the status page; None when the
+        queue is empty or does not keep arrival times (the disk queue stores none)."""
+        age = getattr(self._queue, "oldest_age_seconds", None)
+        return age() if callable(age) else None
+
     # ---------------------------------------------------------------- consumer
 
     def consume(self, batch: MetricsBatch) -> None:

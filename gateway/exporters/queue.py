@@ -8,6 +8,7 @@ accepted them (at-least-once).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -70,12 +71,19 @@ class MemoryQueue:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._items: deque[Entry] = deque()
+        #: when each entry arrived (monotonic seconds), beside `_items`
+        self._arrived: deque[float] = deque()
 
     def offer(self, entry: Entry) -> bool:
         if len(self._items) >= self.capacity:
             return False
         self._items.append(entry)
+        self._arrived.append(time.monotonic())
         return True
+
+    def oldest_age_seconds(self) -> float | None:
+        """How long the oldest entry has waited; None when the queue is empty."""
+        return time.monotonic() - self._arrived[0] if self._arrived else None
 
     def has_room(self) -> bool:
         return len(self._items) < self.capacity
@@ -96,6 +104,7 @@ class MemoryQueue:
     def ack(self, count: int) -> None:
         for _ in range(min(count, len(self._items))):
             self._items.popleft()
+            self._arrived.popleft()
 
     def fill_ratio(self) -> float:
         return len(self._items) / self.capacity
@@ -105,6 +114,7 @@ class MemoryQueue:
 
     def close(self) -> None:
         self._items.clear()
+        self._arrived.clear()
 
     def __len__(self) -> int:
         return len(self._items)

@@ -1,7 +1,7 @@
 """`History`: the latest reading and a bounded ring of recent key gauges.
 
 Feeds `GET /api/metrics/current`. Memory is bounded by construction: the ring is a
-`deque(maxlen=...)` of four-field tuples, and only the newest full `Reading` is kept.
+`deque(maxlen=...)` of six-field tuples, and only the newest full `Reading` is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +20,22 @@ class HistoryPoint(NamedTuple):
     cpu_usage_percent: float | None
     memory_utilization: float | None
     load_1m: float | None
+    #: bytes received and sent over all observed interfaces since boot (None: not read)
+    network_receive_bytes: float | None = None
+    network_transmit_bytes: float | None = None
+
+
+_NETWORK_IO = "system.network.io"
+
+
+def _network_totals(reading: Reading) -> tuple[float | None, float | None]:
+    """Received and sent bytes summed over the interfaces of the reading's network series."""
+    for series in reading.series:
+        if series.metric.name == _NETWORK_IO:
+            rx = sum(v for attrs, v in series.points if attrs.get("direction") == "receive")
+            tx = sum(v for attrs, v in series.points if attrs.get("direction") == "transmit")
+            return rx, tx
+    return None, None
 
 
 class History:
@@ -47,12 +63,15 @@ class History:
 
     def record(self, reading: Reading) -> None:
         self._latest = reading
+        rx, tx = _network_totals(reading)
         self._points.append(
             HistoryPoint(
                 reading.time_unix_nano,
                 reading.cpu_usage_percent,
                 reading.memory_utilization,
                 reading.load_1m,
+                rx,
+                tx,
             )
         )
 

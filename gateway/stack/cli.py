@@ -41,7 +41,15 @@ _PORT_FLAGS = {
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for dest, help_text in _PORT_FLAGS.items():
         parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, type=int, help=help_text)
-    parser.add_argument("--no-demo", action="store_true", help="leave the demo service out")
+    parser.add_argument(
+        "--no-demo", action="store_true", help="leave the demo service and its traffic out"
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=("error-spike", "slow-deploys", "db-outage"),
+        help="the demo runs this scenario: after a minute, a fault that fires the matching "
+        "alerts, then recovery (see `telemetry-gateway demo --help`)",
+    )
     parser.add_argument(
         "--collector",
         action="store_true",
@@ -103,6 +111,8 @@ def _settings(args: argparse.Namespace, saved: StackSettings | None) -> StackSet
         values["collector"] = True
     if getattr(args, "replicas", None) is not None:
         values["replicas"] = args.replicas
+    if getattr(args, "scenario", None):
+        values["scenario"] = args.scenario
     if getattr(args, "gateway_config", None):
         values["gateway_config"] = str(Path(args.gateway_config).resolve())
     if getattr(args, "timeout", None) is not None:

@@ -65,8 +65,11 @@ class StackSettings:
     #: gateway OTLP/gRPC; 0 turns it off
     gateway_grpc_port: int = 4317
     demo_port: int = 3000
-    #: start the demo service (an optional component)
+    #: start the demo service with traffic (an optional component)
     demo: bool = True
+    #: a `telemetry-gateway demo --scenario` for the demo (error-spike, slow-deploys,
+    #: db-outage); None: steady traffic
+    scenario: str | None = None
     #: gateway YAML config, passed to `telemetry-gateway run --config`
     gateway_config: str | None = None
     #: seconds `up` waits for each component to become healthy
@@ -307,10 +310,16 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
     demo_env = {k: v for k, v in environ.items() if not k.startswith("OTEL_")}
     demo_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=gateway_url, OTEL_METRIC_EXPORT_INTERVAL="5000")
     if s.demo:
-        demo_argv = (
-            *(sys.executable, "-m", "uvicorn", "demo.app:create_app_from_env", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(s.demo_port), "--log-level", "warning"),
+        # `telemetry-gateway demo` against this stack's gateway: the demo service and its
+        # traffic (a scenario when asked), so that Prometheus and Alertmanager have something
+        # to show; its one-line summaries are the component's log.
+        demo_argv: tuple[str, ...] = (
+            *(sys.executable, "-m", "gateway", "demo", "--gateway", gateway_url),
+            *("--demo-port", str(s.demo_port), "--log-dir", str(s.directory / "demo")),
+            *("--table-prefix", environ.get("DEMO_TABLE_PREFIX", "demo_")),
         )
+        if s.scenario:
+            demo_argv += ("--scenario", s.scenario)
         out.append(
             Component(
                 "demo",

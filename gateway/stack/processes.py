@@ -49,7 +49,11 @@ class ProcessRecord:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on the port now. SO_REUSEADDR, as the servers themselves
+    set it: without it, connections in TIME_WAIT (a stopped component's last scrapes and
+    health polls) make a free port look taken, and `restart` fails."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

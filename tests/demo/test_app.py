@@ -177,3 +177,67 @@ async def test_without_postgresql_the_demo_runs_and_says_why() -> None:
         ).value
         == 1
     )
+
+
+async def test_forced_build_time_is_used_and_bounded(
+    app_with_db: tuple[FastAPI, InMemoryMetricReader, str],
+) -> None:
+    app, _, _ = app_with_db
+    async with client(app) as c:
+        r = await c.post("/api/deploy", json={"user_id": 3, "build_seconds": 0.2})
+        assert r.status_code == 201 and r.json()["duration_s"] == 0.2
+        assert (
+            await c.post("/api/deploy", json={"user_id": 3, "build_seconds": 6})
+        ).status_code == 422
+
+
+async def test_a_database_outage_answers_503_and_counts_the_error(table_prefix: str) -> None:
+    from urllib.parse import urlsplit
+
+    from demo.dbproxy import DatabaseProxy
+    from demo.runner import _via_proxy
+
+    target = urlsplit(DSN)
+    proxy = DatabaseProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    reader = InMemoryMetricReader()
+    app = make(
+        reader,
+        database_url=_via_proxy(DSN, await proxy.start()),
+        table_prefix=table_prefix,
+        database_connect_timeout_s=2.0,
+    )
+    try:
+        async with app.router.lifespan_context(app), client(app) as c:
+            assert (await c.get("/api/users/10")).status_code == 200
+            proxy.cut()
+            down = await c.get("/api/users/10")
+            assert down.status_code == 503, down.text
+            assert "database unavailable" in down.json()["detail"]
+            proxy.restore()
+            # The pool reconnects by itself once the database is back.
+            for _ in range(50):
+                if (await c.get("/api/users/10")).status_code == 200:
+                    break
+                await anyio.sleep(0.1)
+            else:
+                raise AssertionError("the service did not recover after the outage")
+    finally:
+        await proxy.close()
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(
+                f"DROP TABLE IF EXISTS {table_prefix}deployments, {table_prefix}users"
+            )
+        finally:
+            await conn.close()
+    points, _ = collect(reader)
+    assert (
+        value_of(
+            points,
+            "coderunner.errors",
+            type="DatabaseUnavailable",
+            service="api",
+            severity="critical",
+        ).value
+        >= 1
+    )

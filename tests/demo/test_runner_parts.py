@@ -1,7 +1,7 @@
 import io
 import socket
 
-from demo.runner import Summary, parse_prometheus_text, run_demo
+from demo.runner import GatewayFigures, Summary, parse_prometheus_text, run_demo
 
 TEXT = """# HELP x
 # TYPE http_server_request_duration_seconds histogram
@@ -62,15 +62,17 @@ def test_render_is_one_screen_with_every_figure(tmp_path: object) -> None:
         websockets_open=1,
         active_series=77,
     )
-    screen = _render(
-        {"metrics": "http://127.0.0.1:1/metrics"},
-        "connected",
-        summary,
-        stats,
-        Path("/tmp/logs"),
-        0.0,
-    )
+    urls = {
+        "status page": "http://127.0.0.1:1/ui/",
+        "metrics": "http://127.0.0.1:1/metrics",
+        "gateway health": "http://127.0.0.1:1/api/health",
+        "demo service": "http://127.0.0.1:2/",
+        "demo health": "http://127.0.0.1:2/api/health",
+    }
+    gateway = GatewayFigures(points_per_s=12.5, dropped=3, refused=1, health="pass")
+    screen = _render(urls, "connected", summary, stats, Path("/tmp/logs"), 0.0, gateway=gateway)
     assert len(screen.splitlines()) <= 24
+    assert max(len(line) for line in screen.splitlines()) <= 100, screen
     for needle in (
         "http://127.0.0.1:1/metrics",
         "connected",
@@ -82,5 +84,93 @@ def test_render_is_one_screen_with_every_figure(tmp_path: object) -> None:
         "4xx=2",
         "5xx=1",
         "ws 4 ok / 1 rejected",
+        "(33%; alert above 10%)",
+        "http://127.0.0.1:1/ui/",
+        "12.5",
+        "dropped points         3",
+        "1 requests",
+        "health pass",
+        "scenario: none",
+        "--scenario error-spike",
+        "stack up",
     ):
         assert needle in screen, needle
+
+
+def test_scenario_phases_are_described() -> None:
+    from demo.runner import ScenarioState
+    from demo.scenarios import SCENARIOS
+
+    state = ScenarioState(SCENARIOS["error-spike"], warmup_s=60, fault_s=300)
+    state.phase_ends = 100.0
+    assert state.describe(40.0) == (
+        "error-spike: steady for 60s more, then about a third of API requests answered 500"
+    )
+    state.phase = "fault"
+    assert "FAULT" in state.describe(99.0) and "1s more" in state.describe(99.0)
+    state.phase = "recovering"
+    assert "recovering" in state.describe(200.0)
+
+
+def test_database_url_is_rewritten_to_the_relay() -> None:
+    from demo.runner import _via_proxy
+
+    assert _via_proxy("postgresql://postgres@db.example:5432/test", 4000) == (
+        "postgresql://postgres@127.0.0.1:4000/test"
+    )
+    assert _via_proxy("postgresql://u:p@h/x?sslmode=disable", 9) == (
+        "postgresql://u:p@127.0.0.1:9/x?sslmode=disable"
+    )
+    assert _via_proxy("postgresql://h:1/x", 9) == "postgresql://127.0.0.1:9/x"
+
+
+def test_unknown_scenario_and_bad_timings_are_refused() -> None:
+    out = io.StringIO()
+    assert run_demo(scenario="nope", out=out) == 1
+    assert "unknown scenario 'nope'" in out.getvalue()
+    out = io.StringIO()
+    assert run_demo(scenario="error-spike", fault_s=0, out=out) == 1
+    assert "--fault-seconds" in out.getvalue()
+
+
+def test_gateway_figures_name_the_checks_that_do_not_pass() -> None:
+    pipeline = {
+        "points_in": {"per_second": 4.0},
+        "dropped_points": {"out_of_order": 2, "cardinality_limit": 3},
+        "refused_requests": {"http: invalid": 1},
+    }
+    health = {
+        "status": "warn",
+        "checks": [
+            {"name": "system", "status": "fail"},
+            {"name": "memory_limiter", "status": "pass"},
+        ],
+    }
+    figures = GatewayFigures.from_status(pipeline, health)
+    assert (figures.points_per_s, figures.dropped, figures.refused) == (4.0, 5, 1)
+    assert figures.health == "warn (system: fail)"
+    assert GatewayFigures.from_status(pipeline, {"status": "pass", "checks": []}).health == "pass"
+
+
+def test_the_stack_offers_exactly_the_demo_scenarios() -> None:
+    import argparse
+
+    from demo.scenarios import SCENARIOS
+    from gateway.stack.cli import add_stack_parser
+
+    parser = argparse.ArgumentParser()
+    add_stack_parser(parser.add_subparsers())
+    args = parser.parse_args(["stack", "up", "--scenario", "db-outage"])
+    assert args.scenario == "db-outage"
+    for name in SCENARIOS:
+        assert parser.parse_args(["stack", "up", "--scenario", name]).scenario == name
+    up = next(
+        a
+        for a in parser._subparsers._group_actions[0]
+        .choices["stack"]
+        ._subparsers._group_actions[0]
+        .choices["up"]
+        ._actions  # type: ignore[union-attr]
+        if a.dest == "scenario"
+    )
+    assert set(up.choices or ()) == set(SCENARIOS)

@@ -31,3 +31,22 @@ def test_every_action_kind_gets_picked() -> None:
         "websocket_session",
         "websocket_rejected",
     }
+
+
+def test_steady_profile_sends_no_server_errors_and_forces_no_failures() -> None:
+    gen = TrafficGenerator("http://127.0.0.1:3000", seed=7, profile="steady")
+    picked = {gen.pick().__name__ for _ in range(2000)}
+    assert "simulate_error" not in picked and "deploy_failing" not in picked
+    assert {"deploy", "view_user", "websocket_session"} <= picked
+
+
+def test_profiles_switch_while_running() -> None:
+    gen = TrafficGenerator("http://127.0.0.1:3000", seed=7, profile="steady")
+    gen.use_profile("error-spike")
+    share = sum(gen.pick().__name__ == "simulate_error" for _ in range(4000)) / 4000
+    assert 0.25 < share < 0.45
+    gen.use_profile("slow-deploys")
+    picked = {gen.pick().__name__ for _ in range(2000)}
+    assert "deploy_slow" in picked and "deploy" not in picked
+    with pytest.raises(ValueError, match="unknown traffic profile"):
+        gen.use_profile("nope")

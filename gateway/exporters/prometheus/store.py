@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -44,7 +44,7 @@ from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
 
-__all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings"]
+__all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings", "StreamView"]
 
 _CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 _DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
@@ -164,6 +164,18 @@ class _Stream:
         self.series: dict[bytes, Any] = {}
         #: rendered point labels -> series: the canonical index
         self.by_labels: dict[str, Any] = {}
+
+
+class StreamView(NamedTuple):
+    """One live stream as the status page reads it (`SeriesStore.stream_views`)."""
+
+    family: Family
+    #: `job="..",instance=".."` and copied resource attributes
+    resource_labels: str
+    #: rendered point labels -> series (NumberSeries, HistogramSeries, ...): read only
+    series: Mapping[str, Any]
+    #: distinct series folded into the stream's overflow series
+    overflowed_series: int
 
 
 _SCOPE_OWN = frozenset(("otel_scope_name", "otel_scope_version", "otel_scope_schema_url"))
@@ -347,6 +359,19 @@ class SeriesStore:
         """Families in first-seen order, after dropping what has gone stale."""
         self.expire()
         return self._families.values()
+
+    def stream_views(self) -> Iterator[StreamView]:
+        """Every live stream, after dropping what has gone stale; consume it before the store
+        takes more data (it hands out the store's own dicts)."""
+        self.expire()
+        for stream in self._streams.values():
+            state = self.limiter.overflow_state(stream)
+            yield StreamView(
+                stream.family,
+                stream.resource.labels,
+                stream.by_labels,
+                len(state.members) if state is not None else 0,
+            )
 
     def target_infos(self) -> list[str]:
         """Label sets of `target_info`, one per live resource that has attributes to say."""

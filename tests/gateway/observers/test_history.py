@@ -70,3 +70,24 @@ def test_real_memory_stops_growing_once_full() -> None:
 def test_maxlen_must_be_positive() -> None:
     with pytest.raises(ValueError):
         History(maxlen=0)
+
+
+def test_network_totals_are_summed_over_interfaces_by_direction() -> None:
+    from gateway.catalogue import by_name
+    from gateway.observers.reading import Series
+
+    net = Series(
+        by_name("system.network.io"),
+        [
+            ({"interface": "eth0", "direction": "receive"}, 100.0),
+            ({"interface": "eth0", "direction": "transmit"}, 40.0),
+            ({"interface": "eth1", "direction": "receive"}, 5.0),
+            ({"interface": "eth1", "direction": "transmit"}, 2.0),
+        ],
+    )
+    h = History(maxlen=3)
+    h.record(Reading(10**9, (net,), 1.0, 0.5, 0.1))
+    h.record(reading(2))  # a cycle whose network read failed
+    first, second = h.points()
+    assert (first.network_receive_bytes, first.network_transmit_bytes) == (105.0, 42.0)
+    assert (second.network_receive_bytes, second.network_transmit_bytes) == (None, None)
