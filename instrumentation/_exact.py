@@ -4,7 +4,8 @@ Why not `Histogram.record()`? One SDK measurement costs 7 µs in a tight loop an
 inside a request (it validates, copies and recursively hashes the attribute dict, asks the
 exemplar filter, looks the stream up per reader and takes two locks), against a budget of
 8 µs for the whole per-request cost. Here a measurement is a dict lookup by a tuple the caller
-already has, a `bisect` and a few additions under one uncontended lock: about 0.5 µs. The
+already has, a `bisect` and a few additions in the calling thread's own shard, no lock: well
+under a microsecond. The
 result is the same data the SDK would export: cumulative (or delta) explicit-bucket histogram
 points with the same name, unit, description, attributes, boundaries, count, sum, min and max.
 
@@ -45,6 +46,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from threading import get_ident
 from time import time_ns
 from typing import Any
 
@@ -98,8 +100,14 @@ class ExactHistogram:
 
     `record(key, value)`: `key` is any hashable the caller has at hand (a tuple of the
     attribute values); `attributes(key)` turns it into the attribute dict, once per key.
-    Thread-safe: every update holds `lock`, which the caller may share with its own
-    bookkeeping (`record_locked()` is for a caller that holds it already).
+
+    Thread-safe without a lock per measurement (an uncontended `threading.Lock` costs 0.3 us
+    a measurement on the CI machine): each thread records into its own shard (`shard()`), which
+    only that thread writes, and a collection adds the shards up. A collection that races a
+    record may see its bucket count before its sum (or the other way round); the count is
+    taken from the buckets, so count and buckets always agree, and the next collection sees
+    both. A shard survives its thread (its counts are part of the cumulative totals); a new
+    thread that gets the same ident writes on into it, still one writer at a time.
     """
 
     def __init__(
@@ -110,7 +118,6 @@ class ExactHistogram:
         description: str,
         boundaries: Sequence[float],
         attributes: Callable[[Any], Attributes],
-        lock: threading.Lock | None = None,
         cardinality_limit: int = CARDINALITY_LIMIT,
     ) -> None:
         if list(boundaries) != sorted(set(boundaries)):
@@ -121,49 +128,47 @@ class ExactHistogram:
         self.unit = unit
         self.description = description
         self.boundaries = tuple(float(b) for b in boundaries)
-        self.lock = lock or threading.Lock()
         self._attributes = attributes
         self._limit = cardinality_limit
-        self._series: dict[Hashable, _Series] = {}
+        self._lock = threading.Lock()  # new shards and new keys only
+        #: thread ident -> that thread's series by key
+        self._shards: dict[int, dict[Hashable, _Series]] = {}
+        #: every key admitted under the cardinality limit, with its attributes
+        self._known: dict[Hashable, Attributes] = {}
         # per delta reader: the cumulative snapshot it last saw, and when
         self._last_seen: dict[int, tuple[int, dict[Hashable, _Snapshot]]] = {}
 
-    def _add(self, key: Hashable) -> _Series:
-        with self.lock:
-            series = self._series.get(key)
-            if series is not None:
-                return series
-            if len(self._series) >= self._limit - 1:
-                key = _OVERFLOW
-                series = self._series.get(key)
-                if series is not None:
-                    return series
-                attributes: Attributes = _OVERFLOW_ATTRIBUTES
-            else:
-                attributes = self._attributes(key)
-            series = _Series(attributes, len(self.boundaries) + 1)
-            self._series[key] = series
-            return series
+    def shard(self) -> dict[Hashable, _Series]:
+        """The calling thread's series by key; only this thread may write them."""
+        ident = get_ident()
+        shard = self._shards.get(ident)
+        if shard is None:
+            with self._lock:
+                shard = self._shards.setdefault(ident, {})
+        return shard
+
+    def add_series(self, shard: dict[Hashable, _Series], key: Hashable) -> _Series:
+        """The series for a key new to `shard` (the calling thread's): its own, or the overflow
+        series once the instrument has `cardinality_limit - 1` keys."""
+        with self._lock:
+            attributes = self._known.get(key)
+            if attributes is None:
+                if len(self._known) >= self._limit - 1:
+                    # Not remembered under `key`: that would grow without bound.
+                    key, attributes = _OVERFLOW, _OVERFLOW_ATTRIBUTES
+                    overflow = shard.get(key)
+                    if overflow is not None:
+                        return overflow
+                else:
+                    attributes = self._known[key] = self._attributes(key)
+        series = _Series(attributes, len(self.boundaries) + 1)
+        shard[key] = series
+        return series
 
     def record(self, key: Hashable, value: float) -> None:
-        series = self._series.get(key) or self._add(key)
+        shard = self.shard()
+        series = shard.get(key) or self.add_series(shard, key)
         # Bucket i holds (bounds[i-1], bounds[i]]: bisect_left, as the SDK does.
-        i = bisect_left(self.boundaries, value)
-        with self.lock:
-            series.counts[i] += 1
-            series.sum += value
-            if value < series.min:
-                series.min = value
-            if value > series.max:
-                series.max = value
-
-    def series_for(self, key: Hashable) -> _Series:
-        """The series of `key`, created if new (then counted towards the limit). For callers
-        that record under `lock` with `record_locked()`."""
-        return self._series.get(key) or self._add(key)
-
-    def record_locked(self, series: _Series, value: float) -> None:
-        """`record()` for a caller that already holds `lock` and has the series."""
         series.counts[bisect_left(self.boundaries, value)] += 1
         series.sum += value
         if value < series.min:
@@ -172,12 +177,25 @@ class ExactHistogram:
             series.max = value
 
     def _snapshot(self) -> dict[Hashable, _Snapshot]:
-        with self.lock:
-            return {
-                key: _Snapshot(s.attributes, s.start_ns, tuple(s.counts), s.sum, s.min, s.max)
-                for key, s in self._series.items()
-                if s.max >= s.min  # created but not yet recorded into
-            }
+        merged: dict[Hashable, _Snapshot] = {}
+        for shard in list(self._shards.values()):
+            for key, s in list(shard.items()):
+                counts = tuple(s.counts)
+                if not any(counts):
+                    continue  # created for a record that has not landed yet
+                seen = merged.get(key)
+                if seen is None:
+                    merged[key] = _Snapshot(s.attributes, s.start_ns, counts, s.sum, s.min, s.max)
+                else:
+                    merged[key] = _Snapshot(
+                        s.attributes,
+                        min(seen.start_ns, s.start_ns),
+                        tuple(a + b for a, b in zip(seen.counts, counts, strict=True)),
+                        seen.sum + s.sum,
+                        min(seen.min, s.min),
+                        max(seen.max, s.max),
+                    )
+        return merged
 
     def collect(self, reader: MetricReader, temporality: AggregationTemporality) -> Metric | None:
         """This instrument's points for one collection by `reader`, or None when empty."""
@@ -219,8 +237,8 @@ class ExactHistogram:
                         attributes=snap.attributes,
                         start_time_unix_nano=snap.start_ns,
                         time_unix_nano=now,
-                        # From the buckets, so count and buckets agree even when a record
-                        # was half applied (impossible under the lock, cheap to be sure).
+                        # From the buckets, so count and buckets agree even when the
+                        # collection raced a record (see the class doc).
                         count=sum(snap.counts),
                         sum=snap.sum,
                         bucket_counts=snap.counts,

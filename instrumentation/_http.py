@@ -21,9 +21,9 @@ second route match (Starlette/FastAPI leave the matched route in `scope["route"]
 after the response). The duration histogram is aggregated by `_exact.ExactHistogram` (one SDK
 `Histogram.record()` alone cost 16 us a request; see that module for how the data still reaches
 every reader), and in-flight counts are kept in a dict that an observable up-down counter
-reports at collection. Both are updated under one lock, so counts stay exact with several
-threads or event loops. Users who want traces turn tracing on and get the stock instrumentor for
-spans, with its metrics switched off so nothing is counted twice.
+reports at collection. Both are kept per thread, so counts stay exact with several threads or
+event loops and no lock is taken per request. Users who want traces turn tracing on and get
+the stock instrumentor for spans, with its metrics switched off so nothing is counted twice.
 
 Counts exactly what the app served: a request is recorded when the inner app returns or raises
 (an exception with no response started is recorded as 500, which is what the outer
@@ -40,7 +40,10 @@ routes, or none matched) gets `/v1/{path}`, as FastAPI's own telemetry writes it
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from bisect import bisect_left as _bisect
+from collections.abc import Hashable, Iterable
+from threading import get_ident
+from threading import get_ident as _get_ident
 from time import perf_counter as _now
 from typing import TYPE_CHECKING, Any
 
@@ -87,22 +90,28 @@ def _duration_attributes(key: _Key) -> Attributes:
 
 class HttpServerMetrics:
     """The two semconv instruments of one provider: the duration histogram (aggregated here,
-    `source` hands it to the readers) and active requests (an observable up-down counter)."""
+    `source` hands it to the readers) and active requests (an observable up-down counter).
+
+    Like the histogram, in-flight counts are kept per thread (a request starts and ends on its
+    event loop's thread), so the middleware takes no lock; `local()` gives the calling
+    thread's histogram shard and in-flight counts in one lookup.
+    """
 
     def __init__(self, provider: MeterProvider) -> None:
-        self.lock = threading.Lock()
         self.duration = ExactHistogram(
             semconv.HTTP_SERVER_REQUEST_DURATION,
             unit="s",
             description="Duration of HTTP server requests.",
             boundaries=semconv.HTTP_DURATION_BUCKETS,
             attributes=_duration_attributes,
-            lock=self.lock,
         )
+        self.boundaries = self.duration.boundaries
         self.source = MetricsSource(InstrumentationScope(SCOPE_NAME, _VERSION), [self.duration])
-        # In-flight requests per (method, scheme), reported at collection: the exported data is
-        # the non-monotonic sum an UpDownCounter gives, without two SDK measurements a request.
-        self.in_flight: dict[tuple[str, str], int] = {}
+        #: thread ident -> (its histogram shard, its in-flight requests per (method, scheme))
+        self.locals: dict[int, tuple[dict[Hashable, Any], dict[tuple[str, str], int]]] = {}
+        self._lock = threading.Lock()
+        # In-flight requests are reported at collection: the exported data is the
+        # non-monotonic sum an UpDownCounter gives, without two SDK measurements a request.
         provider.get_meter(SCOPE_NAME, _VERSION).create_observable_up_down_counter(
             semconv.HTTP_SERVER_ACTIVE_REQUESTS,
             callbacks=[self._observe_in_flight],
@@ -110,12 +119,23 @@ class HttpServerMetrics:
             description="Number of active HTTP server requests.",
         )
 
+    def local(self) -> tuple[dict[Hashable, Any], dict[tuple[str, str], int]]:
+        """The calling thread's histogram shard and in-flight counts (created on first use)."""
+        ident = get_ident()
+        found = self.locals.get(ident)
+        if found is None:
+            with self._lock:
+                found = self.locals.setdefault(ident, (self.duration.shard(), {}))
+        return found
+
     def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
-        with self.lock:
-            snapshot = list(self.in_flight.items())
+        totals: dict[tuple[str, str], int] = {}
+        for _, in_flight in list(self.locals.values()):
+            for key, n in list(in_flight.items()):
+                totals[key] = totals.get(key, 0) + n
         return [
             Observation(n, {semconv.HTTP_REQUEST_METHOD: method, semconv.URL_SCHEME: scheme})
-            for (method, scheme), n in snapshot
+            for (method, scheme), n in totals.items()
         ]
 
 
@@ -143,7 +163,7 @@ class HttpMetricsMiddleware:
             scope["type"] != "http"
             or metrics is None
             or _MEASURED in scope
-            or scope["path"] in binding.exclude_paths
+            or (binding.exclude_paths and scope["path"] in binding.exclude_paths)
         ):
             await self.app(scope, receive, send)
             return
@@ -153,11 +173,9 @@ class HttpMetricsMiddleware:
             method = "_OTHER"
         scheme = scope.get("scheme", "http")
         root_path = scope.get("root_path", "")
-        lock = metrics.lock
-        in_flight = metrics.in_flight
+        shard, in_flight = metrics.locals.get(_get_ident()) or metrics.local()
         flight_key = (method, scheme)
-        with lock:
-            in_flight[flight_key] = in_flight.get(flight_key, 0) + 1
+        in_flight[flight_key] = in_flight.get(flight_key, 0) + 1
         status = 0
 
         async def send_status(message: Message) -> None:
@@ -183,19 +201,29 @@ class HttpMetricsMiddleware:
                 error = str(status) if status else "incomplete_response"
             route = scope.get("route")
             mounted = scope.get("root_path", root_path)
-            # Routed through mounts: keep the prefix they added to the root path.
-            prefix = mounted[len(root_path) :] if mounted != root_path else ""
-            template: str | None
-            if route is None:
-                # FastAPI's router records no route for a mount: stopped there, or no route.
-                template = prefix + "/{path}" if prefix else None
-            elif _Mount is not None and isinstance(route, _Mount):  # Starlette's router does
-                template = prefix + "/{path}"
+            if mounted is root_path or mounted == root_path:
+                template = None if route is None else getattr(route, "path", None)
             else:
-                template = getattr(route, "path", None)
-                if prefix and template is not None:
-                    template = prefix + template
-            series = metrics.duration.series_for((method, scheme, template, status, error))
-            with lock:
-                metrics.duration.record_locked(series, elapsed)
-                in_flight[flight_key] -= 1
+                template = _mounted_template(route, mounted[len(root_path) :])
+            key = (method, scheme, template, status, error)
+            # ExactHistogram.record() inlined (this runs for every request), into this
+            # thread's shard, which only this thread writes: no lock.
+            series = shard.get(key) or metrics.duration.add_series(shard, key)
+            series.counts[_bisect(metrics.boundaries, elapsed)] += 1
+            series.sum += elapsed
+            if elapsed < series.min:
+                series.min = elapsed
+            if elapsed > series.max:
+                series.max = elapsed
+            in_flight[flight_key] -= 1
+
+
+def _mounted_template(route: object, prefix: str) -> str | None:
+    """`http.route` of a request routed through mounts that added `prefix` to the root path."""
+    if route is None:
+        # FastAPI's router records no route for a mount: stopped there, or no route matched.
+        return prefix + "/{path}"
+    if _Mount is not None and isinstance(route, _Mount):  # Starlette's router does
+        return prefix + "/{path}"
+    template = getattr(route, "path", None)
+    return None if template is None else prefix + template
