@@ -207,12 +207,13 @@ def setup(
         shutdown_on_exit=False,
     )
     http = HttpServerMetrics(provider)
+    sources = [http.source]
+    if settings.instrument_asyncpg:
+        sources.append(_asyncpg.bind(provider))
     for reader in all_readers:
-        hook_reader(reader, [http.source], resource)
+        hook_reader(reader, sources, resource)
     if settings.set_global:
         _set_global(provider)
-    if settings.instrument_asyncpg:
-        _asyncpg.bind(provider)
     handle = Instrumentation(provider, resource, settings, http)
     _live.add(handle)
     return handle
