@@ -33,8 +33,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import gc
 import os
+import pstats
 import random
 import socket
 import statistics
@@ -158,6 +160,16 @@ async def _calls(app: Any, n: int) -> float:
     return (time.process_time() - start) / n
 
 
+def _calls_per_request(loop: asyncio.AbstractEventLoop, app: Any, n: int = 200) -> float:
+    """Function calls (Python and built-in) per request, counted by cProfile."""
+    profile = cProfile.Profile()
+    profile.enable()
+    loop.run_until_complete(_calls(app, n))
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    return sum(row[1] for row in stats.values()) / n
+
+
 def in_process(
     variants: list[str], requests: int, rounds: int, sink: str
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -181,6 +193,9 @@ def in_process(
             line = " ".join(f"{v} {per_round[v][-1]:7.2f}" for v in variants)
             print(f"round {r + 1:3d} us CPU/req: {line}", flush=True)
         best = {v: min(xs) for v, xs in per_round.items()}
+        print()
+        for v in variants:  # a load-independent view of the same cost
+            print(f"{v:<15} {_calls_per_request(loop, apps[v]):6.1f} Python calls per request")
         ratios: dict[str, float] = {}
         if "plain" in per_round:
             for v, xs in per_round.items():
