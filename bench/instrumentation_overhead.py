@@ -16,12 +16,13 @@ Default (in-process): each app is called directly as an ASGI application, `--req
 per round, in one event loop, with a fresh scope per call and do-nothing receive/send; CPU per
 request is `time.process_time()` (all threads of this process, so the exporters' work counts)
 over the calls / requests. This isolates what the instrumentation adds to the app from the
-server's and the network's cost. Each round runs every variant once, back to back, in a shuffled
-order. Reported are the best round of each variant (and its difference to the best `plain`),
-and the median over rounds of each variant's ratio to `plain` in the same round, turned into
-microseconds at the best `plain` speed: the headline figure. On a shared machine whose load
-changes from second to second, a whole run slows down or speeds up by tens of percent, but
-both sides of one short round move together, so the paired ratio stays put.
+server's and the network's cost. Each round runs every variant once, in a shuffled order, each
+between two runs of `plain`. Reported are the best run of each variant (and its difference to
+the best `plain`), and the median over rounds of each variant's ratio to the `plain` runs
+around it, turned into microseconds at the best `plain` speed: the headline figure. On a
+shared machine whose load changes from second to second, a whole run slows down or speeds up
+by tens of percent, but the runs on either side of a short one move with it, so the paired
+ratio stays put. The count of Python calls per request is printed too: no load moves it.
 
 `--server`: the previous end-to-end method. Each app runs under uvicorn (one process, pinned to
 CPU 0); this process (pinned to CPU 1) keeps 32 keep-alive HTTP/1.1 connections busy; CPU
@@ -174,8 +175,8 @@ def in_process(
     variants: list[str], requests: int, rounds: int, sink: str
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Best CPU us/request per variant, and the median over rounds of each variant's ratio to
-    `plain` measured in the same round (paired: a round that the machine's other work slowed
-    down slows both sides of its ratio)."""
+    `plain` run just before and just after it (paired: a moment that the machine's other work
+    slowed down slows both sides of the ratio)."""
     apps = {v: build_app(v, sink) for v in variants}
     loop = asyncio.new_event_loop()
     try:
@@ -183,13 +184,25 @@ def in_process(
             loop.run_until_complete(_check(app))
             loop.run_until_complete(_calls(app, 2000))  # warm-up: caches, lazy stacks
         per_round: dict[str, list[float]] = {v: [] for v in variants}
-        order = list(variants)
+        ratios_by_round: dict[str, list[float]] = {v: [] for v in variants if v != "plain"}
+        order = [v for v in variants if v != "plain"]
         shuffle = random.Random(15).shuffle
+
+        def measure(v: str) -> float:
+            gc.collect()
+            us = loop.run_until_complete(_calls(apps[v], requests)) * 1e6
+            per_round[v].append(us)
+            return us
+
         for r in range(rounds):
             shuffle(order)  # no variant always runs first, on caches the previous one warmed
             for v in order:
-                gc.collect()
-                per_round[v].append(loop.run_until_complete(_calls(apps[v], requests)) * 1e6)
+                if "plain" in apps:
+                    # plain, v, plain: v's ratio to the plain runs on either side of it
+                    before, us, after = measure("plain"), measure(v), measure("plain")
+                    ratios_by_round[v].append(2 * us / (before + after))
+                else:
+                    measure(v)
             line = " ".join(f"{v} {per_round[v][-1]:7.2f}" for v in variants)
             print(f"round {r + 1:3d} us CPU/req: {line}", flush=True)
         best = {v: min(xs) for v, xs in per_round.items()}
@@ -197,11 +210,9 @@ def in_process(
         for v in variants:  # a load-independent view of the same cost
             print(f"{v:<15} {_calls_per_request(loop, apps[v]):6.1f} Python calls per request")
         ratios: dict[str, float] = {}
-        if "plain" in per_round:
-            for v, xs in per_round.items():
-                ratios[v] = statistics.median(
-                    x / p for x, p in zip(xs, per_round["plain"], strict=True)
-                )
+        if "plain" in apps:
+            ratios = {v: statistics.median(xs) for v, xs in ratios_by_round.items() if xs}
+            ratios["plain"] = 1.0
         return best, ratios
     finally:
         loop.close()
