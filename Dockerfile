@@ -9,8 +9,9 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY . .
-# A wheel of the project plus wheels of every dependency, so the runtime stage installs offline.
-RUN pip wheel --wheel-dir /wheels .
+# Wheels of the project and its service-side package (instrumentation/, its own distribution)
+# plus wheels of every dependency, so the runtime stage installs offline.
+RUN pip wheel --wheel-dir /wheels ./instrumentation .
 
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 \

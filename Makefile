@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit setup system-deps services collector k8s-tools bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml instrumentation/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e './instrumentation[grpc,tracing]' -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

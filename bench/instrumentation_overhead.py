@@ -1,19 +1,32 @@
 """CPU cost of HTTP instrumentation on a trivial FastAPI endpoint, against peers, in one run.
 
-    .venv/bin/python bench/instrumentation_overhead.py [--seconds 5] [--rounds 3]
+    .venv/bin/python bench/instrumentation_overhead.py [--requests 20000] [--rounds 5]
+    .venv/bin/python bench/instrumentation_overhead.py --server [--seconds 5] [--rounds 3]
 
-Variants, each a uvicorn server (one process, pinned to CPU 0) serving GET /items/{item_id}:
+Variants, each a FastAPI app serving GET /items/{item_id}:
   plain           no instrumentation
-  ours            instrumentation.instrument_app(): full setup (resource, OTLP/HTTP exporter
-                  every 5 s to a local sink, app/business meters, asyncpg wrapper)
+  ours            instrumentation.instrument_app() with a full setup() (resource, OTLP/HTTP
+                  exporter every 5 s to a local sink, asyncpg wrapper)
   otel-stock      opentelemetry-instrumentation-fastapi (FastAPIInstrumentor) with an SDK
                   MeterProvider exporting to the same sink, no TracerProvider (default semconv)
   fastapi-native  FastAPI's own telemetry (FastAPI(telemetry=...)), metrics only, same sink
-  instrumentator  prometheus-fastapi-instrumentator with /metrics exposed
-The load generator (this process, pinned to CPU 1) keeps 32 keep-alive HTTP/1.1 connections
-busy. CPU us/request = the server process's CPU time (user + system, psutil) over the measured
-window / requests answered in it. Rounds interleave the variants; the best (lowest) round of
-each is reported, since other work on the machine can only add CPU, not remove it.
+  instrumentator  prometheus-fastapi-instrumentator
+
+Default (in-process): each app is called directly as an ASGI application, `--requests` times
+per round, in one event loop, with a fresh scope per call and do-nothing receive/send; CPU per
+request is `time.process_time()` (all threads of this process, so the exporters' work counts)
+over the calls / requests. This isolates what the instrumentation adds to the app from the
+server's and the network's cost. Each round runs every variant once, in a shuffled order, each
+between two runs of `plain`. Reported are the best run of each variant (and its difference to
+the best `plain`), and the median over rounds of each variant's ratio to the `plain` runs
+around it, turned into microseconds at the best `plain` speed: the headline figure. On a
+shared machine whose load changes from second to second, a whole run slows down or speeds up
+by tens of percent, but the runs on either side of a short one move with it, so the paired
+ratio stays put. The count of Python calls per request is printed too: no load moves it.
+
+`--server`: the previous end-to-end method. Each app runs under uvicorn (one process, pinned to
+CPU 0); this process (pinned to CPU 1) keeps 32 keep-alive HTTP/1.1 connections busy; CPU
+us/request = the server process's user + system CPU time over the window / requests answered.
 """
 
 from __future__ import annotations
@@ -21,8 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import gc
 import os
+import pstats
+import random
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -32,15 +50,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 VARIANTS = ("plain", "ours", "otel-stock", "fastapi-native", "instrumentator")
 PATH = "/items/42"
 CONCURRENCY = 32
 REPO = Path(__file__).resolve().parents[1]
-
-
-# --- the server side (run as `--serve VARIANT`) ---
+#: providers built for the in-process variants, shut down before the sink closes
+_PROVIDERS: list[Any] = []
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 def build_app(variant: str, sink: str) -> Any:
@@ -53,8 +70,10 @@ def build_app(variant: str, sink: str) -> Any:
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=sink), 5000)
+        native_provider = MeterProvider(metric_readers=[reader])
+        _PROVIDERS.append(native_provider)
         kwargs["telemetry"] = {
-            "meter_provider": MeterProvider(metric_readers=[reader]),
+            "meter_provider": native_provider,
             "tracing": False,
             "logs": False,
         }
@@ -69,9 +88,13 @@ def build_app(variant: str, sink: str) -> Any:
         return {"id": item_id}
 
     if variant == "ours":
-        from instrumentation import instrument_app
+        from instrumentation import InstrumentationSettings, instrument_app, setup
 
-        instrument_app(app, service_name="bench", endpoint=sink, set_global=False)
+        handle = setup(
+            InstrumentationSettings(service_name="bench", endpoint=sink, set_global=False)
+        )
+        instrument_app(app, handle)
+        _PROVIDERS.append(handle.meter_provider)
     elif variant == "otel-stock":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -79,14 +102,125 @@ def build_app(variant: str, sink: str) -> Any:
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
         reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=sink), 5000)
-        FastAPIInstrumentor.instrument_app(
-            app, meter_provider=MeterProvider(metric_readers=[reader])
-        )
+        stock_provider = MeterProvider(metric_readers=[reader])
+        _PROVIDERS.append(stock_provider)
+        FastAPIInstrumentor.instrument_app(app, meter_provider=stock_provider)
     elif variant == "instrumentator":
         from prometheus_fastapi_instrumentator import Instrumentator
 
         Instrumentator().instrument(app).expose(app)
     return app
+
+
+# --- in-process ASGI calls (the default) ---
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    pass
+
+
+async def _check(app: Any) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(_scope(), _receive, send)
+    if not sent or sent[0].get("status") != 200 or sent[-1].get("body") != b'{"id":42}':
+        raise RuntimeError(f"unexpected response: {sent}")
+
+
+async def _calls(app: Any, n: int) -> float:
+    """CPU seconds per call over `n` calls."""
+    template = _scope()
+    start = time.process_time()
+    for _ in range(n):
+        await app(dict(template, state={}), _receive, _discard)
+    return (time.process_time() - start) / n
+
+
+def _calls_per_request(loop: asyncio.AbstractEventLoop, app: Any, n: int = 200) -> float:
+    """Function calls (Python and built-in) per request, counted by cProfile."""
+    profile = cProfile.Profile()
+    profile.enable()
+    loop.run_until_complete(_calls(app, n))
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    return sum(row[1] for row in stats.values()) / n
+
+
+def in_process(
+    variants: list[str], requests: int, rounds: int, sink: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Best CPU us/request per variant, and the median over rounds of each variant's ratio to
+    `plain` run just before and just after it (paired: a moment that the machine's other work
+    slowed down slows both sides of the ratio)."""
+    apps = {v: build_app(v, sink) for v in variants}
+    loop = asyncio.new_event_loop()
+    try:
+        for app in apps.values():
+            loop.run_until_complete(_check(app))
+            loop.run_until_complete(_calls(app, 2000))  # warm-up: caches, lazy stacks
+        per_round: dict[str, list[float]] = {v: [] for v in variants}
+        ratios_by_round: dict[str, list[float]] = {v: [] for v in variants if v != "plain"}
+        order = [v for v in variants if v != "plain"]
+        shuffle = random.Random(15).shuffle
+
+        def measure(v: str) -> float:
+            gc.collect()
+            us = loop.run_until_complete(_calls(apps[v], requests)) * 1e6
+            per_round[v].append(us)
+            return us
+
+        for r in range(rounds):
+            shuffle(order)  # no variant always runs first, on caches the previous one warmed
+            for v in order:
+                if "plain" in apps:
+                    # plain, v, plain: v's ratio to the plain runs on either side of it
+                    before, us, after = measure("plain"), measure(v), measure("plain")
+                    ratios_by_round[v].append(2 * us / (before + after))
+                else:
+                    measure(v)
+            line = " ".join(f"{v} {per_round[v][-1]:7.2f}" for v in variants)
+            print(f"round {r + 1:3d} us CPU/req: {line}", flush=True)
+        best = {v: min(xs) for v, xs in per_round.items()}
+        print()
+        for v in variants:  # a load-independent view of the same cost
+            print(f"{v:<15} {_calls_per_request(loop, apps[v]):6.1f} Python calls per request")
+        ratios: dict[str, float] = {}
+        if "plain" in apps:
+            ratios = {v: statistics.median(xs) for v, xs in ratios_by_round.items() if xs}
+            ratios["plain"] = 1.0
+        return best, ratios
+    finally:
+        loop.close()
+        for provider in _PROVIDERS:
+            provider.shutdown()
+
+
+# --- end to end through uvicorn (--server) ---
 
 
 def serve(variant: str, port: int, sink: str) -> None:
@@ -99,9 +233,6 @@ def serve(variant: str, port: int, sink: str) -> None:
         log_level="warning",
         access_log=False,
     )
-
-
-# --- the load generator ---
 
 
 async def _connection(port: int, stop: float, counter: list[int]) -> None:
@@ -137,9 +268,6 @@ def load(port: int, seconds: float) -> int:
         return uvloop.run(_load(port, seconds))
     except ImportError:
         return asyncio.run(_load(port, seconds))
-
-
-# --- orchestration ---
 
 
 def free_port() -> int:
@@ -188,7 +316,9 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("server did not answer")
 
 
-def measure(variant: str, seconds: float, sink: str, pin: bool) -> tuple[float, float]:
+def measure_server(variant: str, seconds: float, sink: str, pin: bool) -> tuple[float, float]:
+    import psutil
+
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for key in [k for k in env if k.startswith("OTEL_")]:
@@ -215,11 +345,28 @@ def measure(variant: str, seconds: float, sink: str, pin: bool) -> tuple[float, 
         proc.wait(10)
 
 
+def server_mode(variants: list[str], seconds: float, rounds: int, sink: str) -> dict[str, float]:
+    pin = len(os.sched_getaffinity(0)) >= 2
+    if pin:
+        os.sched_setaffinity(0, {1})
+    else:
+        print("fewer than 2 CPUs: server and load generator share a core; ratios still hold")
+    best: dict[str, float] = {}
+    for r in range(rounds):
+        for v in variants:
+            rps, us = measure_server(v, seconds, sink, pin)
+            print(f"round {r + 1} {v:<15} {rps:8.0f} req/s {us:7.1f} us CPU/req", flush=True)
+            best[v] = min(best.get(v, us), us)
+    return best
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured load per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per variant (best kept)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000, help="calls per variant a round")
+    parser.add_argument("--rounds", type=int, default=60, help="rounds (--server: 3 is plenty)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--server", action="store_true", help="end to end through uvicorn")
+    parser.add_argument("--seconds", type=float, default=5.0, help="--server: load per round")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
@@ -231,27 +378,37 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
-    pin = len(os.sched_getaffinity(0)) >= 2
-    if pin:
-        os.sched_setaffinity(0, {1})
-    else:
-        print("fewer than 2 CPUs: server and load generator share a core; ratios still hold")
-    best: dict[str, tuple[float, float]] = {}
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ratios: dict[str, float] = {}
     with otlp_sink() as sink:
-        for r in range(args.rounds):
-            for v in variants:
-                rps, us = measure(v, args.seconds, sink, pin)
-                print(f"round {r + 1} {v:<15} {rps:8.0f} req/s {us:7.1f} us CPU/req", flush=True)
-                if v not in best or us < best[v][1]:
-                    best[v] = (rps, us)
+        if args.server:
+            best = server_mode(variants, args.seconds, args.rounds, sink)
+        else:
+            best, ratios = in_process(variants, args.requests, args.rounds, sink)
     base = best.get("plain")
     print()
-    print(f"{'variant':<15} {'req/s':>8} {'CPU us/req':>11} {'added us':>9} {'vs plain':>9}")
+    print(
+        f"{'variant':<15} {'best us/req':>11} {'added (best)':>12} "
+        f"{'x plain (median)':>16} {'added (median)':>14}"
+    )
+    added: dict[str, float] = {}
     for v in variants:
-        rps, us = best[v]
-        added = f"{us - base[1]:+9.1f}" if base else "        -"
-        ratio = f"{us / base[1]:8.2f}x" if base else "        -"
-        print(f"{v:<15} {rps:8.0f} {us:11.1f} {added} {ratio}")
+        us = best[v]
+        by_best = f"{us - base:+12.2f}" if base else "           -"
+        if base and v in ratios:
+            # The paired ratio at the machine's unloaded speed (the best plain round).
+            added[v] = (ratios[v] - 1) * base
+            paired = f"{ratios[v]:15.3f}x {added[v]:+14.2f}"
+        else:
+            paired = f"{'-':>16} {'-':>14}"
+        print(f"{v:<15} {us:11.2f} {by_best} {paired}")
+    if base and "ours" in best:
+        mine = added.get("ours", best["ours"] - base)
+        for peer in ("instrumentator", "otel-stock", "fastapi-native"):
+            if peer in best:
+                theirs = added.get(peer, best[peer] - base)
+                print(f"ours / {peer}: {mine / theirs:.3f} of its added CPU")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ check fails.
 Health (`gateway.health`, mounted at /live, /ready, /health, /api/health): a `postgresql` check
 behind its own circuit breaker and a `websocket` check of the worker's WebSocket hub; their
 results and the breaker's transitions are exported as the catalogue's `health.check.*` and
-`circuit_breaker.*` metrics with the service's other metrics (`instrumentation.HealthMetrics`).
+`circuit_breaker.*` metrics with the service's other metrics (`demo.health_metrics`).
+
+Its platform metrics (`demo.meters.Meters`: deployments, WebSockets, errors, business events)
+are built in the lifespan on the provider `instrument_app()` set up for the worker, and kept in
+`app.state.meters`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,7 +35,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from demo.db import PLANS, Database, User, seed_user, token_for
+from demo.health_metrics import HealthMetrics
+from demo.meters import Meters
 from demo.settings import DemoSettings
+from gateway.catalogue import DEFAULT_NAMESPACE
 from gateway.health import (
     Check,
     CheckOutcome,
@@ -42,7 +49,7 @@ from gateway.health import (
     health_router,
 )
 from gateway.health.checks.postgres import PostgresCheck
-from instrumentation import HealthMetrics, Meters, instrument_app
+from instrumentation import Instrumentation, InstrumentationSettings, instrument_app
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -134,7 +141,7 @@ class _DemoState:
 
 
 def _meters(request: Request | WebSocket) -> Meters:
-    return request.app.state.instrumentation.meters  # type: ignore[no-any-return]
+    return request.app.state.meters  # type: ignore[no-any-return]
 
 
 def _state(request: Request | WebSocket) -> _DemoState:
@@ -182,10 +189,13 @@ async def _refresh_plans(state: _DemoState, stop: asyncio.Event) -> None:
 def create_app(
     settings: DemoSettings | None = None,
     *,
-    instrumentation: Mapping[str, Any] | None = None,
+    instrumentation: Instrumentation | InstrumentationSettings | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> FastAPI:
-    """The demo app. `instrumentation`: keyword arguments for `instrumentation.setup()`
-    (endpoint, export_interval_s, ...); by default the OTEL_* environment decides."""
+    """The demo app. `instrumentation`: settings for `instrumentation.setup()` (endpoint,
+    export_interval_s, ...) or a handle from it (tests); by default the OTEL_* environment
+    decides, and the service is named `settings.service_name` unless OTEL_SERVICE_NAME is set.
+    `namespace` prefixes the platform metrics' names."""
     settings = settings or DemoSettings()
     state = _DemoState(settings, WebSocketHub(settings.websocket_max_connections))
     state.plan_counts = dict.fromkeys(PLANS, 0)
@@ -242,12 +252,14 @@ def create_app(
             if state.db is not None:
                 await state.db.close()
                 state.db = None
-        app.state.instrumentation.meters.observe_plan_distribution(lambda: state.plan_counts)
+        provider = app.state.instrumentation.meter_provider
+        meters = Meters(provider.get_meter("demo", "0.1.0"), namespace=namespace)
+        app.state.meters = meters
+        meters.observe_plan_distribution(lambda: state.plan_counts)
         stop_refresh = asyncio.Event()
         refresher = asyncio.create_task(_refresh_plans(state, stop_refresh), name="plan-refresh")
         add_database_check()
-        handle = app.state.instrumentation
-        registry.add_listener(HealthMetrics(handle.meter_provider, namespace=handle.namespace))
+        registry.add_listener(HealthMetrics(provider, namespace=namespace))
         state.hub.accepting = True
         await registry.start()
         registry.set_accepting(True)
@@ -265,11 +277,10 @@ def create_app(
     app = FastAPI(title="coderunner demo", lifespan=lifespan)
     app.state.demo = state
     app.include_router(health_router(registry, details="always"))
-    instrument_app(
-        app,
-        **{"service_name": settings.service_name, **(instrumentation or {})},
-        exclude_paths=("/live", "/ready"),
-    )
+    if instrumentation is None:
+        named = None if os.environ.get("OTEL_SERVICE_NAME") else settings.service_name
+        instrumentation = InstrumentationSettings(service_name=named)
+    instrument_app(app, instrumentation, exclude_paths=("/live", "/ready"))
 
     @app.get("/")
     async def index() -> dict[str, Any]:
@@ -391,8 +402,4 @@ def create_app(
 def create_app_from_env() -> FastAPI:
     """For `uvicorn demo.app:create_app_from_env --factory`: settings from DATABASE_URL and
     DEMO_*; telemetry from OTEL_* (OTEL_SERVICE_NAME, when set, names the service)."""
-    settings = DemoSettings.from_env(os.environ)
-    extra: dict[str, Any] = {}
-    if os.environ.get("OTEL_SERVICE_NAME"):
-        extra["service_name"] = None
-    return create_app(settings, instrumentation=extra)
+    return create_app(DemoSettings.from_env(os.environ))

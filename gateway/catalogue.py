@@ -17,10 +17,9 @@ import enum
 from dataclasses import dataclass
 
 from gateway.exporters.prometheus.naming import metric_name
+from instrumentation.semconv import DEFAULT_NAMESPACE  # shared with the service-side package
 
 __all__ = ["CATALOGUE", "DEFAULT_NAMESPACE", "RENAMED", "Kind", "Layer", "Metric", "by_name"]
-
-DEFAULT_NAMESPACE = "coderunner"
 
 
 class Kind(enum.Enum):

@@ -5,90 +5,141 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.trace import TracerProvider
-from starlette.applications import Starlette
 
-from instrumentation._http import HttpInstruments, HttpMetricsMiddleware, MiddlewareBinding
+from instrumentation._http import HttpMetricsMiddleware, MiddlewareBinding
+from instrumentation._settings import InstrumentationSettings
 from instrumentation._setup import Instrumentation, setup
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+    from starlette.applications import Starlette
 
 __all__ = ["instrument_app"]
 
 _log = logging.getLogger("instrumentation")
 
 
+@dataclass(eq=False)
+class _AppInstrumentation:
+    """Per app: the middleware's binding and what its lifespan sets up."""
+
+    binding: MiddlewareBinding
+    #: installed by the zero-code start (`opentelemetry-instrument`); an explicit
+    #: `instrument_app()` may still configure it
+    automatic: bool
+    #: a handle the caller passed: bound at once, never shut down by us
+    handle: Instrumentation | None = None
+    #: what the lifespan's `setup()` gets when no handle was passed
+    settings: InstrumentationSettings | None = None
+
+
 def _bind(app: Starlette, binding: MiddlewareBinding, handle: Instrumentation) -> None:
-    binding.instruments = HttpInstruments(handle.meter_provider)
+    binding.metrics = handle.http
     app.state.instrumentation = handle
 
 
-def instrument_app(
-    app: Starlette,
-    instrumentation: Instrumentation | None = None,
-    *,
-    tracing: bool = False,
-    tracer_provider: TracerProvider | None = None,
-    exclude_paths: Collection[str] = (),
-    **setup_kwargs: Any,
-) -> None:
-    """Instrument a FastAPI (or Starlette) app: HTTP server metrics, asyncpg metrics, and
-    `app.state.instrumentation` (the handle, with `.meters`) for the app's own metrics.
-
-    Without `instrumentation`, `setup(**setup_kwargs)` runs in the app's lifespan startup, i.e.
-    in each worker after the server forks or spawns it, and the handle is shut down (flushed) at
-    lifespan shutdown; the app's own lifespan runs inside, so it can use the handle. Pass an
-    existing handle to bind it now instead (tests, or a service that calls `setup()` itself).
-
-    `tracing=True` adds the stock OpenTelemetry FastAPI and asyncpg instrumentors for spans
-    (with `tracer_provider`, default the global one); their metrics are switched off, since this
-    package records the same semconv metrics at a fraction of the cost.
-    `exclude_paths`: exact paths not measured (e.g. "/health" polled by a load balancer).
-    """
-    if getattr(app.state, "_instrumentation_binding", None) is not None:
-        raise RuntimeError("instrument_app() was already called for this app")
-    if instrumentation is not None and setup_kwargs:
-        raise TypeError(
-            f"pass either an Instrumentation or setup() arguments, not both: {sorted(setup_kwargs)}"
-        )
+def _install(app: Starlette, *, automatic: bool) -> _AppInstrumentation:
     binding = MiddlewareBinding()
-    app.state._instrumentation_binding = binding
-    app.add_middleware(HttpMetricsMiddleware, binding=binding, exclude_paths=exclude_paths)
+    config = _AppInstrumentation(binding, automatic)
+    app.state._instrumentation_app = config
+    app.add_middleware(HttpMetricsMiddleware, binding=binding)
     # FastAPI >= 0.160 records the same HTTP metrics natively as soon as a global
     # MeterProvider exists; ours replace them on this app, so switch those off (there is no
     # public setter after construction; `FastAPI(telemetry={"metrics": False})` is the same).
     native = getattr(app, "_telemetry", None)
     if isinstance(native, dict):
         native["metrics"] = False
-    if tracing:
-        _instrument_tracing(app, tracer_provider)
-
-    if instrumentation is not None:
-        _bind(app, binding, instrumentation)
-        return
 
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        handle = setup(**setup_kwargs)
+        if config.handle is not None:  # the caller owns the provider
+            async with inner(a) as state:
+                yield state
+            return
+        handle = setup(config.settings)
         _bind(app, binding, handle)
         try:
             async with inner(a) as state:
                 yield state
         finally:
-            binding.instruments = None
+            binding.metrics = None
             # shutdown() exports over the network; keep the event loop free meanwhile.
             await anyio.to_thread.run_sync(handle.shutdown)
 
     app.router.lifespan_context = lifespan
+    return config
+
+
+def instrument_app(
+    app: Starlette,
+    instrumentation: Instrumentation | InstrumentationSettings | None = None,
+    *,
+    tracing: bool = False,
+    tracer_provider: TracerProvider | None = None,
+    exclude_paths: Collection[str] = (),
+) -> None:
+    """Instrument a FastAPI (or Starlette) app: HTTP server metrics, asyncpg metrics, and
+    `app.state.instrumentation` (the handle; `.meter_provider` for the app's own metrics).
+
+    With settings (or None: all from `OTEL_*`), `setup(settings)` runs in the app's lifespan
+    startup, i.e. in each worker after the server forks or spawns it, and the handle is shut
+    down (flushed) at lifespan shutdown; the app's own lifespan runs inside, so it can use the
+    handle. Pass an existing handle to bind it now instead (tests, or a service that calls
+    `setup()` itself).
+
+    `tracing=True` adds the stock OpenTelemetry FastAPI and asyncpg instrumentors for spans
+    (with `tracer_provider`, default the global one; the package's `tracing` extra); their
+    metrics are switched off, since this package records the same semconv metrics at a
+    fraction of the cost.
+    `exclude_paths`: exact paths not measured (e.g. "/health" polled by a load balancer).
+
+    An app the zero-code start (`opentelemetry-instrument`) already instrumented is
+    configured by this call instead; calling it twice yourself is an error.
+    """
+    if not isinstance(instrumentation, Instrumentation | InstrumentationSettings | None):
+        raise TypeError(
+            "instrument_app() takes an Instrumentation handle or InstrumentationSettings, "
+            f"got {type(instrumentation).__name__}"
+        )
+    config: _AppInstrumentation | None = getattr(app.state, "_instrumentation_app", None)
+    if config is None:
+        config = _install(app, automatic=False)
+    elif config.automatic:
+        config.automatic = False
+    else:
+        raise RuntimeError("instrument_app() was already called for this app")
+    config.binding.exclude_paths = frozenset(exclude_paths)
+    if tracing:
+        _instrument_tracing(app, tracer_provider)
+    if isinstance(instrumentation, Instrumentation):
+        config.handle = instrumentation
+        _bind(app, config.binding, instrumentation)
+    else:
+        config.settings = instrumentation
+
+
+def instrument_automatically(app: Starlette, settings: InstrumentationSettings | None) -> None:
+    """The zero-code start's hook: instrument `app` unless it already is."""
+    if getattr(app.state, "_instrumentation_app", None) is None:
+        _install(app, automatic=True).settings = settings
 
 
 def _instrument_tracing(app: Starlette, tracer_provider: TracerProvider | None) -> None:
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    try:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError as exc:
+        raise RuntimeError(
+            "instrument_app(tracing=True) needs the stock instrumentors: "
+            "pip install 'telemetry-gateway-instrumentation[tracing]'"
+        ) from exc
 
     FastAPIInstrumentor.instrument_app(
         app,  # type: ignore[arg-type]

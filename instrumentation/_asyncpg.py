@@ -5,7 +5,8 @@ opentelemetry-instrumentation-asyncpg produces spans only. Two ways to get the m
     processor, or (b) time the same `Connection` methods it wraps and record the histogram directly.
 (a) pays for a recording span per query (ids, attributes, context attach; tens of microseconds)
 even when no one wants traces, and ties metrics to trace sampling. (b) costs one `perf_counter()`
-pair and one histogram record, so we do (b); the stock instrumentor is still applied for spans
+pair and one histogram record (aggregated by `_exact.ExactHistogram`, not the SDK's 16 us
+`Histogram.record()`), so we do (b); the stock instrumentor is still applied for spans
 when tracing is on (`instrument_app(tracing=True)`), and the two wrappers compose.
 
 Wrapped: Connection.execute, executemany, fetch, fetchval, fetchrow, fetchmany (none calls
@@ -24,29 +25,45 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from opentelemetry.metrics import Histogram, MeterProvider
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.util.types import Attributes
+
+from instrumentation import semconv
+from instrumentation._exact import ExactHistogram, MetricsSource
 
 __all__ = ["bind", "operation_name", "unbind"]
 
-METRIC = "db.client.operation.duration"
-# Semconv's recommended boundaries for db.client.operation.duration.
-_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+METRIC = semconv.DB_CLIENT_OPERATION_DURATION
 _METHODS = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fetchmany")
 _VERB = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*([A-Za-z]+)", re.S)
 _MAX_CACHED = 2048
+_VERSION = "0.1.0"
+
+
+def _attributes(key: tuple[str, str | None]) -> Attributes:
+    op, error = key
+    attrs = {semconv.DB_SYSTEM_NAME: "postgresql", semconv.DB_OPERATION_NAME: op}
+    if error is not None:
+        attrs[semconv.ERROR_TYPE] = error
+    return attrs
 
 
 class _Recorder:
+    """The histogram of one provider, aggregated by `ExactHistogram` like the HTTP one."""
+
     def __init__(self, provider: MeterProvider) -> None:
         self.provider = provider
-        meter = provider.get_meter("instrumentation.asyncpg")
-        self.histogram: Histogram = meter.create_histogram(
+        self.histogram = ExactHistogram(
             METRIC,
             unit="s",
             description="Duration of database client operations.",
-            explicit_bucket_boundaries_advisory=_BUCKETS,
+            boundaries=semconv.DB_DURATION_BUCKETS,
+            attributes=_attributes,
         )
-        self._attrs: dict[tuple[str, str | None], dict[str, str]] = {}
+        self.source = MetricsSource(
+            InstrumentationScope("instrumentation.asyncpg", _VERSION), [self.histogram]
+        )
         self._ops: dict[str, str] = {}
 
     def record(self, query: object, seconds: float, error: str | None) -> None:
@@ -55,15 +72,7 @@ class _Recorder:
             op = operation_name(query)
             if isinstance(query, str) and len(self._ops) < _MAX_CACHED:
                 self._ops[query] = op
-        key = (op, error)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = {"db.system.name": "postgresql", "db.operation.name": op}
-            if error is not None:
-                attrs["error.type"] = error
-            if len(self._attrs) < _MAX_CACHED:
-                self._attrs[key] = attrs
-        self.histogram.record(seconds, attrs)
+        self.histogram.record((op, error), seconds)
 
 
 _recorder: _Recorder | None = None
@@ -136,11 +145,13 @@ def _patch() -> None:
     _patched = True
 
 
-def bind(provider: MeterProvider) -> None:
-    """Record asyncpg operations into `provider` from now on (patches asyncpg once)."""
+def bind(provider: MeterProvider) -> MetricsSource:
+    """Record asyncpg operations for `provider` from now on (patches asyncpg once); the
+    returned source is what the provider's readers must collect (`hook_reader`)."""
     global _recorder
     _patch()
     _recorder = _Recorder(provider)
+    return _recorder.source
 
 
 def unbind(provider: MeterProvider) -> None:

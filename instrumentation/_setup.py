@@ -22,7 +22,6 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
@@ -33,28 +32,32 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from gateway.catalogue import DEFAULT_NAMESPACE
 from instrumentation import _asyncpg
-from instrumentation._meters import Meters
+from instrumentation._exact import hook_reader
+from instrumentation._http import HttpServerMetrics
+from instrumentation._settings import (
+    DEFAULT_EXPORT_INTERVAL_S,
+    PROTOCOLS,
+    InstrumentationSettings,
+    Protocol,
+)
+from instrumentation.semconv import DEFAULT_NAMESPACE
 
-__all__ = ["DEFAULT_EXPORT_INTERVAL_S", "Instrumentation", "Protocol", "setup"]
+__all__ = ["Instrumentation", "setup"]
 
 _log = logging.getLogger("instrumentation")
-
-Protocol = Literal["http/protobuf", "grpc"]
-DEFAULT_EXPORT_INTERVAL_S = 5.0  # the SDK's 60 s is too slow for a gateway that shows live data
-_METER_NAME = "instrumentation"
-_VERSION = "0.1.0"
 
 
 @dataclass(eq=False)
 class Instrumentation:
-    """What `setup()` returns: the provider, the typed meters, and `shutdown()` (flushes)."""
+    """What `setup()` returns: the provider (`meter_provider.get_meter(...)` for the service's
+    own metrics), its resource and settings, and `shutdown()` (flushes)."""
 
     meter_provider: MeterProvider
-    meters: Meters
     resource: Resource
-    namespace: str
+    settings: InstrumentationSettings
+    #: the HTTP server instruments `instrument_app()` binds its middleware to
+    http: HttpServerMetrics = field(repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -98,12 +101,12 @@ def _protocol(explicit: str | None) -> Protocol:
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     ).strip()
-    if value not in ("http/protobuf", "grpc"):
+    if value not in PROTOCOLS:
         raise ValueError(
             f"OTLP protocol {value!r} is not supported: use 'http/protobuf' or 'grpc' "
             "(the Python SDK has no http/json metric exporter)"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _http_endpoint(endpoint: str) -> str:
@@ -163,67 +166,55 @@ def build_resource(
 
 
 def setup(
-    service_name: str | None = None,
+    settings: InstrumentationSettings | None = None,
+    /,
     *,
-    service_namespace: str | None = None,
-    service_version: str | None = None,
-    environment: str | None = None,
-    endpoint: str | None = None,
-    protocol: Protocol | None = None,
-    headers: Mapping[str, str] | None = None,
-    export_interval_s: float | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-    export: bool = True,
     readers: Sequence[MetricReader] = (),
-    instrument_asyncpg: bool = True,
-    exemplars: bool = False,
-    set_global: bool = True,
 ) -> Instrumentation:
     """Build the MeterProvider for this process and return its handle.
 
-    `endpoint`: OTLP/HTTP URL ("http://127.0.0.1:4318" gets "/v1/metrics") or gRPC target; None
-    reads OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT. `export=False` skips the OTLP exporter (tests pass
-    `readers=[InMemoryMetricReader()]`). `namespace` prefixes the app/business metric names.
-    `exemplars=False` turns exemplar sampling off: it costs a context lookup per measurement and
-    the gateway does not keep exemplars. `set_global` makes it the API's global provider, so
-    `opentelemetry.metrics.get_meter()` elsewhere in the service uses it too.
+    `settings`: see `InstrumentationSettings` (None: all from the `OTEL_*` environment).
+    `readers`: more readers besides the OTLP exporter's (tests pass an `InMemoryMetricReader`
+    and `InstrumentationSettings(export=False)`); each also receives the HTTP histogram.
     """
-    if export_interval_s is not None and export_interval_s <= 0:
-        raise ValueError(f"export_interval_s must be > 0, got {export_interval_s}")
+    settings = settings or InstrumentationSettings()
     all_readers: list[MetricReader] = list(readers)
-    if export:
-        if export_interval_s is not None:
-            interval_ms: float | None = export_interval_s * 1000
+    if settings.export:
+        if settings.export_interval_s is not None:
+            interval_ms: float | None = settings.export_interval_s * 1000
         elif os.environ.get("OTEL_METRIC_EXPORT_INTERVAL"):
             interval_ms = None  # the SDK reads it
         else:
             interval_ms = DEFAULT_EXPORT_INTERVAL_S * 1000
         all_readers.append(
             PeriodicExportingMetricReader(
-                _exporter(_protocol(protocol), endpoint, headers),
+                _exporter(_protocol(settings.protocol), settings.endpoint, settings.headers),
                 export_interval_millis=interval_ms,
             )
         )
     resource = build_resource(
-        service_name=service_name,
-        service_namespace=service_namespace,
-        service_version=service_version,
-        environment=environment,
+        service_name=settings.service_name,
+        service_namespace=settings.service_namespace,
+        service_version=settings.service_version,
+        environment=settings.environment,
     )
     provider = MeterProvider(
         metric_readers=all_readers,
         resource=resource,
-        exemplar_filter=None if exemplars else AlwaysOffExemplarFilter(),
+        exemplar_filter=None if settings.exemplars else AlwaysOffExemplarFilter(),
         # Our handle's shutdown() (or the lifespan) flushes; an atexit hook in a forked child
         # would flush a parent's copy.
         shutdown_on_exit=False,
     )
-    if set_global:
+    http = HttpServerMetrics(provider)
+    sources = [http.source]
+    if settings.instrument_asyncpg:
+        sources.append(_asyncpg.bind(provider))
+    for reader in all_readers:
+        hook_reader(reader, sources, resource)
+    if settings.set_global:
         _set_global(provider)
-    meters = Meters(provider.get_meter(_METER_NAME, _VERSION), namespace=namespace)
-    if instrument_asyncpg:
-        _asyncpg.bind(provider)
-    handle = Instrumentation(provider, meters, resource, namespace)
+    handle = Instrumentation(provider, resource, settings, http)
     _live.add(handle)
     return handle
 

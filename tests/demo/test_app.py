@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from demo.app import create_app
 from demo.settings import DemoSettings
+from instrumentation import InstrumentationSettings, setup
 from tests.demo.conftest import DSN
 from tests.instrumentation.support import collect, value_of
 
@@ -23,7 +24,10 @@ pytestmark = pytest.mark.anyio
 def make(reader: InMemoryMetricReader, **settings: object) -> FastAPI:
     return create_app(
         DemoSettings(build_seconds=(0.0, 0.01), plan_refresh_s=0.05, **settings),  # type: ignore[arg-type]
-        instrumentation={"export": False, "readers": [reader], "set_global": False},
+        instrumentation=setup(
+            InstrumentationSettings(service_name="demo", export=False, set_global=False),
+            readers=[reader],
+        ),
     )
 
 

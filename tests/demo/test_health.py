@@ -29,6 +29,7 @@ from demo.app import create_app
 from demo.db import token_for
 from demo.settings import DemoSettings
 from gateway.catalogue import by_name
+from instrumentation import InstrumentationSettings, setup
 from tests.demo.conftest import DSN
 from tests.instrumentation.support import Points, collect
 from tests.support.servers import free_port
@@ -45,7 +46,10 @@ NO_DB = "postgresql://postgres@127.0.0.1:1/none"  # port 1: connection refused a
 def make(reader: InMemoryMetricReader, **settings: Any) -> FastAPI:
     return create_app(
         DemoSettings(build_seconds=(0.0, 0.01), **settings),
-        instrumentation={"export": False, "readers": [reader], "set_global": False},
+        instrumentation=setup(
+            InstrumentationSettings(service_name="demo", export=False, set_global=False),
+            readers=[reader],
+        ),
     )
 
 

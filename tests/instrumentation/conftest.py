@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from instrumentation import Instrumentation, setup
+from instrumentation import Instrumentation, InstrumentationSettings, setup
 
 
 @pytest.fixture
@@ -15,7 +15,10 @@ def reader() -> InMemoryMetricReader:
 
 @pytest.fixture
 def handle(reader: InMemoryMetricReader) -> Iterator[Instrumentation]:
-    h = setup("test-service", export=False, readers=[reader], set_global=False)
+    h = setup(
+        InstrumentationSettings(service_name="test-service", export=False, set_global=False),
+        readers=[reader],
+    )
     yield h
     h.shutdown()
 

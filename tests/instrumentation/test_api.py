@@ -3,9 +3,8 @@ import instrumentation
 
 def test_public_surface_is_pinned() -> None:
     assert sorted(instrumentation.__all__) == [
-        "HealthMetrics",
         "Instrumentation",
-        "Meters",
+        "InstrumentationSettings",
         "instrument_app",
         "setup",
     ]

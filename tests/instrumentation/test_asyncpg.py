@@ -82,9 +82,9 @@ async def test_pool_queries_are_counted_once(
 
 
 async def test_after_shutdown_queries_are_not_recorded(reader: InMemoryMetricReader) -> None:
-    from instrumentation import setup
+    from instrumentation import InstrumentationSettings, setup
 
-    h = setup("svc", export=False, readers=[reader], set_global=False)
+    h = setup(InstrumentationSettings(export=False, set_global=False), readers=[reader])
     h.shutdown()
     conn = await asyncpg.connect(DSN, timeout=5)
     try:

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from instrumentation import Instrumentation, instrument_app
-from tests.instrumentation.support import collect, value_of
+from instrumentation import Instrumentation, InstrumentationSettings, instrument_app
+from tests.instrumentation.support import collect, otlp_http_receiver, value_of
 
 pytestmark = pytest.mark.anyio
 
@@ -138,32 +139,46 @@ async def test_excluded_paths_and_websockets_are_not_measured(
     assert sum(p.count for _, p in points[DURATION]) == 1
 
 
-async def test_lifespan_sets_up_and_flushes_on_shutdown(reader: InMemoryMetricReader) -> None:
+async def test_lifespan_sets_up_and_flushes_on_shutdown() -> None:
     app = make_app()
-    instrument_app(
-        app, service_name="lifespan-test", export=False, readers=[reader], set_global=False
-    )
-    async with app.router.lifespan_context(app):
-        handle = app.state.instrumentation
-        assert handle.resource.attributes["service.name"] == "lifespan-test"
-        async with client(app) as c:
-            await c.get("/items/1")
-        handle.meters.deployment(status="success", type="python", duration_s=1.0)
-        points, _ = collect(reader)
-        assert sum(p.count for _, p in points[DURATION]) == 1
-    assert handle._closed
+    with otlp_http_receiver() as receiver:
+        settings = InstrumentationSettings(
+            service_name="lifespan-test",
+            endpoint=receiver.url,
+            export_interval_s=3600,
+            set_global=False,
+            instrument_asyncpg=False,
+        )
+        instrument_app(app, settings)
+        async with app.router.lifespan_context(app):
+            handle = app.state.instrumentation
+            assert handle.resource.attributes["service.name"] == "lifespan-test"
+            async with client(app) as c:
+                await c.get("/items/1")
+            assert receiver.received == []  # nothing exported before the shutdown
+        assert handle._closed
+        (received,) = receiver.received  # the shutdown's flush
+    counts = [
+        p.count
+        for rm in received.request.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == DURATION
+        for p in m.histogram.data_points
+    ]
+    assert counts == [1]
     # After shutdown the middleware passes requests through unmeasured.
     async with client(app) as c:
         assert (await c.get("/items/1")).status_code == 200
 
 
-def test_instrumenting_twice_or_mixing_arguments_is_refused(handle: Instrumentation) -> None:
+def test_instrumenting_twice_or_with_a_wrong_argument_is_refused(handle: Instrumentation) -> None:
     app = make_app()
     instrument_app(app, handle)
     with pytest.raises(RuntimeError, match="already"):
         instrument_app(app, handle)
-    with pytest.raises(TypeError, match="not both"):
-        instrument_app(make_app(), handle, service_name="x")
+    with pytest.raises(TypeError, match="InstrumentationSettings"):
+        instrument_app(make_app(), {"service_name": "x"})  # type: ignore[arg-type]
 
 
 async def test_an_app_that_sends_no_response_is_an_error(
@@ -187,3 +202,132 @@ async def test_an_app_that_sends_no_response_is_an_error(
     assert attrs["http.route"] == "/silent"
     assert "http.response.status_code" not in attrs
     assert point.count == 1
+
+
+async def test_mounted_apps_keep_their_prefix_in_the_route(
+    handle: Instrumentation, reader: InMemoryMetricReader
+) -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount
+
+    async def static(scope: dict, receive: object, send: Any) -> None:  # a raw ASGI app
+        await PlainTextResponse("file")(scope, receive, send)  # type: ignore[arg-type]
+
+    api = FastAPI()
+
+    @api.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    inner = FastAPI()
+    inner.mount("/api", api)
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def top(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    app.mount("/v1", api)
+    app.mount("/nested", inner)
+    app.router.routes.append(Mount("/static", app=static))
+    instrument_app(app, handle)
+    # The mounted app instrumented on its own too: its requests are still counted once.
+    instrument_app(api, handle)
+    async with client(app) as c:
+        assert (await c.get("/items/1")).status_code == 200
+        for i in range(2):
+            assert (await c.get(f"/v1/items/{i}")).status_code == 200
+        for i in range(3):
+            assert (await c.get(f"/nested/api/items/{i}")).status_code == 200
+        assert (await c.get("/v1/nowhere")).status_code == 404
+        assert (await c.get("/static/css/site.css")).text == "file"
+    points, _ = collect(reader)
+    by_route = {
+        (a.get("http.route"), a.get("http.response.status_code")): int(p.count)
+        for a, p in points[DURATION]
+    }
+    assert by_route == {
+        ("/items/{item_id}", 200): 1,
+        ("/v1/items/{item_id}", 200): 2,
+        ("/nested/api/items/{item_id}", 200): 3,
+        ("/v1/{path}", 404): 1,  # inside the mount, no route of the sub-app matched
+        ("/static/{path}", 200): 1,
+    }
+
+
+async def test_a_server_root_path_is_not_a_mount_prefix(
+    handle: Instrumentation, reader: InMemoryMetricReader
+) -> None:
+    app = make_app()
+    instrument_app(app, handle)
+    transport = httpx.ASGITransport(app=app, root_path="/proxy")
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        assert (await c.get("/proxy/items/3")).status_code == 200
+    points, _ = collect(reader)
+    ((attrs, point),) = points[DURATION]
+    assert attrs["http.route"] == "/items/{item_id}"
+    assert point.count == 1
+
+
+async def test_exact_counts_under_concurrency(
+    handle: Instrumentation, reader: InMemoryMetricReader
+) -> None:
+    app = make_app()
+    instrument_app(app, handle)
+    async with client(app) as c:
+
+        async def burst(n: int) -> None:
+            for i in range(n):
+                assert (await c.get(f"/items/{i}")).status_code == 200
+
+        await asyncio.gather(*(burst(25) for _ in range(40)))
+    points, _ = collect(reader)
+    ((_attrs, point),) = points[DURATION]
+    assert point.count == 1000
+    assert sum(point.bucket_counts) == 1000
+    assert (
+        value_of(points, ACTIVE, **{"http.request.method": "GET", "url.scheme": "http"}).value == 0
+    )
+
+
+def test_exact_counts_from_several_threads(
+    handle: Instrumentation, reader: InMemoryMetricReader
+) -> None:
+    """Each thread runs its own event loop against the same app (as several servers in one
+    process would); the shared histogram and in-flight counts stay exact."""
+    import threading
+
+    app = make_app()
+    instrument_app(app, handle)
+    per_thread, threads = 300, 6
+
+    async def drive() -> None:
+        async with client(app) as c:
+            for i in range(per_thread):
+                assert (await c.get(f"/items/{i}")).status_code == 200
+
+    collected: list[int] = []
+
+    def run() -> None:
+        asyncio.run(drive())
+
+    def collect_meanwhile(stop: threading.Event) -> None:
+        while not stop.is_set():  # collections racing the records must not break anything
+            pts, _ = collect(reader)
+            collected.extend(int(p.count) for _, p in pts.get(DURATION, []))
+
+    stop = threading.Event()
+    collector = threading.Thread(target=collect_meanwhile, args=(stop,))
+    collector.start()
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    collector.join()
+    points, _ = collect(reader)
+    ((_attrs, point),) = points[DURATION]
+    assert point.count == per_thread * threads
+    assert sum(point.bucket_counts) == point.count
+    assert collected == sorted(collected)  # cumulative: never goes back

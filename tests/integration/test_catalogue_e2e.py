@@ -22,9 +22,10 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
+from demo.meters import Meters
 from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Kind, Layer, Metric, by_name
+from instrumentation import InstrumentationSettings, instrument_app, setup
 from instrumentation import _asyncpg as asyncpg_metrics
-from instrumentation import instrument_app, setup
 from tests.support.promtext import Samples, parse
 from tests.support.servers import GatewayProcess, run_gateway
 
@@ -104,18 +105,20 @@ def _drive(endpoint: str) -> MetricsData:
     on the same provider saw."""
     memory = InMemoryMetricReader()
     handle = setup(
-        "catalogue-e2e",
-        endpoint=endpoint,
-        export_interval_s=3600,
+        InstrumentationSettings(
+            service_name="catalogue-e2e",
+            endpoint=endpoint,
+            export_interval_s=3600,
+            set_global=False,
+        ),
         readers=[memory],
-        set_global=False,
     )
     try:
         app = _service_app()
         instrument_app(app, handle)
         asyncio.run(_http_traffic(app))
         asyncio.run(_database_work())
-        m = handle.meters
+        m = Meters(handle.meter_provider.get_meter("demo"))
         m.deployment(status="success", type="python", duration_s=12.5)
         m.deployment(status="failed", type="node", duration_s=3.0)
         m.deployment(status="success", type="python", duration_s=40.0)

@@ -1,17 +1,24 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from demo.meters import Meters
 from gateway.catalogue import by_name
-from instrumentation import Instrumentation, setup
+from instrumentation import Instrumentation
 from tests.instrumentation.support import collect, value_of
 
 
+@pytest.fixture
+def meters(handle: Instrumentation) -> Meters:
+    return Meters(handle.meter_provider.get_meter("demo"))
+
+
 def test_deployments_counted_and_timed_by_catalogue_labels(
-    handle: Instrumentation, reader: InMemoryMetricReader
+    meters: Meters, reader: InMemoryMetricReader
 ) -> None:
-    m = handle.meters
+    m = meters
     for _ in range(3):
         m.deployment(status="success", type="python", duration_s=2.0)
     m.deployment(status="failed", type="node", duration_s=7.5)
@@ -26,9 +33,9 @@ def test_deployments_counted_and_timed_by_catalogue_labels(
 
 
 def test_websocket_events_and_active_connections(
-    handle: Instrumentation, reader: InMemoryMetricReader
+    meters: Meters, reader: InMemoryMetricReader
 ) -> None:
-    m = handle.meters
+    m = meters
     for _ in range(4):
         m.websocket_accepted()
     m.websocket_rejected()
@@ -43,10 +50,8 @@ def test_websocket_events_and_active_connections(
     assert not metrics[active].data.is_monotonic
 
 
-def test_errors_activity_features_costs(
-    handle: Instrumentation, reader: InMemoryMetricReader
-) -> None:
-    m = handle.meters
+def test_errors_activity_features_costs(meters: Meters, reader: InMemoryMetricReader) -> None:
+    m = meters
     m.error(type="BuildError", service="builder", severity="error")
     m.error(type="BuildError", service="builder", severity="error")
     m.user_activity(action="login", plan_type="free")
@@ -70,10 +75,10 @@ def test_errors_activity_features_costs(
 
 
 def test_plan_distribution_is_an_observable_gauge_fed_by_the_callback(
-    handle: Instrumentation, reader: InMemoryMetricReader
+    meters: Meters, reader: InMemoryMetricReader
 ) -> None:
     counts = {"free": 5, "premium": 2}
-    handle.meters.observe_plan_distribution(lambda: counts)
+    meters.observe_plan_distribution(lambda: counts)
     points, _ = collect(reader)
     assert value_of(points, "coderunner.plan.distribution", plan_type="free").value == 5
     counts["team"] = 1
@@ -84,13 +89,13 @@ def test_plan_distribution_is_an_observable_gauge_fed_by_the_callback(
 
 
 def test_failing_plan_callback_skips_the_gauge_only(
-    handle: Instrumentation, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
+    meters: Meters, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken() -> dict[str, int]:
         raise RuntimeError("db down")
 
-    handle.meters.observe_plan_distribution(broken)
-    handle.meters.user_activity(action="login", plan_type="free")
+    meters.observe_plan_distribution(broken)
+    meters.user_activity(action="login", plan_type="free")
     points, _ = collect(reader)
     assert "coderunner.plan.distribution" not in points
     assert "coderunner.user.activity" in points
@@ -99,9 +104,11 @@ def test_failing_plan_callback_skips_the_gauge_only(
 
 def test_namespace_is_configurable() -> None:
     reader = InMemoryMetricReader()
-    h = setup("svc", export=False, readers=[reader], set_global=False, namespace="acme")
+    h = MeterProvider(metric_readers=[reader])
     try:
-        h.meters.deployment(status="success", type="go", duration_s=1.0)
+        Meters(h.get_meter("demo"), namespace="acme").deployment(
+            status="success", type="go", duration_s=1.0
+        )
         points, _ = collect(reader)
         assert value_of(points, "acme.deployments", status="success", type="go").value == 1
         assert "coderunner.deployments" not in points
@@ -119,27 +126,6 @@ def test_namespace_is_configurable() -> None:
         lambda m: m.error(type="X", service=None, severity="error"),
     ],
 )
-def test_bad_input_raises_a_clear_error(handle: Instrumentation, call: object) -> None:
+def test_bad_input_raises_a_clear_error(meters: Meters, call: object) -> None:
     with pytest.raises(ValueError, match=r"(amount|label)"):
-        call(handle.meters)  # type: ignore[operator]
-
-
-def test_shutdown_is_safe_twice(reader: InMemoryMetricReader) -> None:
-    h = setup("svc", export=False, readers=[reader], set_global=False)
-    h.shutdown()
-    h.shutdown()
-
-
-def test_a_provider_inherited_through_fork_is_reported(
-    reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
-) -> None:
-    from instrumentation import _setup
-
-    h = setup("svc", export=False, readers=[reader], set_global=False)
-    _setup._after_fork_in_child()  # what os.register_at_fork runs in a forked child
-    assert "before this process was forked" in caplog.text
-    assert str(h.resource.attributes["service.instance.id"]) in caplog.text
-    caplog.clear()
-    h.shutdown()
-    _setup._after_fork_in_child()
-    assert "forked" not in caplog.text
+        call(meters)  # type: ignore[operator]

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from demo.health_metrics import HealthMetrics
 from gateway.catalogue import by_name
 from gateway.health.breaker import CircuitBreaker
 from gateway.health.config import BreakerConfig
@@ -19,7 +20,7 @@ from gateway.health.registry import HealthRegistry
 from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.defaults import default_views
 from gateway.processors.views import ViewProcessor
-from instrumentation import HealthMetrics, Instrumentation, setup
+from instrumentation import Instrumentation, InstrumentationSettings, setup
 from tests.gateway.health.otlp_points import ListConsumer
 from tests.instrumentation.support import collect, value_of
 
@@ -62,7 +63,7 @@ def registry_with(
     handle: Instrumentation, clock: FakeClock
 ) -> tuple[HealthRegistry, Switch, Switch]:
     registry = HealthRegistry(clock=clock)
-    registry.add_listener(HealthMetrics(handle.meter_provider, namespace=handle.namespace))
+    registry.add_listener(HealthMetrics(handle.meter_provider, namespace="coderunner"))
     db, hub = Switch(), Switch()
     breaker = CircuitBreaker(
         "postgresql",
@@ -128,7 +129,7 @@ def test_results_and_every_breaker_transition_are_recorded(
 
 
 def test_names_and_labels_come_from_the_catalogue(reader: InMemoryMetricReader) -> None:
-    handle = setup("svc", export=False, readers=[reader], set_global=False, namespace="acme")
+    handle = setup(InstrumentationSettings(export=False, set_global=False), readers=[reader])
     try:
         listener = HealthMetrics(handle.meter_provider, namespace="acme")
         breaker = CircuitBreaker("redis")

@@ -1,4 +1,11 @@
-"""The typed app and business API over OTel instruments, named from the catalogue.
+"""The demo platform's typed application and business metrics, named from the catalogue.
+
+These are the coderunner platform's own events (deployments, WebSockets, plans), so they live
+with the demo service, not in the `instrumentation` package every service installs; a service
+builds its meters the same way on `handle.meter_provider`:
+
+    meters = Meters(handle.meter_provider.get_meter("demo"), namespace="coderunner")
+
 
 Each instrument is created from its catalogue entry (`otel_name(namespace)`, `unit`, `help`), and
 each method's keyword arguments are exactly the entry's labels, so these metrics reach the gateway
@@ -19,7 +26,7 @@ from gateway.catalogue import DEFAULT_NAMESPACE, Kind, Metric, by_name
 
 __all__ = ["Meters"]
 
-_log = logging.getLogger("instrumentation")
+_log = logging.getLogger("demo")
 _MAX_CACHED = 4096  # attribute sets per instrument kept pre-built; beyond it they are built anew
 
 # Build durations span seconds to minutes; the SDK's default buckets (ms-oriented) do not.

@@ -5,7 +5,7 @@ The gateway writes its own health metrics straight into its pipeline
 pipeline, only its MeterProvider, so this listener records the same catalogue metrics with the
 provider's instruments and they reach the gateway with everything else the service exports:
 
-    registry.add_listener(HealthMetrics(handle.meter_provider, namespace=handle.namespace))
+    registry.add_listener(HealthMetrics(handle.meter_provider, namespace="coderunner"))
 
     health.check.status{component}          observable gauge: 1 pass, 0.5 warn, 0 fail
     health.check.duration{component}        observable gauge: seconds the last run took
@@ -31,7 +31,7 @@ from gateway.health.model import CheckResult
 
 __all__ = ["HealthMetrics"]
 
-_METER_NAME = "instrumentation.health"
+_METER_NAME = "demo.health"
 _VERSION = "0.1.0"
 
 #: the transitions a breaker can make (gateway/health/breaker.py's state machine); each is
@@ -54,7 +54,7 @@ def _entry(name: str, kind: Kind) -> Metric:
 class HealthMetrics:
     """A `gateway.health.HealthListener` that records with OTel instruments.
 
-    >>> registry.add_listener(HealthMetrics(handle.meter_provider, namespace=handle.namespace))
+    >>> registry.add_listener(HealthMetrics(handle.meter_provider, namespace="coderunner"))
     """
 
     def __init__(

@@ -1,0 +1,31 @@
+"""setup(): the handle's lifecycle and its settings."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from instrumentation import InstrumentationSettings, setup
+
+QUIET = InstrumentationSettings(service_name="svc", export=False, set_global=False)
+
+
+def test_shutdown_is_safe_twice(reader: InMemoryMetricReader) -> None:
+    h = setup(QUIET, readers=[reader])
+    h.shutdown()
+    h.shutdown()
+
+
+def test_a_provider_inherited_through_fork_is_reported(
+    reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    from instrumentation import _setup
+
+    h = setup(QUIET, readers=[reader])
+    _setup._after_fork_in_child()  # what os.register_at_fork runs in a forked child
+    assert "before this process was forked" in caplog.text
+    assert str(h.resource.attributes["service.instance.id"]) in caplog.text
+    caplog.clear()
+    h.shutdown()
+    _setup._after_fork_in_child()
+    assert "forked" not in caplog.text
