@@ -16,6 +16,7 @@ repository's own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -35,7 +36,14 @@ from opentelemetry.sdk.resources import Resource
 
 from gateway.catalogue import by_name
 from tests.alertmanager.amconfig import with_webhook
-from tests.support.servers import REPO, run_alertmanager, run_gateway, run_prometheus
+from tests.support.collector import run_collector
+from tests.support.servers import (
+    REPO,
+    GatewayProcess,
+    run_alertmanager,
+    run_gateway,
+    run_prometheus,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,9 +72,13 @@ def _rules_with_short_for() -> dict[str, str]:
     return files
 
 
-def _prometheus_config(gateway_port: int, alertmanager_port: int) -> str:
+def _prometheus_config(
+    gateway_port: int, alertmanager_port: int, collector: str | None = None
+) -> str:
     """The local stack's config (prometheus/prometheus.local.yml) with 1 s intervals, only the
-    gateway job, and the test's ports."""
+    gateway job, and the test's ports. With a Collector (host:port of its exporter), as
+    compose scrapes it: the Collector's exporter with honor_labels, the gateway for its own
+    metrics only (/metrics/self)."""
     config = yaml.safe_load((REPO / "prometheus" / "prometheus.local.yml").read_text())
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["alerting"]["alertmanagers"][0]["static_configs"] = [
@@ -76,6 +88,12 @@ def _prometheus_config(gateway_port: int, alertmanager_port: int) -> str:
     assert gateway_job["honor_labels"] is True
     gateway_job["static_configs"] = [{"targets": [f"127.0.0.1:{gateway_port}"]}]
     config["scrape_configs"] = [gateway_job]
+    if collector is not None:
+        gateway_job["metrics_path"] = "/metrics/self"
+        config["scrape_configs"].append(
+            {"job_name": "otel-collector", "honor_labels": True,
+             "static_configs": [{"targets": [collector]}]}
+        )  # fmt: skip
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -133,15 +151,30 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, logs: Callable[[
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs()[-4000:]}")
 
 
+@contextlib.contextmanager
+def _path(tmp_path: Path, path: str) -> Iterator[tuple[GatewayProcess, str | None]]:
+    """The gateway, and on the Collector path the real Collector it forwards to (whose
+    exporter Prometheus then scrapes, with the gateway's /metrics/self only)."""
+    if path == "embedded":
+        with run_gateway(tmp_path, grpc=False) as gateway:
+            yield gateway, None
+        return
+    with run_collector(tmp_path) as collector:
+        config = f"forwarder:\n  endpoint: {collector.otlp_http_url}\n"
+        with run_gateway(tmp_path, grpc=False, config=config) as gateway:
+            yield gateway, collector.exporter_target
+
+
+@pytest.mark.parametrize("path", ["embedded", "collector"])
 def test_error_rate_pages_inhibits_the_warning_then_resolves(
-    tmp_path: Path, webhook: _Webhook
+    tmp_path: Path, webhook: _Webhook, path: str
 ) -> None:
     with (
-        run_gateway(tmp_path, grpc=False) as gateway,
+        _path(tmp_path, path) as (gateway, collector),
         run_alertmanager(tmp_path, with_webhook(webhook.url)) as am,
         run_prometheus(
             tmp_path,
-            _prometheus_config(gateway.http_port, int(am.url.rsplit(":", 1)[1])),
+            _prometheus_config(gateway.http_port, int(am.url.rsplit(":", 1)[1]), collector),
             extra_files=_rules_with_short_for(),
         ) as prom,
     ):
