@@ -38,13 +38,12 @@ def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.Comp
 
 
 def _ports() -> dict[str, int]:
-    return {
-        "prometheus": free_port(),
-        "alertmanager": free_port(),
-        "node-exporter": free_port(),
-        "gateway": free_port(),
-        "demo": free_port(),
-    }
+    # free_port() may hand out the same free port twice in a row: five distinct ones.
+    names = ("prometheus", "alertmanager", "node-exporter", "gateway", "demo")
+    ports: set[int] = set()
+    while len(ports) < len(names):
+        ports.add(free_port())
+    return dict(zip(names, sorted(ports), strict=True))
 
 
 def _port_flags(ports: dict[str, int]) -> list[str]:
