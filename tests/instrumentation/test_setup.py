@@ -23,9 +23,11 @@ def test_a_provider_inherited_through_fork_is_reported(
 
     h = setup(QUIET, readers=[reader])
     _setup._after_fork_in_child()  # what os.register_at_fork runs in a forked child
+    instance = str(h.resource.attributes["service.instance.id"])
     assert "before this process was forked" in caplog.text
-    assert str(h.resource.attributes["service.instance.id"]) in caplog.text
+    assert instance in caplog.text
     caplog.clear()
     h.shutdown()
     _setup._after_fork_in_child()
-    assert "forked" not in caplog.text
+    # Other tests' handles may still be open in this process; this one is not reported.
+    assert instance not in caplog.text
