@@ -540,10 +540,13 @@ async def _run(
             gateway = _spawn(gw_argv, logs / "gateway.log", gateway_env)
             await _wait_live(gateway_url + "/live", gateway, logs / "gateway.log")
         else:
+            # Any HTTP answer will do: behind `stack up --replicas`, the URL is the
+            # load-balancing Collector's OTLP endpoint, which has no /live.
             try:
-                await _get_json(gateway_url + "/live")
-            except (httpx.HTTPError, ValueError) as exc:
-                raise DemoError(f"no gateway answers at {gateway_url}: {exc}") from None
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    await client.get(gateway_url + "/live")
+            except httpx.HTTPError as exc:
+                raise DemoError(f"nothing answers at {gateway_url}: {exc}") from None
         demo = _spawn(demo_argv, logs / "demo.log", demo_env)
         await _wait_live(demo_url + "/live", demo, logs / "demo.log")
         if proxy is not None:

@@ -47,16 +47,29 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 
 from demo.traffic import TrafficGenerator
 from gateway.catalogue import by_name
+from tests.alertmanager.amconfig import with_webhook
 from tests.integration.test_dashboards_live import (
     SCRAPE_SECONDS,
     _blackbox_exporter,
+    _hostport,
+    _peer_config,
+    _prometheus_config,
+    _rule_files,
     _run_panels,
     _Traffic,
     _wait_for_every_metric,
+    _wait_for_series,
 )
+from tests.integration.test_observers_node_exporter import node_exporter
 from tests.support.collector import CollectorProcess, run_collector
 from tests.support.otlp import DELTA, Req
-from tests.support.servers import GatewayProcess, run_demo_service, run_gateway, run_prometheus
+from tests.support.servers import (
+    GatewayProcess,
+    run_alertmanager,
+    run_demo_service,
+    run_gateway,
+    run_prometheus,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -288,39 +301,41 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
     Collector, and a real Prometheus scrapes the Collector's exporter (honor_labels, so
     job/instance come from the resource) and the gateway's `/metrics/self` only, as
     prometheus/prometheus.yml and compose do. Every panel's query must return data."""
-    with run_collector(tmp_path) as collector, _blackbox_exporter(tmp_path) as blackbox:
-        config = f"forwarder:\n  endpoint: {collector.otlp_http_url}\n"
-        with run_gateway(tmp_path, config=config, grpc=False) as gw:
-            target = gw.url.removeprefix("http://")
-            prometheus_config = {
-                "global": {
-                    "scrape_interval": f"{SCRAPE_SECONDS}s",
-                    "scrape_timeout": f"{SCRAPE_SECONDS}s",
-                    "evaluation_interval": f"{SCRAPE_SECONDS}s",
+    with (
+        run_collector(tmp_path) as collector,
+        run_gateway(
+            tmp_path, grpc=False, config=f"forwarder:\n  endpoint: {collector.otlp_http_url}\n"
+        ) as gw,
+        _blackbox_exporter(tmp_path) as blackbox,
+        run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
+        node_exporter(tmp_path) as node,
+        run_prometheus(tmp_path, _peer_config(am.url), extra_files=_rule_files()) as peer,
+    ):
+        config = json.loads(
+            _prometheus_config(
+                gw.url.removeprefix("http://"),
+                blackbox,
+                {
+                    "prometheus": _hostport(peer.url),
+                    "alertmanager": _hostport(am.url),
+                    "node": _hostport(node.url),
                 },
-                "scrape_configs": [
-                    {"job_name": "otel-collector", "honor_labels": True,
-                     "static_configs": [{"targets": [collector.exporter_target]}]},
-                    {"job_name": "gateway-self", "honor_labels": True,
-                     "metrics_path": "/metrics/self",
-                     "static_configs": [{"targets": [target]}]},
-                    {"job_name": "blackbox-http", "metrics_path": "/probe",
-                     "params": {"module": ["http_2xx"]},
-                     "static_configs": [{"targets": [f"http://{target}/ready"]}],
-                     "relabel_configs": [
-                         {"source_labels": ["__address__"], "target_label": "__param_target"},
-                         {"source_labels": ["__param_target"], "target_label": "instance"},
-                         {"target_label": "__address__", "replacement": blackbox},
-                     ]},
-                ],
-            }  # fmt: skip
-            with run_prometheus(tmp_path, json.dumps(prometheus_config)) as prom:
-                traffic = _Traffic(gw.otlp_http)
-                traffic.start()
-                try:
-                    _wait_for_every_metric(prom.url)
-                    time.sleep(4 * SCRAPE_SECONDS + 1)
-                    failures = _run_panels(prom.url)
-                finally:
-                    traffic.stop()
+            )
+        )
+        (gateway_job,) = [j for j in config["scrape_configs"] if j["job_name"] == "gateway"]
+        gateway_job["metrics_path"] = "/metrics/self"
+        config["scrape_configs"].append(
+            {"job_name": "otel-collector", "honor_labels": True,
+             "static_configs": [{"targets": [collector.exporter_target]}]}
+        )  # fmt: skip
+        with run_prometheus(tmp_path, json.dumps(config), extra_files=_rule_files()) as prom:
+            traffic = _Traffic(gw.otlp_http)
+            traffic.start()
+            try:
+                _wait_for_every_metric(prom.url)
+                _wait_for_series(prom.url, "slo:period_error_budget_remaining:ratio", 90)
+                time.sleep(4 * SCRAPE_SECONDS + 1)
+                failures = _run_panels(prom.url)
+            finally:
+                traffic.stop()
     assert failures == [], "\n".join(failures)

@@ -214,9 +214,12 @@ def test_local_stack_generates_a_valid_config_for_its_ports(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(RULE_FILES)} rule files found" in result.stdout, result.stdout
     config = yaml.safe_load(path.read_text())
-    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    # The gateways (one, or every replica) come from a file the stack writes.
+    (sd_file,) = jobs.pop("gateway")["file_sd_configs"][0]["files"]
+    assert json.loads(Path(sd_file).read_text()) == [{"targets": ["127.0.0.1:14318"]}]
+    targets = {name: j["static_configs"][0]["targets"] for name, j in jobs.items()}
     assert targets == {
-        "gateway": ["127.0.0.1:14318"],
         "node": ["127.0.0.1:19100"],
         "alertmanager": ["127.0.0.1:19093"],
         "prometheus": ["127.0.0.1:19090"],
