@@ -117,7 +117,10 @@ def shapes(draw: st.DrawFn) -> Shape:
                     p.attributes.add(key="i").value.int_value = i  # distinct series
                     for k, v in attrs:
                         p.attributes.add(key=k).value.string_value = v
-                    if _bad(r_attrs) or _bad(s_attrs) or _bad([("i", ""), *attrs]):
+                    # The resource's limit counts every attribute, service.name included
+                    # (found by this test: 6 drawn + service.name is 7 > 6).
+                    resource_attrs = [("service.name", service), *r_attrs]
+                    if _bad(resource_attrs) or _bad(s_attrs) or _bad([("i", ""), *attrs]):
                         rejected += 1
     over = (
         resources > MAX_RESOURCES
