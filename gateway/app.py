@@ -49,7 +49,7 @@ from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.preflight import read_tls
 from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
-from gateway.receivers.auth import TokenAuth
+from gateway.receivers.auth import ReadGuard, TokenAuth, load_read_tokens
 from gateway.receivers.http_guard import GuardCounters, HeaderLimits, guarded_protocol
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
@@ -195,6 +195,7 @@ class Gateway:
             admission.append(self.forwarder.check_room)
         try:
             auth = TokenAuth.from_config(config.auth)
+            self.read_tokens = load_read_tokens(config.auth)
         except ValueError as exc:
             raise ConfigError("auth", [str(exc)]) from None
         try:
@@ -351,6 +352,8 @@ class Gateway:
             )
         # The status page (/ui/) and its JSON (/api/status/...), read from the components.
         app.include_router(status_router(self))
+        if self.read_tokens:
+            app.add_middleware(ReadGuard, tokens=self.read_tokens)
         return app
 
     def _render(self, request: Request, stores: Sequence[SeriesStore]) -> Response:

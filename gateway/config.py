@@ -162,6 +162,14 @@ class AuthConfig(_Frozen):
     tokens: dict[str, str] = Field(default_factory=dict, repr=False)
     #: a YAML file mapping tenant -> token (or a list of tokens), read at start
     tokens_file: str = ""
+    #: bearer tokens for reads (/metrics, /api/metrics/current, /api/status/..., /ui/,
+    #: /openapi.json); empty with no read_tokens_file: reads are open. Probes (/live, /ready,
+    #: /health) and /api/health (its own `health.details` policy) stay open. Set it from the
+    #: environment: GATEWAY_AUTH__READ_TOKENS='[s3cret]'
+    read_tokens: list[str] = Field(default_factory=list, repr=False)
+    #: a file of read tokens, one per line (Prometheus' `authorization.credentials_file` can
+    #: point at the same one-token file), read at start
+    read_tokens_file: str = ""
 
     @model_validator(mode="after")
     def _tokens_when_enabled(self) -> AuthConfig:
@@ -169,6 +177,8 @@ class AuthConfig(_Frozen):
             raise ValueError("auth.enabled needs auth.tokens or auth.tokens_file")
         if any(not t for t in self.tokens.values()):
             raise ValueError("auth.tokens: a token must not be empty")
+        if any(not t.strip() for t in self.read_tokens):
+            raise ValueError("auth.read_tokens: a token must not be empty")
         return self
 
 

@@ -1,4 +1,4 @@
-"""`preflight`: what a config names outside itself (TLS files, the token file, the queue path),
+"""`preflight`: what a config names outside itself (TLS files, the token files, the queue path),
 checked before anything starts. `check-config` runs the same checks as `run`, so that a config
 it calls ok does not fail at start (it once said ok for missing TLS and token files)."""
 
@@ -8,7 +8,7 @@ import ssl
 from pathlib import Path
 
 from gateway.config import GatewayConfig
-from gateway.receivers.auth import TokenAuth
+from gateway.receivers.auth import TokenAuth, load_read_tokens
 
 __all__ = ["preflight", "read_tls"]
 
@@ -45,6 +45,7 @@ def preflight(config: GatewayConfig) -> list[str]:
         problems.append(str(exc))
     try:
         TokenAuth.from_config(config.auth)
+        load_read_tokens(config.auth)
     except ValueError as exc:
         problems.append(str(exc))
     if config.queue.kind == "disk" and Path(config.queue.path).is_dir():

@@ -11,23 +11,39 @@ A request without a valid token gets the same answer whatever is wrong with it (
 token is presented: it compares SHA-256 digests of the presented token with every configured
 token's digest using `hmac.compare_digest`, without stopping at the first match, so neither
 the answer nor its timing says which tokens exist or how much of one was right.
+
+`ReadGuard` puts read tokens (`auth.read_tokens`, `auth.read_tokens_file`) in front of every
+HTTP route but ingest (its own tokens) and the probes: `/metrics` and the status page carry
+what services send, which is not for anyone who can reach the port. It accepts
+`Authorization: Bearer <token>` (Prometheus' `authorization` scrape setting) and HTTP Basic with
+the token as password (what a browser asks for on the status page; the user name is ignored).
+It is a pure ASGI wrapper rather than a FastAPI dependency so that a route added later is
+guarded without anyone remembering to say so: the open routes are an allow-list.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import AuthConfig
 from gateway.errors import PermanentError
 
-__all__ = ["AuthError", "TokenAuth", "load_tokens"]
+__all__ = ["OPEN_PATHS", "AuthError", "ReadGuard", "TokenAuth", "load_read_tokens", "load_tokens"]
 
 _SCHEME = "bearer "
+_BASIC = "basic "
+
+#: Routes a read token does not guard: ingest (its own tokens), the Kubernetes probes, and
+#: /api/health (details by `health.details`).
+OPEN_PATHS = frozenset({"/v1/metrics", "/live", "/ready", "/health", "/api/health"})
 
 
 class AuthError(PermanentError):
@@ -59,6 +75,23 @@ def load_tokens(config: AuthConfig) -> dict[str, list[str]]:
     return tokens
 
 
+def load_read_tokens(config: AuthConfig) -> list[str]:
+    """The read tokens from the config and its file (one per line; blank lines and `#`
+    comments skipped); a bad file raises `ValueError` naming it."""
+    tokens = [t.strip() for t in config.read_tokens]
+    if config.read_tokens_file:
+        path = Path(config.read_tokens_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"auth.read_tokens_file {path}: {exc}") from None
+        found = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not found:
+            raise ValueError(f"auth.read_tokens_file {path}: no token in the file")
+        tokens.extend(found)
+    return tokens
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
@@ -79,7 +112,11 @@ class TokenAuth:
     def tenant(self, authorization: str | None) -> str:
         if not authorization or authorization[: len(_SCHEME)].lower() != _SCHEME:
             raise AuthError()
-        presented = _digest(authorization[len(_SCHEME) :].strip())
+        return self.tenant_of_token(authorization[len(_SCHEME) :].strip())
+
+    def tenant_of_token(self, token: str) -> str:
+        """The tenant of a bare token, or `AuthError`; constant time over the configured tokens."""
+        presented = _digest(token)
         found = ""
         for tenant, digest in self._digests:
             # no early exit: every request costs one comparison per configured token
@@ -88,3 +125,61 @@ class TokenAuth:
         if not found:
             raise AuthError()
         return found
+
+
+_CHALLENGE = [
+    (b"www-authenticate", b'Bearer realm="telemetry-gateway"'),
+    # A browser on /ui/ asks for the token as a password, and resends it to the page's JSON.
+    (b"www-authenticate", b'Basic realm="telemetry-gateway", charset="UTF-8"'),
+    (b"content-type", b"application/json"),
+]
+_REFUSAL = b'{"detail": "missing or invalid read token"}'
+
+
+class ReadGuard:
+    """ASGI wrapper: HTTP requests outside `OPEN_PATHS` need a read token (401 otherwise)."""
+
+    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
+        if not tokens:
+            raise ValueError("ReadGuard needs at least one token")
+        self.app = app
+        self._auth = TokenAuth({"read": tokens})
+
+    def allowed(self, authorization: str) -> bool:
+        scheme = authorization[:7].lower()
+        if scheme.startswith(_SCHEME):
+            token = authorization[len(_SCHEME) :].strip()
+        elif scheme.startswith(_BASIC):
+            try:
+                decoded = base64.b64decode(authorization[len(_BASIC) :].strip(), validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            token = decoded.decode("utf-8", "surrogateescape").partition(":")[2]
+        else:
+            return False
+        try:
+            self._auth.tenant_of_token(token)
+        except AuthError:
+            return False
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        if authorization and self.allowed(authorization):
+            await self.app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [*_CHALLENGE, (b"content-length", str(len(_REFUSAL)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": _REFUSAL})

@@ -11,9 +11,9 @@
 
 The README's endpoint table documents the JSON.
 
-Read protection: the data endpoints are as open as `/metrics` and `/api/metrics/current`
-(the gateway has no read token today); the health endpoint shows per-check details under the
-same `health.details` policy as `/api/health`.
+Read protection: with read tokens configured (`auth.read_tokens_file`), `ReadGuard`
+(gateway/receivers/auth.py) guards these routes like `/metrics`; the health endpoint shows
+per-check details under the same `health.details` policy as `/api/health`.
 """
 
 from __future__ import annotations
