@@ -137,7 +137,8 @@ _REFUSAL = b'{"detail": "missing or invalid read token"}'
 
 
 class ReadGuard:
-    """ASGI wrapper: HTTP requests outside `OPEN_PATHS` need a read token (401 otherwise)."""
+    """ASGI wrapper: GET and HEAD requests outside `OPEN_PATHS` need a read token (401
+    otherwise)."""
 
     def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
         if not tokens:
@@ -164,7 +165,13 @@ class ReadGuard:
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        # Only reads are guarded: a POST elsewhere than /v1/metrics (a service exporting traces
+        # here, a wrong path) is answered 404/405 and counted, not hidden behind a 401.
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or scope["path"] in OPEN_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         authorization = ""

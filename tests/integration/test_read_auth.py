@@ -94,6 +94,14 @@ def test_probes_and_health_stay_open(gateway: GatewayProcess, path: str) -> None
     assert r.status_code in (200, 503), (path, r.status_code)
 
 
+def test_only_reads_are_guarded(gateway: GatewayProcess) -> None:
+    # A service exporting traces to the gateway gets the gateway's 404, not a 401 that
+    # would send its operator after tokens.
+    r = httpx.post(gateway.url + "/v1/traces", content=b"", headers=PB)
+    assert r.status_code in (404, 405)
+    assert httpx.head(gateway.url + "/metrics").status_code == 401
+
+
 def test_the_read_token_does_not_open_ingest(gateway: GatewayProcess) -> None:
     body = Req(service="billing").sum("invoices", [({"plan": "free"}, 1, 1, 2)]).bytes()
     r = httpx.post(
