@@ -118,6 +118,14 @@ def render(namespace: str = DEFAULT_NAMESPACE) -> str:
         "| --- | --- | --- |",
     ]
     for view in default_views():
+        if view.from_namespace is not None:
+            if view.from_namespace != namespace:
+                # Words, not the name: a rendering for another namespace spells only its own.
+                lines.append(
+                    f"| every catalogue metric, moved into `{namespace}.*` | the same names "
+                    "under the instrumentation's default namespace | as emitted |"
+                )
+            continue
         target = (
             f"`{by_name(view.to).prometheus_name(namespace)}`"
             if view.to
