@@ -49,6 +49,7 @@ __all__ = [
     "default_links",
     "local_links",
     "render",
+    "runbooks_markdown",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,6 +212,27 @@ class _Mapper:
         return str(Path(relative).with_name(name))
 
 
+def runbooks_markdown(namespace: str, path: Path, *, source: Path = REPO) -> str | None:
+    """docs/runbooks.md with its names in `namespace` (for the gateway's `/ui/runbooks`);
+    None when the file is missing. Names the renderer cannot map are left as they are."""
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    decl = slo.load_declaration(source / _SLO_DECLARATION)
+    old = decl.namespace or DEFAULT_NAMESPACE
+    if namespace == old:
+        return text
+    links = decl.links
+    options = RenderOptions(namespace, runbook_base=links.runbooks, dashboard_base=links.dashboard)
+    return _Mapper(old, options, links, _sources(source).values())(text)
+
+
+def _sources(source: Path) -> dict[str, str]:
+    """The files `_GLOBS` find under `source`: relative path -> text."""
+    inputs = sorted({p for g in _GLOBS for p in source.glob(g) if p.is_file()})
+    return {str(p.relative_to(source)): p.read_text(encoding="utf-8") for p in inputs}
+
+
 def _leftovers(namespace: str, out: Path, files: Iterable[str]) -> list[str]:
     hits: list[str] = []
     pattern = re.compile(re.escape(namespace), re.I)
@@ -236,8 +258,7 @@ def render(
     names the source namespace, unless the namespace is the source's own."""
     decl = slo.load_declaration(source / _SLO_DECLARATION)
     old = decl.namespace or DEFAULT_NAMESPACE
-    inputs = sorted({p for g in _GLOBS for p in source.glob(g) if p.is_file()})
-    texts = {str(p.relative_to(source)): p.read_text(encoding="utf-8") for p in inputs}
+    texts = _sources(source)
     mapper = _Mapper(old, options, decl.links, texts.values())
     written: list[str] = []
 
