@@ -231,3 +231,44 @@ def test_command_writes_local_links_by_default(
     assert rule["annotations"]["dashboard_url"].startswith("http://127.0.0.1:14318/ui/?viewPanel=")
     assert main(["render", "--namespace", "ac-me", "--out", str(tmp_path)]) == 1
     assert "letters, digits and underscores" in capsys.readouterr().err
+
+
+def test_the_local_stack_renders_its_rules_for_its_namespace_and_urls(tmp_path: Path) -> None:
+    """`stack up --namespace acme --prometheus-external-url URL`: Prometheus loads rules
+    rendered for acme that link to the stack's own gateway, and has the external URL."""
+    from gateway.stack.components import StackSettings, build_components, write_prometheus_config
+
+    settings = StackSettings(
+        directory=tmp_path,
+        gateway_port=14318,
+        prometheus_port=19090,
+        namespace="acme",
+        prometheus_external_url="https://prometheus.acme.test/",
+    )
+    path = write_prometheus_config(settings)
+    config = yaml.safe_load(path.read_text())
+    (rules,) = config["rule_files"]
+    assert rules == str(tmp_path / "rendered" / "prometheus" / "rules" / "*.yml")
+    checked = subprocess.run(
+        [_tool("promtool"), "check", "config", str(path)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    alerts = [r for r in _rules(tmp_path / "rendered") if "alert" in r]
+    assert alerts and all("coderunner" not in r["expr"] for r in alerts)
+    assert alerts[0]["annotations"]["runbook_url"].startswith("http://127.0.0.1:14318/ui/runbooks#")
+    components = {c.name: c for c in build_components(settings, {"PATH": "/usr/bin:/bin"})}
+    assert "--web.external-url=https://prometheus.acme.test/" in components["prometheus"].argv
+    gateway_env = components["gateway"].env
+    assert gateway_env is not None and gateway_env["GATEWAY_NAMESPACE"] == "acme"
+
+
+def test_stack_flags_reach_the_settings() -> None:
+    from gateway.cli import build_parser
+    from gateway.stack.cli import _settings
+
+    args = build_parser().parse_args(
+        ["stack", "up", "--namespace", "acme", "--dashboard-base", DASHBOARD]
+    )
+    settings = _settings(args, None)
+    assert (settings.namespace, settings.dashboard_base) == ("acme", DASHBOARD)
+    assert settings.runbook_base is None
