@@ -85,7 +85,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
     from gateway.catalogue import DEFAULT_NAMESPACE
 
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="metric namespace")
+    parser.add_argument(
+        "--namespace",
+        help="metric namespace (default: the gateway's prometheus.namespace from --config and "
+        f"GATEWAY_NAMESPACE, else {DEFAULT_NAMESPACE})",
+    )
+    parser.add_argument("--config", metavar="FILE", help="gateway YAML config to read it from")
     parser.add_argument(
         "--gateway-url",
         default="http://127.0.0.1:4318",
@@ -106,9 +111,12 @@ def _render(args: argparse.Namespace) -> int:
     from gateway.render import RenderOptions, UnmappedName, local_links, render
 
     local = local_links(args.gateway_url)
+    namespace = args.namespace
+    if namespace is None:  # what the gateway would use: its file, then its environment
+        namespace = load_file(args.config, environ=os.environ).prometheus.namespace
     try:
         options = RenderOptions(
-            args.namespace,
+            namespace,
             runbook_base=args.runbook_base or local.runbooks,
             dashboard_base=args.dashboard_base or local.dashboard,
         )
@@ -117,7 +125,7 @@ def _render(args: argparse.Namespace) -> int:
         kind = "cannot render" if not isinstance(exc, UnmappedName) else "refused"
         print(f"telemetry-gateway render: {kind}: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {len(rendered.files)} files under {rendered.out} for namespace {args.namespace}")
+    print(f"wrote {len(rendered.files)} files under {rendered.out} for namespace {namespace}")
     return 0
 
 

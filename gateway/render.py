@@ -233,15 +233,22 @@ def _sources(source: Path) -> dict[str, str]:
     return {str(p.relative_to(source)): p.read_text(encoding="utf-8") for p in inputs}
 
 
-def _leftovers(namespace: str, out: Path, files: Iterable[str]) -> list[str]:
+def _leftovers(old: str, new: str, out: Path, files: Iterable[str]) -> list[str]:
+    """Places in the output that still spell `old` (in any case). When the new namespace
+    contains the old one (`coderunner_eu`), its own occurrences are not leftovers."""
     hits: list[str] = []
-    pattern = re.compile(re.escape(namespace), re.I)
+    pattern = re.compile(re.escape(old), re.I)
+    own = re.compile(re.escape(new), re.I) if old.lower() in new.lower() else None
+
+    def spells_old(text: str) -> bool:
+        return bool(pattern.search(own.sub("", text) if own is not None else text))
+
     for relative in files:
-        if pattern.search(relative):
+        if spells_old(relative):
             hits.append(f"{relative}: file name")
         text = (out / relative).read_text(encoding="utf-8")
         for number, line in enumerate(text.splitlines(), 1):
-            if pattern.search(line):
+            if spells_old(line):
                 hits.append(f"{relative}:{number}: {line.strip()[:160]}")
     return hits
 
@@ -280,7 +287,7 @@ def render(
     if runbooks.is_file():
         emit(_RUNBOOKS_DOC, mapper(runbooks.read_text(encoding="utf-8")))
     if options.namespace != old:
-        hits = _leftovers(old, out, written)
+        hits = _leftovers(old, options.namespace, out, written)
         if hits:
             raise UnmappedName(old, hits)
     return Rendered(out, tuple(written))

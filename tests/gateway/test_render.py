@@ -272,3 +272,26 @@ def test_stack_flags_reach_the_settings() -> None:
     settings = _settings(args, None)
     assert (settings.namespace, settings.dashboard_base) == ("acme", DASHBOARD)
     assert settings.runbook_base is None
+
+
+@pytest.mark.parametrize("namespace", ["coderunner_eu", "Acme"])
+def test_namespaces_that_contain_the_old_one_or_capitals(tmp_path: Path, namespace: str) -> None:
+    render(tmp_path, RenderOptions(namespace, runbook_base=RUNBOOKS, dashboard_base=DASHBOARD))
+    alerts = (tmp_path / "prometheus" / "rules" / "alerts.yml").read_text()
+    assert f"{namespace}_system_memory_utilization_ratio > 0.95" in alerts
+    assert not re.search(r"(?<![\w:])coderunner_system", alerts)
+    dashboard = tmp_path / "dashboards" / "json" / f"{namespace}-overview.json"
+    assert json.loads(dashboard.read_text())["uid"] == f"{namespace}-overview"
+
+
+def test_command_takes_the_namespace_the_gateway_would_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("prometheus:\n  namespace: fromfile\n")
+    assert main(["render", "--config", str(config), "--out", str(tmp_path / "a")]) == 0
+    assert "for namespace fromfile" in capsys.readouterr().out
+    monkeypatch.setenv("GATEWAY_NAMESPACE", "fromenv")
+    assert main(["render", "--out", str(tmp_path / "b")]) == 0
+    assert "for namespace fromenv" in capsys.readouterr().out
+    assert (tmp_path / "b" / "dashboards" / "json" / "fromenv-overview.json").is_file()
