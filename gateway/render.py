@@ -223,7 +223,12 @@ def runbooks_markdown(namespace: str, path: Path, *, source: Path = REPO) -> str
     if namespace == old:
         return text
     links = decl.links
-    options = RenderOptions(namespace, runbook_base=links.runbooks, dashboard_base=links.dashboard)
+    try:
+        options = RenderOptions(
+            namespace, runbook_base=links.runbooks, dashboard_base=links.dashboard
+        )
+    except ValueError:  # a namespace the gateway allows but rules cannot carry (empty)
+        return text
     return _Mapper(old, options, links, _sources(source).values())(text)
 
 

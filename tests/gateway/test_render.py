@@ -295,3 +295,13 @@ def test_command_takes_the_namespace_the_gateway_would_use(
     assert main(["render", "--out", str(tmp_path / "b")]) == 0
     assert "for namespace fromenv" in capsys.readouterr().out
     assert (tmp_path / "b" / "dashboards" / "json" / "fromenv-overview.json").is_file()
+
+
+def test_runbooks_for_an_empty_namespace_are_served_as_written() -> None:
+    from gateway.render import runbooks_markdown
+
+    path = REPO / "docs" / "runbooks.md"
+    assert runbooks_markdown("", path) == path.read_text()
+    acme = runbooks_markdown("acme", path)
+    assert acme is not None and "acme_" in acme and "coderunner" not in acme.lower()
+    assert runbooks_markdown("acme", REPO / "docs" / "no-such-file.md") is None
