@@ -37,7 +37,7 @@ from demo.dbproxy import DatabaseProxy
 from demo.scenarios import SCENARIOS, Scenario
 from demo.settings import DEFAULT_DATABASE_URL
 from demo.traffic import MAX_RATE, TrafficGenerator, TrafficStats
-from gateway.catalogue import by_name
+from gateway.catalogue import DEFAULT_NAMESPACE, by_name
 
 __all__ = ["DemoError", "add_arguments", "parse_prometheus_text", "run_demo", "run_from_args"]
 
@@ -96,10 +96,13 @@ class Summary:
 
     @classmethod
     def from_samples(cls, samples: Samples, previous: Summary | None, dt: float) -> Summary:
-        ns_deploy = by_name("deployments").prometheus_name()
-        requests = _total(samples, _HTTP_COUNT) or _total(
-            samples, by_name("api.requests").prometheus_name()
-        )
+        ns = _namespace_of(samples)
+
+        def name(entry: str) -> str:
+            return by_name(entry).prometheus_name(ns)
+
+        ns_deploy = name("deployments")
+        requests = _total(samples, _HTTP_COUNT) or _total(samples, name("api.requests"))
         rate = 0.0
         if previous is not None and dt > 0:
             rate = max(0.0, requests - previous.requests_total) / dt
@@ -108,12 +111,20 @@ class Summary:
             requests_per_s=rate,
             deployments_ok=_total(samples, ns_deploy, status="success"),
             deployments_failed=_total(samples, ns_deploy, status="failed"),
-            errors=_total(samples, by_name("errors").prometheus_name()),
-            websockets_open=_total(
-                samples, by_name("websocket.active_connections").prometheus_name()
-            ),
-            active_series=_total(samples, by_name("gateway.active_series").prometheus_name()),
+            errors=_total(samples, name("errors")),
+            websockets_open=_total(samples, name("websocket.active_connections")),
+            active_series=_total(samples, name("gateway.active_series")),
         )
+
+
+def _namespace_of(samples: Samples) -> str:
+    """The gateway's metric namespace (GATEWAY_NAMESPACE), read off its own series, so the
+    summary also reads a gateway it did not start (`--gateway URL`)."""
+    suffix = "_" + by_name("gateway.active_series").prometheus_name("")
+    for sample_name in samples:
+        if sample_name.endswith(suffix):
+            return sample_name.removesuffix(suffix)
+    return DEFAULT_NAMESPACE
 
 
 async def _get_json(url: str) -> dict[str, Any]:

@@ -327,6 +327,10 @@ class Gateway:
             t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
             # A ratio, because the disk queue's capacity is in bytes and its length in batches.
             t.gauge("gateway.forward.queue.utilization", forwarder.queue_fill_ratio)
+            if self.disk_queue is None:
+                # In batches, so only for the memory queue (the disk queue's bound is bytes).
+                size = float(self.config.forwarder.queue_size)
+                t.gauge("gateway.forward.queue.capacity", lambda: size)
             t.counter(
                 "gateway.points.redelivered", "", lambda: {"": forwarder.counters.redelivered}
             )

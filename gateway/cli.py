@@ -1,4 +1,4 @@
-"""`telemetry-gateway` command line: run, check-config, demo, stack."""
+"""`telemetry-gateway` command line: run, check-config, demo, stack, render."""
 
 from __future__ import annotations
 
@@ -82,6 +82,53 @@ def _demo(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    from gateway.catalogue import DEFAULT_NAMESPACE
+
+    parser.add_argument(
+        "--namespace",
+        help="metric namespace (default: the gateway's prometheus.namespace from --config and "
+        f"GATEWAY_NAMESPACE, else {DEFAULT_NAMESPACE})",
+    )
+    parser.add_argument("--config", metavar="FILE", help="gateway YAML config to read it from")
+    parser.add_argument(
+        "--gateway-url",
+        default="http://127.0.0.1:4318",
+        help="the gateway whose /ui/runbooks and /ui/ the default links point at",
+    )
+    parser.add_argument(
+        "--runbook-base", help="URL of the runbooks (default: <gateway>/ui/runbooks)"
+    )
+    parser.add_argument(
+        "--dashboard-base", help="URL of the overview dashboard (default: <gateway>/ui/)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory to write")
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.render import RenderOptions, UnmappedName, local_links, render
+
+    local = local_links(args.gateway_url)
+    namespace = args.namespace
+    if namespace is None:  # what the gateway would use: its file, then its environment
+        namespace = load_file(args.config, environ=os.environ).prometheus.namespace
+    try:
+        options = RenderOptions(
+            namespace,
+            runbook_base=args.runbook_base or local.runbooks,
+            dashboard_base=args.dashboard_base or local.dashboard,
+        )
+        rendered = render(Path(args.out), options)
+    except (ValueError, OSError) as exc:  # UnmappedName is a ValueError
+        kind = "cannot render" if not isinstance(exc, UnmappedName) else "refused"
+        print(f"telemetry-gateway render: {kind}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(rendered.files)} files under {rendered.out} for namespace {namespace}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telemetry-gateway",
@@ -100,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_arguments(demo)
     demo.set_defaults(func=_demo)
     add_stack_parser(sub)
+    render = sub.add_parser(
+        "render",
+        help="write the rules, their tests, the dashboards and docs for a namespace and links",
+    )
+    _add_render_arguments(render)
+    render.set_defaults(func=_render)
     return parser
 
 

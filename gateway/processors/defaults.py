@@ -67,6 +67,14 @@ DEFAULT_VIEWS_YAML = """\
 # as they are, without the instrumentation scope (no otel_scope_* labels on dashboards).
 - name: catalogue-scope
   select: {instrument: "{namespace}.*"}
+
+# The same metrics from a service that names them under the default namespace (the demo's
+# `coderunner.deployments`), moved into the gateway's (`acme.deployments`), so a service needs
+# no knowledge of the gateway's namespace; only catalogue names move. Nothing to do when the
+# gateway uses the default namespace.
+- name: catalogue-default-namespace
+  select: {instrument: "coderunner.*"}
+  from_namespace: coderunner
 """
 
 

@@ -37,10 +37,20 @@ _PORT_FLAGS = {
     "loadbalancer_health_port": "with --replicas: the load-balancing tier's health_check (13134)",
 }
 
+#: the rules' namespace and links (`telemetry-gateway render`) and Prometheus' external URL
+_TEXT_FLAGS = {
+    "namespace": "metric namespace of the gateway and its rules (coderunner)",
+    "runbook_base": "alerts' runbook link base (the gateway's /ui/runbooks)",
+    "dashboard_base": "alerts' dashboard link base, Grafana's (the gateway's /ui/)",
+    "prometheus_external_url": "Prometheus' --web.external-url (its local address)",
+}
+
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for dest, help_text in _PORT_FLAGS.items():
         parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, type=int, help=help_text)
+    for dest, help_text in _TEXT_FLAGS.items():
+        parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, help=help_text)
     parser.add_argument(
         "--no-demo", action="store_true", help="leave the demo service and its traffic out"
     )
@@ -102,7 +112,7 @@ def _settings(args: argparse.Namespace, saved: StackSettings | None) -> StackSet
     base = saved if saved is not None and args.stack_command != "up" else StackSettings()
     values = base.to_json()
     values["directory"] = str(args.dir)
-    for dest in _PORT_FLAGS:
+    for dest in (*_PORT_FLAGS, *_TEXT_FLAGS):
         if getattr(args, dest, None) is not None:
             values[dest] = getattr(args, dest)
     if getattr(args, "no_demo", False):

@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from gateway.config import GatewayConfig
 from gateway.exporters.otlp_forwarder import OtlpForwarder
@@ -38,6 +38,7 @@ from gateway.processors.views import ViewProcessor
 from gateway.selftelemetry import SelfTelemetry
 from gateway.status.cardinality import cardinality_report, label_ranking
 from gateway.status.pipeline import PipelineReadings
+from gateway.status.runbooks import RUNBOOKS, runbooks_page
 from gateway.status.tail import MAX_TAIL, tail
 
 __all__ = ["StatusParts", "status_router"]
@@ -312,6 +313,19 @@ def status_router(parts: StatusParts) -> APIRouter:
         return Response(
             _page_file("index.html"), media_type=_STATIC["index.html"], headers=_NO_CACHE
         )
+
+    @router.get("/ui/runbooks", include_in_schema=False)
+    async def ui_runbooks() -> Response:
+        page = runbooks_page(config.prometheus.namespace)
+        if page is None:
+            return Response(
+                f"no runbooks here ({RUNBOOKS} is missing): alerts should link to the "
+                "runbooks where the deployment publishes them "
+                "(telemetry-gateway render --runbook-base URL)\n",
+                404,
+                media_type="text/plain",
+            )
+        return HTMLResponse(page)
 
     @router.get("/ui/{name}", include_in_schema=False)
     async def ui_file(name: str) -> Response:

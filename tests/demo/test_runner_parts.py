@@ -174,3 +174,11 @@ def test_the_stack_offers_exactly_the_demo_scenarios() -> None:
         if a.dest == "scenario"
     )
     assert set(up.choices or ()) == set(SCENARIOS)
+
+
+def test_summary_reads_the_gateways_namespace() -> None:
+    """GATEWAY_NAMESPACE=acme: the live screen reads acme_* (found from the gateway's own
+    series), not zeros from the default names."""
+    acme = parse_prometheus_text(TEXT.replace("coderunner_", "acme_"))
+    summary = Summary.from_samples(acme, None, 0)
+    assert (summary.deployments_ok, summary.errors, summary.active_series) == (4, 2, 42)

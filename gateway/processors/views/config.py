@@ -151,6 +151,10 @@ class ViewConfig(_Frozen):
     attributes: AttributesConfig = AttributesConfig()
     #: drop the instrumentation scope, so the series carry no otel_scope_* labels
     drop_scope: bool = True
+    #: move catalogue metrics a service names under this namespace into the gateway's
+    #: (`coderunner.deployments` -> `acme.deployments`); only catalogue names are selected,
+    #: and nothing when it is the gateway's own namespace
+    from_namespace: str | None = None
 
     @field_validator("to")
     @classmethod
@@ -164,6 +168,13 @@ class ViewConfig(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> ViewConfig:
+        if self.from_namespace is not None and (
+            self.to is not None
+            or self.rename is not None
+            or self.derive is not None
+            or not self.attributes.is_identity
+        ):
+            raise ValueError("from_namespace only moves names: no to, rename, derive, attributes")
         if self.to is not None and self.rename is not None:
             raise ValueError("give `to` (a catalogue entry) or `rename`, not both")
         if self.to is not None:

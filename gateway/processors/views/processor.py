@@ -162,6 +162,8 @@ class ViewProcessor:
 
     @staticmethod
     def _rename_in_place(view: ViewState, m: metrics_pb2.Metric) -> None:
+        if view.moves is not None:
+            m.name = view.moves[m.name]
         if view.name is not None:
             m.name = view.name
         if view.unit is not None:
@@ -178,7 +180,11 @@ class ViewProcessor:
         if not groups:
             return None
         out = metrics_pb2.Metric(
-            name=view.name if view.name is not None else m.name,
+            name=view.moves[m.name]
+            if view.moves is not None
+            else view.name
+            if view.name is not None
+            else m.name,
             unit=view.unit if view.unit is not None else m.unit,
             description=view.description if view.description is not None else m.description,
         )

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.catalogue import Kind, by_name
+from gateway.catalogue import CATALOGUE, Kind, by_name
 from gateway.exporters.prometheus.labels import attribute_string
 from gateway.processors.views.attributes import NO_RATE, AttributePlan, Outcome
 from gateway.processors.views.config import ViewConfig
@@ -56,6 +56,15 @@ class ViewState:
             self.name = config.rename.name
             self.unit = config.rename.unit
             self.description = config.rename.description
+        #: from_namespace: the catalogue's names under it -> under the gateway's namespace
+        self.moves: dict[str, str] | None = None
+        if config.from_namespace is not None:
+            source = config.from_namespace
+            self.moves = (
+                {m.otel_name(source): m.otel_name(namespace) for m in CATALOGUE}
+                if source != namespace
+                else {}
+            )
         self.derive = config.derive
         #: the view only renames: the metric is changed in place, no point is touched
         self.in_place = (
@@ -71,6 +80,8 @@ class ViewState:
         if sel.kind is not None and sel.kind != kind:
             return False
         if not self.instrument.match(name):
+            return False
+        if self.moves is not None and name not in self.moves:
             return False
         if self.scope is not None and not self.scope.match(scope):
             return False

@@ -260,7 +260,11 @@ def test_the_attribute_cache_gives_the_same_result_on_repeat() -> None:
 
 def test_every_default_view_names_a_catalogue_metric_or_keeps_names() -> None:
     for view in default_views():
-        assert view.to is not None or view.select.instrument == "{namespace}.*"
+        assert (
+            view.to is not None
+            or view.select.instrument == "{namespace}.*"
+            or view.select.instrument == f"{view.from_namespace}.*"
+        )
 
 
 def test_as_int_input_stays_integer_when_summed() -> None:
@@ -381,3 +385,40 @@ def test_merged_histograms_equal_a_field_by_field_sum(points: list[Any]) -> None
             assert (q.min, q.max) == (min(m[0] for m in e["mm"]), max(m[1] for m in e["mm"]))
         else:
             assert not q.HasField("min") and not q.HasField("max")
+
+
+def test_default_views_move_catalogue_names_into_the_gateways_namespace() -> None:
+    """A service that names business metrics under the default namespace needs no knowledge
+    of the gateway's: catalogue names move, other names under it stay as they are."""
+    req = (
+        Req(scope="billing")
+        .sum("coderunner.deployments", [({"status": "success", "type": "py"}, 2, 0, 10)])
+        .sum("coderunner.invoices", [({}, 5, 0, 10)])
+        .sum("acme.user.activity", [({"action": "pay", "plan_type": "team"}, 1, 0, 10)])
+    )
+    _, s = run(ViewProcessor(default_views(), namespace="acme"), req)
+    svc = {"job": "svc", "instance": "i-1"}
+    assert s.all("acme_deployments_total") == [({**svc, "status": "success", "type": "py"}, 2.0)]
+    assert s.all("acme_user_activity_total") == [
+        ({**svc, "action": "pay", "plan_type": "team"}, 1.0)
+    ]
+    assert not s.all("coderunner_deployments_total")
+    assert s.value("coderunner_invoices_total", otel_scope_name="billing") == 5
+
+
+def test_in_the_default_namespace_the_move_does_nothing() -> None:
+    req = Req(scope="billing").sum(
+        "coderunner.deployments", [({"status": "ok", "type": "py"}, 2, 0, 10)]
+    )
+    _, s = run(ViewProcessor(default_views()), req)
+    # One series, not two: the move view does not select it next to catalogue-scope.
+    assert s.all("coderunner_deployments_total") == [
+        ({"job": "svc", "instance": "i-1", "status": "ok", "type": "py"}, 2.0)
+    ]
+
+
+def test_from_namespace_only_moves_names() -> None:
+    with pytest.raises(ValueError, match="from_namespace only moves names"):
+        ViewConfig.model_validate(
+            {"select": {"instrument": "x.*"}, "from_namespace": "x", "to": "deployments"}
+        )
