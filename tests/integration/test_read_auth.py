@@ -33,6 +33,7 @@ GUARDED = (
     "/api/status/pipeline",
     "/api/status/cardinality",
     "/ui/",
+    "/ui/runbooks",
     "/openapi.json",
     "/no/such/route",
 )
