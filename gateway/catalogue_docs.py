@@ -92,7 +92,7 @@ def render(namespace: str = DEFAULT_NAMESPACE) -> str:
         "`instance` (`service.instance.id`). Series that come through the views (the HTTP and",
         "database metrics, and a service's metrics named under the namespace) and the system",
         "observer's carry no `otel_scope_*` labels; the gateway's own `*_gateway_*` series carry",
-        "`otel_scope_name=\"telemetry-gateway\"`, and a service's metric named outside the",
+        '`otel_scope_name="telemetry-gateway"`, and a service\'s metric named outside the',
         "namespace keeps its meter's name as `otel_scope_name` (tests/docs/test_quickstart.py",
         "checks all three).",
         "",
