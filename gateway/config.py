@@ -480,10 +480,13 @@ class Resolved(NamedTuple):
     origins: dict[Key, Origin]
 
     def origin(self, key: Key) -> Origin:
+        """Who set `key`: itself or a section above it, else (for a mapping such as
+        `auth.tokens`) whoever set a key inside it, else the default."""
         for n in range(len(key), 0, -1):
             if key[:n] in self.origins:
                 return self.origins[key[:n]]
-        return Origin("default")
+        inside = [o for k, o in self.origins.items() if k[: len(key)] == key]
+        return inside[-1] if inside else Origin("default")
 
 
 def _blame(origins: Mapping[Key, Origin], loc: tuple[int | str, ...], fallback: Origin) -> str:

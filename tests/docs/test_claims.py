@@ -94,3 +94,8 @@ def test_the_export_interval_row_states_the_instrumentation_default() -> None:
         if line.startswith("| service export interval")
     )
     assert f"{DEFAULT_EXPORT_INTERVAL_S:g} s with `instrumentation`" in row
+
+
+def test_the_quickstart_is_linked_from_the_readme_first_screen() -> None:
+    first_screen = "\n".join((REPO / "README.md").read_text(encoding="utf-8").splitlines()[:25])
+    assert "](docs/quickstart.md)" in first_screen
