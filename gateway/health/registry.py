@@ -286,13 +286,21 @@ class HealthRegistry:
         else:
             effect = "readiness unaffected"
         level = logging.WARNING if result.status is Status.FAIL else logging.INFO
+        # A check that says why only per observation (system: cpu, memory, disk) is
+        # described by the observations that are not pass.
+        detail = result.output or "; ".join(
+            f"{o.measurement}{f' ({o.component_id})' if o.component_id else ''}: "
+            f"{o.output or o.value}"
+            for o in result.observations
+            if o.status is not None and o.status is not Status.PASS
+        )
         _log.log(
             level,
             "health: %s %s (%s): %s",
             result.name,
             result.status.value,
             effect,
-            result.output or "no detail",
+            detail or "no detail",
         )
 
     async def _call(self, check: Check) -> CheckOutcome:

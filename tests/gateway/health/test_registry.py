@@ -395,3 +395,21 @@ def test_every_status_change_is_logged_once(caplog: pytest.LogCaptureFixture) ->
             "ConnectionRefusedError: connection refused",
         ),
     ]
+
+
+def test_a_change_without_output_is_described_by_its_observations(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hot = Observation("cpuUtilization", 97.5, "percent", Status.FAIL, "97.5% >= 95%")
+    calm = Observation("memoryUtilization", 40.0, "percent", Status.PASS)
+
+    async def scenario() -> None:
+        registry = HealthRegistry()
+        registry.add(Check("system", const(CheckOutcome(Status.FAIL, (hot, calm)))))
+        await registry.run_once("system")
+
+    with caplog.at_level("INFO", logger="gateway.health.registry"):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "health: system fail (informational: readiness unaffected): cpuUtilization: 97.5% >= 95%"
+    ]
