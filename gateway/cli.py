@@ -12,7 +12,13 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gateway.config import ConfigError, GatewayConfig, load_file, resolve_file
+from gateway.config import (
+    ConfigError,
+    GatewayConfig,
+    ignored_variables,
+    load_file,
+    resolve_file,
+)
 from gateway.stack import add_stack_parser
 
 __all__ = ["main"]
@@ -107,6 +113,13 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"  {'.'.join(key)} = {shown}  ({origin})")
     if not args.all:
         print("  every other setting: its default (--all lists them; docs/configuration.md)")
+    shortcuts = "GATEWAY_HOST, GATEWAY_HTTP_PORT, GATEWAY_GRPC_PORT, GATEWAY_NAMESPACE, ..."
+    for name in ignored_variables(os.environ):
+        print(
+            f"environment {name}: not a setting, ignored (GATEWAY_<SECTION>__<KEY>, or "
+            f"{shortcuts})",
+            file=sys.stderr,
+        )
     print(f"{args.file}: ok")
     return 0
 

@@ -52,6 +52,7 @@ __all__ = [
     "Resolved",
     "ServerConfig",
     "TlsConfig",
+    "ignored_variables",
     "load",
     "load_file",
     "resolve",
@@ -379,6 +380,17 @@ class _Layer:
         for key, value in data.items():
             layer.note((str(key),), value, origin)
         return layer
+
+
+def ignored_variables(environ: Mapping[str, str]) -> list[str]:
+    """`GATEWAY_*` variables that are no setting (`GATEWAY_HTTP_PROT`): neither a short form
+    nor `GATEWAY_<SECTION>__<KEY>`. Not an error (other tools may use the prefix), but
+    check-config names them, since a typo there would otherwise change nothing, silently."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("GATEWAY_") and name not in _ENV_SHORTCUTS and "__" not in name
+    )
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Layer:

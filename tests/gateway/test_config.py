@@ -238,3 +238,21 @@ def test_check_config_blames_an_environment_typo_on_the_variable(tmp_path: Path)
     assert result.stderr.strip() == (
         "environment GATEWAY_QUEUE__KINDD: queue.kindd: Extra inputs are not permitted"
     )
+
+
+def test_check_config_names_gateway_variables_that_are_no_setting(tmp_path: Path) -> None:
+    f = tmp_path / "g.yaml"
+    f.write_text("{}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(f)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "GATEWAY_HTTP_PROT": "5000", "GATEWAY_HTTP_PORT": "5001"},
+    )
+    assert result.returncode == 0, result.stderr  # a note, not an error
+    assert result.stderr.startswith(
+        "environment GATEWAY_HTTP_PROT: not a setting, ignored (GATEWAY_<SECTION>__<KEY>"
+    )
+    assert "GATEWAY_HTTP_PORT:" not in result.stderr
+    assert "server.http_port = 5001  (environment GATEWAY_HTTP_PORT)" in result.stdout
