@@ -187,3 +187,31 @@ def test_unknown_paths_are_counted_as_refused(tmp_path: Path) -> None:
             gw, "coderunner_gateway_requests_refused_total", transport="http", reason="not_found"
         )
         assert refused == 2
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_gateway_upstream_refusing_the_token_counts_upstream_unauthorized(
+    tmp_path: Path, protocol: str
+) -> None:
+    """Issue 19, item 6, over both transports: another gateway with ingest auth as upstream
+    (HTTP 401, gRPC UNAUTHENTICATED)."""
+    auth = "auth: {enabled: true}\n"
+    env = {"GATEWAY_AUTH__TOKENS": "{edge: right}"}
+    with run_gateway(tmp_path, config=QUIET + auth, env=env) as upstream:
+        endpoint = upstream.url if protocol == "http/protobuf" else upstream.grpc_target
+        config = QUIET + (
+            f"forwarder:\n  endpoint: {endpoint}\n  protocol: {protocol}\n"
+            "  headers: {authorization: Bearer wrong}\n"
+        )
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            push(gw, Req(service="u").sum("c", [({}, 1, 0, 10)]))
+            eventually(
+                lambda: (
+                    self_metric(
+                        gw,
+                        "coderunner_gateway_points_dropped_total",
+                        reason="upstream_unauthorized",
+                    )
+                    == 1
+                )
+            )
