@@ -17,6 +17,7 @@ variable that set the bad value rather than the file.
 from __future__ import annotations
 
 import contextlib
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -501,15 +502,21 @@ class Resolved(NamedTuple):
         return inside[-1] if inside else Origin("default")
 
 
-def _blame(origins: Mapping[Key, Origin], loc: tuple[int | str, ...], fallback: Origin) -> str:
-    """Who set the value an error is about: the variables, flags or file whose keys lie on the
-    error's path (an error about a section blames every source that set something in it)."""
+def _blame(
+    origins: Mapping[Key, Origin], loc: tuple[int | str, ...], message: str, fallback: Origin
+) -> str:
+    """Who set the value an error is about. A section's or the whole config's own check
+    names the keys it is about in its message ("queue.path is required when queue.kind is
+    disk"): those keys' sources. Otherwise the sources of the keys on the error's path."""
     key = tuple(str(p) for p in loc)
     for i, part in enumerate(loc):
         if isinstance(part, int):
             key = key[:i]  # a list is one value; its items have no origin of their own
             break
-    found = sorted({str(o) for k, o in origins.items() if _related(k, key)} if key else set())
+    named = [tuple(k.split(".")) for k in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", message)]
+    found = sorted({str(o) for k, o in origins.items() for n in named if _related(k, n)})
+    if not found and key:
+        found = sorted({str(o) for k, o in origins.items() if _related(k, key)})
     return ", ".join(found) if found else str(fallback)
 
 
@@ -548,7 +555,7 @@ def resolve(
         for e in exc.errors():
             message = f"{_path(e['loc'])}: {e['msg']}"
             errors.append(message)
-            blamed.append(f"{_blame(origins, e['loc'], fallback)}: {message}")
+            blamed.append(f"{_blame(origins, e['loc'], e['msg'], fallback)}: {message}")
         raise ConfigError(source, errors, blamed) from None
     return Resolved(config, origins)
 

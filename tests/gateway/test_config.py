@@ -256,3 +256,15 @@ def test_check_config_names_gateway_variables_that_are_no_setting(tmp_path: Path
     )
     assert "GATEWAY_HTTP_PORT:" not in result.stderr
     assert "server.http_port = 5001  (environment GATEWAY_HTTP_PORT)" in result.stdout
+
+
+def test_a_whole_config_error_blames_the_keys_its_message_names(tmp_path: Path) -> None:
+    """The self-forwarding check is about forwarder.endpoint, which OTEL_EXPORTER_OTLP_ENDPOINT
+    set here: the file (which has the ports only) is not to blame."""
+    f = tmp_path / "g.yaml"
+    f.write_text("server: {http_port: 4318}\n")
+    with pytest.raises(ConfigError) as info:
+        load_file(f, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    [line] = info.value.lines
+    assert line.startswith("environment OTEL_EXPORTER_OTLP_ENDPOINT: (top level): ")
+    assert "this gateway's own listener" in line
