@@ -346,7 +346,7 @@ class Origin:
         if self.kind == "file":
             return f"file {self.name}"
         if self.kind == "flag":
-            return f"flag {self.name}"
+            return f"flag {self.name}" if self.name else "command-line flag"
         return f"environment {self.name}"
 
 

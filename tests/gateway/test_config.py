@@ -268,3 +268,9 @@ def test_a_whole_config_error_blames_the_keys_its_message_names(tmp_path: Path) 
     [line] = info.value.lines
     assert line.startswith("environment OTEL_EXPORTER_OTLP_ENDPOINT: (top level): ")
     assert "this gateway's own listener" in line
+
+
+def test_a_flag_error_blames_the_command_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(environ={}, overrides={"server": {"http_port": 70000}})
+    assert info.value.lines[0].startswith("command-line flag: server.http_port: ")
