@@ -336,6 +336,7 @@ class Gateway:
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="telemetry-gateway", version=__version__, docs_url=None, redoc_url=None)
+        app.add_exception_handler(404, self._not_found)  # unknown paths are counted
         app.add_route("/v1/metrics", self.http_receiver.handle, methods=["POST"])
         app.add_route("/metrics", self._metrics, methods=["GET"])
         app.add_route("/api/metrics", self._metrics, methods=["GET"])
@@ -352,7 +353,6 @@ class Gateway:
             )
         # The status page (/ui/) and its JSON (/api/status/...), read from the components.
         app.include_router(status_router(self))
-        app.add_exception_handler(404, self._not_found)
         return app
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
