@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.exception_handlers import http_exception_handler
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from gateway import __version__
 from gateway.catalogue import by_name
@@ -340,6 +341,7 @@ class Gateway:
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="telemetry-gateway", version=__version__, docs_url=None, redoc_url=None)
+        app.add_exception_handler(404, self._not_found)  # unknown paths are counted
         app.add_route("/v1/metrics", self.http_receiver.handle, methods=["POST"])
         app.add_route("/metrics", self._metrics, methods=["GET"])
         app.add_route("/api/metrics", self._metrics, methods=["GET"])
@@ -359,6 +361,19 @@ class Gateway:
         if self.read_tokens:
             app.add_middleware(ReadGuard, tokens=self.read_tokens)
         return app
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        """A path no route serves is counted (`gateway.requests.refused{reason="not_found"}`):
+        a service exporting to a wrong path (or sending traces here) lost its data silently.
+        A route's own 404 (it matched, so `endpoint` is set) is answered as it was."""
+        if "endpoint" in request.scope:
+            return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+        self.telemetry.record_refused("http", "not_found")
+        return PlainTextResponse(
+            f"no such path: {request.method} {request.url.path} (OTLP metrics: POST "
+            "/v1/metrics; Prometheus: GET /metrics; health: /health, /ready, /live)\n",
+            status_code=404,
+        )
 
     def _render(self, request: Request, stores: Sequence[SeriesStore]) -> Response:
         self.self_store.consume(self.telemetry.batch())

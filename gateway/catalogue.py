@@ -335,7 +335,8 @@ CATALOGUE: tuple[Metric, ...] = (
         "{point}",
         _C,
         ("reason",),
-        "Data points accepted but then dropped (queue full, upstream refused), by reason.",
+        "Data points accepted but then dropped, by reason: queue_full, upstream_unauthorized "
+        "(401/403), upstream_not_found (404), rejected_upstream (other refusals), ...",
         _G,
     ),
     Metric(
@@ -368,7 +369,8 @@ CATALOGUE: tuple[Metric, ...] = (
         "{request}",
         _C,
         ("transport", "reason"),
-        "Export requests refused whole (undecodable, too large, unsupported type, overload).",
+        "Export requests refused whole (undecodable, too large, unsupported type, overload; "
+        "not_found: a path the gateway does not serve).",
         _G,
     ),
     Metric(

@@ -89,8 +89,12 @@ def render(namespace: str = DEFAULT_NAMESPACE) -> str:
         "unit by the OpenTelemetry compatibility rules, so the gateway's `/metrics` and a",
         "Collector translating the gateway's forwarded OTLP give the same names. Besides the",
         "labels listed, every series carries `job` (`service.namespace/service.name`) and",
-        "`instance` (`service.instance.id`); catalogue metrics carry no `otel_scope_*` labels",
-        "(the views drop the instrumentation scope).",
+        "`instance` (`service.instance.id`). Series that come through the views (the HTTP and",
+        "database metrics, and a service's metrics named under the namespace) and the system",
+        "observer's carry no `otel_scope_*` labels; the gateway's own `*_gateway_*` series carry",
+        '`otel_scope_name="telemetry-gateway"`, and a service\'s metric named outside the',
+        "namespace keeps its meter's name as `otel_scope_name` (tests/docs/test_quickstart.py",
+        "checks all three).",
         "",
     ]
     for layer in Layer:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from gateway.config import ConfigError, GatewayConfig, load_file
+from gateway.config import (
+    ConfigError,
+    GatewayConfig,
+    ignored_variables,
+    load_file,
+    resolve_file,
+)
 from gateway.stack import add_stack_parser
 
 __all__ = ["main"]
@@ -41,8 +49,14 @@ def load_config(args: argparse.Namespace) -> GatewayConfig:
 
 def _run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
+    from gateway.preflight import listeners_free
 
     config = load_config(args)
+    busy = listeners_free(config)
+    for problem in busy:
+        print(f"telemetry-gateway: cannot start: {problem}", file=sys.stderr)
+    if busy:
+        return 1
     try:
         asyncio.run(Gateway(config).serve())
     except OSError as exc:
@@ -52,20 +66,60 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+_SECRET_KEYS = frozenset(("token", "tokens", "headers", "password"))
+
+
+def _shown(key: tuple[str, ...], value: Any) -> str:
+    """A value as check-config prints it: tokens, headers and URL passwords hidden."""
+    if (key and key[-1] in _SECRET_KEYS) or (len(key) > 1 and key[-2] in _SECRET_KEYS):
+        return "<hidden>"
+    if isinstance(value, str) and "://" in value:
+        parts = urllib.parse.urlsplit(value)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":<hidden>@", 1)
+            value = parts._replace(netloc=netloc).geturl()
+    return json.dumps(value, default=str)
+
+
+def _leaves(data: Any, key: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(data, dict) and data and not (key and key[-1] in _SECRET_KEYS):
+        for name, value in data.items():
+            yield from _leaves(value, (*key, str(name)))
+    else:
+        yield key, data
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from gateway.preflight import preflight
 
     try:
-        config = load_file(args.file, environ=os.environ)
+        resolved = resolve_file(args.file, environ=os.environ)
     except ConfigError as exc:
-        for error in exc.errors:
-            print(f"{exc.source}: {error}", file=sys.stderr)
+        for line in exc.lines:
+            print(line, file=sys.stderr)
         return 1
-    problems = preflight(config)
+    problems = preflight(resolved.config)
     for problem in problems:
         print(f"{args.file}: {problem}", file=sys.stderr)
     if problems:
         return 1
+    # Where each value came from: the file, a variable (check-config reads the environment,
+    # as `run` does), or the default. `views` is a list the catalogue defines: one line.
+    dumped = resolved.config.model_dump(mode="json")
+    for key, value in _leaves(dumped):
+        origin = resolved.origin(key)
+        if origin.kind != "default" or args.all:
+            shown = "(list)" if key == ("views",) else _shown(key, value)
+            print(f"  {'.'.join(key)} = {shown}  ({origin})")
+    if not args.all:
+        print("  every other setting: its default (--all lists them; docs/configuration.md)")
+    shortcuts = "GATEWAY_HOST, GATEWAY_HTTP_PORT, GATEWAY_GRPC_PORT, GATEWAY_NAMESPACE, ..."
+    for name in ignored_variables(os.environ):
+        print(
+            f"environment {name}: not a setting, ignored (GATEWAY_<SECTION>__<KEY>, or "
+            f"{shortcuts})",
+            file=sys.stderr,
+        )
     print(f"{args.file}: ok")
     return 0
 
@@ -140,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
+    check.add_argument(
+        "--all", action="store_true", help="list every setting, defaults included, with origin"
+    )
     check.set_defaults(func=_check_config)
     demo = sub.add_parser(
         "demo", help="gateway + instrumented demo service + traffic, with a live summary"
@@ -167,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigError as exc:
-        for error in exc.errors:
-            print(f"{exc.source}: {error}", file=sys.stderr)
+        for line in exc.lines:
+            print(f"telemetry-gateway: {line}", file=sys.stderr)
         return 2
     return result

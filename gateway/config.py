@@ -8,15 +8,21 @@ environment as an argument.
 
 Environment variables: `GATEWAY_HTTP_PORT`, `GATEWAY_GRPC_PORT`, `GATEWAY_HOST`,
 `GATEWAY_NAMESPACE`, `GATEWAY_FORWARD_ENDPOINT`, and in general `GATEWAY_<SECTION>__<FIELD>`
-(for example `GATEWAY_PROMETHEUS__METRIC_EXPIRATION_SECONDS=600`).
+to any depth (`GATEWAY_PROMETHEUS__METRIC_EXPIRATION_SECONDS=600`,
+`GATEWAY_HEALTH__POSTGRES__DSN=postgresql://...`). `resolve()` keeps where every value came
+from (file, variable, flag or default): `check-config` prints it, and an error names the
+variable that set the bad value rather than the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -41,12 +47,17 @@ __all__ = [
     "GatewayConfig",
     "LimitsConfig",
     "MemoryLimiterConfig",
+    "Origin",
     "PrometheusConfig",
     "QueueConfig",
+    "Resolved",
     "ServerConfig",
     "TlsConfig",
+    "ignored_variables",
     "load",
     "load_file",
+    "resolve",
+    "resolve_file",
 ]
 
 
@@ -298,12 +309,15 @@ class GatewayConfig(_Frozen):
 
 
 class ConfigError(Exception):
-    """A configuration that does not validate; `errors` are "path: message" lines."""
+    """A configuration that does not validate; `errors` are "path: message" lines, `lines`
+    the same prefixed with who set the value ("environment GATEWAY_QUEUE__KINDD: ...",
+    "file gateway.yaml: ...", "default: ..."): print those."""
 
-    def __init__(self, source: str, errors: list[str]) -> None:
+    def __init__(self, source: str, errors: list[str], lines: list[str] | None = None) -> None:
         self.source = source
         self.errors = errors
-        super().__init__(f"{source}: " + "; ".join(errors))
+        self.lines = lines if lines is not None else [f"{source}: {e}" for e in errors]
+        super().__init__("; ".join(self.lines))
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -317,7 +331,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 # Short environment names for the settings people change most.
-_ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
+_ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "GATEWAY_HOST": ("server", "host"),
     "GATEWAY_HTTP_PORT": ("server", "http_port"),
     "GATEWAY_GRPC_PORT": ("server", "grpc_port"),
@@ -325,19 +339,96 @@ _ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
     "GATEWAY_FORWARD_ENDPOINT": ("forwarder", "endpoint"),
 }
 
+Key = tuple[str, ...]
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for name, value in environ.items():
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one setting's value came from: `default`, `file` (name: the file), `environment`
+    (name: the variable), `otel` (name: the OTEL_* variable) or `flag` (name: the flag)."""
+
+    kind: Literal["default", "file", "environment", "otel", "flag"]
+    name: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "default":
+            return "default"
+        if self.kind == "file":
+            return f"file {self.name}"
+        if self.kind == "flag":
+            return f"flag {self.name}" if self.name else "command-line flag"
+        return f"environment {self.name}"
+
+
+class _Layer:
+    """One source of settings: a nested mapping and, for every leaf in it, its origin."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origins: dict[Key, Origin] = {}
+
+    def set(self, key: Key, value: Any, origin: Origin) -> None:
+        node = self.data
+        for part in key[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[key[-1]] = value
+        self.note(key, value, origin)
+
+    def note(self, key: Key, value: Any, origin: Origin) -> None:
+        if isinstance(value, Mapping) and value:
+            for sub, inner in value.items():
+                self.note((*key, str(sub)), inner, origin)
+        else:
+            self.origins[key] = origin
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any], origin: Origin) -> _Layer:
+        layer = cls()
+        layer.data = dict(data)
+        for key, value in data.items():
+            layer.note((str(key),), value, origin)
+        return layer
+
+
+def ignored_variables(environ: Mapping[str, str]) -> list[str]:
+    """`GATEWAY_*` variables that are no setting (`GATEWAY_HTTP_PROT`): neither a short form
+    nor `GATEWAY_<SECTION>__<KEY>`. Not an error (other tools may use the prefix), but
+    check-config names them, since a typo there would otherwise change nothing, silently."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("GATEWAY_") and name not in _ENV_SHORTCUTS and "__" not in name
+    )
+
+
+def _env_layer(environ: Mapping[str, str]) -> _Layer:
+    """`GATEWAY_<SECTION>__<FIELD>[__<FIELD>...]` to any depth, and the short forms.
+
+    Hand-written rather than pydantic-settings: that library parses complex values as JSON
+    (the file and these variables take YAML, `{dsn: ...}`), reads `os.environ` itself, and its
+    errors name the field, not the variable that set it; the split itself is these few lines.
+    """
+    layer = _Layer()
+    for name in sorted(environ):
+        value = environ[name]
         if name in _ENV_SHORTCUTS:
-            section, field = _ENV_SHORTCUTS[name]
+            key = _ENV_SHORTCUTS[name]
         elif name.startswith("GATEWAY_") and "__" in name:
-            section, _, field = name.removeprefix("GATEWAY_").lower().partition("__")
+            key = tuple(name.removeprefix("GATEWAY_").lower().split("__"))
+            if not all(key):
+                key = tuple(part or "(empty)" for part in key)
         else:
             continue
         # YAML parsing gives "600" -> 600, "true" -> True, "[a, b]" -> list, as in the file.
-        out.setdefault(section, {})[field] = yaml.safe_load(value) if value else value
-    return out
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value  # validation then names the variable and the bad value
+        layer.set(key, parsed, Origin("environment", name))
+    return layer
 
 
 def _otel_pairs(value: str) -> dict[str, str]:
@@ -351,7 +442,7 @@ def _otel_pairs(value: str) -> dict[str, str]:
     return out
 
 
-def _otel_defaults(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def _otel_layer(environ: Mapping[str, str]) -> _Layer:
     """The standard OTEL_* variables that mean something to the gateway, as it reads them:
 
     - OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT: the forwarder's
@@ -362,36 +453,31 @@ def _otel_defaults(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
     They are defaults: the YAML file, then GATEWAY_* variables and flags, override them.
     """
+    layer = _Layer()
 
-    def pick(name: str) -> str | None:
+    def pick(name: str) -> tuple[str, str] | None:
         for var in (f"OTEL_EXPORTER_OTLP_METRICS_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
             if environ.get(var):
-                return environ[var]
+                return var, environ[var]
         return None
 
-    forwarder: dict[str, Any] = {}
-    telemetry: dict[str, Any] = {}
-    if (endpoint := pick("ENDPOINT")) is not None:
-        forwarder["endpoint"] = endpoint
-    if (protocol := pick("PROTOCOL")) is not None:
-        forwarder["protocol"] = protocol
-    if (headers := pick("HEADERS")) is not None:
-        forwarder["headers"] = _otel_pairs(headers)
-    if (timeout := pick("TIMEOUT")) is not None:
-        try:
-            forwarder["timeout_seconds"] = float(timeout) / 1000
-        except ValueError:
-            forwarder["timeout_seconds"] = timeout  # validation names the bad value
-    if environ.get("OTEL_RESOURCE_ATTRIBUTES"):
-        telemetry["resource_attributes"] = _otel_pairs(environ["OTEL_RESOURCE_ATTRIBUTES"])
-    if environ.get("OTEL_SERVICE_NAME"):
-        telemetry["service_name"] = environ["OTEL_SERVICE_NAME"]
-    out: dict[str, dict[str, Any]] = {}
-    if forwarder:
-        out["forwarder"] = forwarder
-    if telemetry:
-        out["telemetry"] = telemetry
-    return out
+    if found := pick("ENDPOINT"):
+        layer.set(("forwarder", "endpoint"), found[1], Origin("otel", found[0]))
+    if found := pick("PROTOCOL"):
+        layer.set(("forwarder", "protocol"), found[1], Origin("otel", found[0]))
+    if found := pick("HEADERS"):
+        layer.set(("forwarder", "headers"), _otel_pairs(found[1]), Origin("otel", found[0]))
+    if found := pick("TIMEOUT"):
+        timeout: Any = found[1]  # not a number: validation names the bad value
+        with contextlib.suppress(ValueError):
+            timeout = float(found[1]) / 1000
+        layer.set(("forwarder", "timeout_seconds"), timeout, Origin("otel", found[0]))
+    if value := environ.get("OTEL_RESOURCE_ATTRIBUTES"):
+        origin = Origin("otel", "OTEL_RESOURCE_ATTRIBUTES")
+        layer.set(("telemetry", "resource_attributes"), _otel_pairs(value), origin)
+    if value := environ.get("OTEL_SERVICE_NAME"):
+        layer.set(("telemetry", "service_name"), value, Origin("otel", "OTEL_SERVICE_NAME"))
+    return layer
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -404,6 +490,86 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _related(a: Key, b: Key) -> bool:
+    """One key lies on the other's path (`health.postgres` and `health.postgres.dsn`)."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+class Resolved(NamedTuple):
+    """A validated config and, for every setting not left at its default, where it came from."""
+
+    config: GatewayConfig
+    origins: dict[Key, Origin]
+
+    def origin(self, key: Key) -> Origin:
+        """Who set `key`: itself or a section above it, else (for a mapping such as
+        `auth.tokens`) whoever set a key inside it, else the default."""
+        for n in range(len(key), 0, -1):
+            if key[:n] in self.origins:
+                return self.origins[key[:n]]
+        inside = [o for k, o in self.origins.items() if k[: len(key)] == key]
+        return inside[-1] if inside else Origin("default")
+
+
+def _blame(
+    origins: Mapping[Key, Origin], loc: tuple[int | str, ...], message: str, fallback: Origin
+) -> str:
+    """Who set the value an error is about. A section's or the whole config's own check
+    names the keys it is about in its message ("queue.path is required when queue.kind is
+    disk"): those keys' sources. Otherwise the sources of the keys on the error's path."""
+    key = tuple(str(p) for p in loc)
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            key = key[:i]  # a list is one value; its items have no origin of their own
+            break
+    named = [tuple(k.split(".")) for k in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", message)]
+    found = sorted({str(o) for k, o in origins.items() for n in named if _related(k, n)})
+    if not found and key:
+        found = sorted({str(o) for k, o in origins.items() if _related(k, key)})
+    return ", ".join(found) if found else str(fallback)
+
+
+def resolve(
+    raw: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    source: str = "<defaults>",
+) -> Resolved:
+    """Validate a parsed YAML document with environment and flag overrides applied, keeping
+    the origin of every value (what `check-config` prints, and what an error blames)."""
+    layers: list[_Layer] = []
+    if environ is not None:
+        layers.append(_otel_layer(environ))
+    if raw:
+        layers.append(_Layer.of(raw, Origin("file", source)))
+    if environ is not None:
+        layers.append(_env_layer(environ))
+    if overrides:
+        layers.append(_Layer.of(overrides, Origin("flag", "")))
+    data: dict[str, Any] = {}
+    origins: dict[Key, Origin] = {}
+    for layer in layers:
+        data = _merge(data, layer.data)
+        for key, origin in layer.origins.items():
+            for old in [k for k in origins if _related(k, key)]:
+                del origins[old]
+            origins[key] = origin
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        fallback = Origin("file", source) if raw else Origin("default")
+        errors: list[str] = []
+        blamed: list[str] = []
+        for e in exc.errors():
+            message = f"{_path(e['loc'])}: {e['msg']}"
+            errors.append(message)
+            blamed.append(f"{_blame(origins, e['loc'], e['msg'], fallback)}: {message}")
+        raise ConfigError(source, errors, blamed) from None
+    return Resolved(config, origins)
+
+
 def load(
     raw: Mapping[str, Any] | None = None,
     *,
@@ -412,28 +578,18 @@ def load(
     source: str = "<defaults>",
 ) -> GatewayConfig:
     """Validate a parsed YAML document with environment and flag overrides applied."""
-    data: dict[str, Any] = dict(raw or {})
-    if environ is not None:
-        data = _merge(_otel_defaults(environ), data)
-        data = _merge(data, _env_overrides(environ))
-    if overrides:
-        data = _merge(data, overrides)
-    try:
-        return GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = [f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(source, errors) from None
+    return resolve(raw, environ=environ, overrides=overrides, source=source).config
 
 
-def load_file(
+def resolve_file(
     path: str | Path | None,
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> GatewayConfig:
-    """Read and validate a YAML file (`None`: embedded defaults only)."""
+) -> Resolved:
+    """Read and validate a YAML file (`None`: embedded defaults only), with origins."""
     if path is None:
-        return load(None, environ=environ, overrides=overrides)
+        return resolve(None, environ=environ, overrides=overrides)
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -447,4 +603,14 @@ def load_file(
         raise ConfigError(source, [f"{where}: {getattr(exc, 'problem', exc)}"]) from None
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(source, ["(top level): must be a mapping"])
-    return load(raw, environ=environ, overrides=overrides, source=source)
+    return resolve(raw, environ=environ, overrides=overrides, source=source)
+
+
+def load_file(
+    path: str | Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> GatewayConfig:
+    """Read and validate a YAML file (`None`: embedded defaults only)."""
+    return resolve_file(path, environ=environ, overrides=overrides).config

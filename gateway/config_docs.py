@@ -34,10 +34,13 @@ _HEADER = """# Configuration reference
 
 One YAML file (`telemetry-gateway run --config FILE`), validated at start; every key is
 optional and the defaults below are what the gateway runs with when there is no file at all.
-`telemetry-gateway check-config FILE` prints every error with its YAML path.
+`telemetry-gateway check-config FILE` prints every error with its YAML path and who set the
+bad value (the file or an environment variable), and for a valid config every setting that is
+not a default with where it came from (`--all`: every setting; secrets are hidden).
 
-Environment variables override the file: `GATEWAY_<SECTION>__<FIELD>` (for example
-`GATEWAY_PROMETHEUS__METRIC_EXPIRATION_SECONDS=600`; values are parsed as YAML), and the short
+Environment variables override the file: `GATEWAY_<SECTION>__<FIELD>`, nested to any depth
+(`GATEWAY_PROMETHEUS__METRIC_EXPIRATION_SECONDS=600`, `GATEWAY_HEALTH__POSTGRES__DSN=...`, which
+keeps a password out of the file; values are parsed as YAML), and the short
 forms `GATEWAY_HOST`, `GATEWAY_HTTP_PORT`, `GATEWAY_GRPC_PORT`, `GATEWAY_NAMESPACE`,
 `GATEWAY_FORWARD_ENDPOINT`. Command-line flags (`--host`, `--http-port`, `--grpc-port`)
 override both. Beneath the file, the standard OpenTelemetry variables set what they mean

@@ -27,7 +27,8 @@ class InstrumentationSettings:
     service_namespace: str | None = None
     #: `service.version`; None: OTEL_RESOURCE_ATTRIBUTES, else "unknown"
     service_version: str | None = None
-    #: `deployment.environment`; None: OTEL_RESOURCE_ATTRIBUTES, else "development"
+    #: `deployment.environment`; None: OTEL_RESOURCE_ATTRIBUTES, else "development" (and a
+    #: warning at setup() when exporting: production must not say "development" silently)
     environment: str | None = None
     #: OTLP/HTTP URL ("http://127.0.0.1:4318" gets "/v1/metrics") or gRPC target;
     #: None: OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, else the SDK's localhost default

@@ -165,6 +165,27 @@ def build_resource(
     return defaults.merge(Resource.create(explicit))
 
 
+_environment_warned = False
+
+
+def _warn_if_environment_defaulted(explicit: str | None) -> None:
+    """`deployment.environment` falls back to "development" so that a laptop needs no setup;
+    in production that default would silently mislabel every series (issue 19). So a process
+    that exports without saying its environment is told, once."""
+    global _environment_warned
+    if explicit is not None or _environment_warned:
+        return
+    given = Resource.create({}).attributes  # OTEL_RESOURCE_ATTRIBUTES, as the SDK reads it
+    if "deployment.environment" in given or "deployment.environment.name" in given:
+        return
+    _environment_warned = True
+    _log.warning(
+        'deployment.environment is not set: this service\'s metrics say "development". Set '
+        "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=production (or "
+        "InstrumentationSettings(environment=...))"
+    )
+
+
 def setup(
     settings: InstrumentationSettings | None = None,
     /,
@@ -198,6 +219,8 @@ def setup(
         service_version=settings.service_version,
         environment=settings.environment,
     )
+    if settings.export:
+        _warn_if_environment_defaulted(settings.environment)
     provider = MeterProvider(
         metric_readers=all_readers,
         resource=resource,

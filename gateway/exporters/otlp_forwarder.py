@@ -6,6 +6,16 @@ protobuf merges repeated fields) and retrying with exponential backoff on the st
 specification calls retryable (HTTP 429, 502, 503, 504; gRPC UNAVAILABLE, RESOURCE_EXHAUSTED,
 DEADLINE_EXCEEDED, ...), honouring `Retry-After`.
 
+Trouble is logged per episode, not per batch: the first retry or drop of an episode at WARNING
+(what happened, that it is retried or dropped and where the drops are counted), the rest at
+DEBUG, and one WARNING "recovered" line when a batch gets through again (issue 19: an upstream
+down logged INFO per retry and never said it recovered; a wrong token logged once per batch).
+Answers that retrying cannot fix are dropped at once and counted in `gateway.points.dropped`
+by reason: `upstream_unauthorized` (HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED: the
+token in forwarder.headers), `upstream_not_found` (HTTP 404, gRPC UNIMPLEMENTED: a wrong
+endpoint path), `rejected_upstream` (any other refusal, and points an upstream's partial
+success rejected); prometheus/rules/forwarding.yml alerts on the first two.
+
 Delivery is at-least-once: entries leave the queue only after the upstream answered. A send
 whose outcome is unknown (timeout, connection lost after the request went out, a crash before
 the ack with the disk queue) is sent again, and its points are counted in
@@ -50,6 +60,17 @@ _RETRYABLE_GRPC = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     )
 )
+#: non-retryable answers with their own drop reason: configuration errors, not bad data
+_REFUSAL_REASONS_HTTP = {
+    401: "upstream_unauthorized",
+    403: "upstream_unauthorized",
+    404: "upstream_not_found",
+}
+_REFUSAL_REASONS_GRPC = {
+    grpc.StatusCode.UNAUTHENTICATED: "upstream_unauthorized",
+    grpc.StatusCode.PERMISSION_DENIED: "upstream_unauthorized",
+    grpc.StatusCode.UNIMPLEMENTED: "upstream_not_found",
+}
 _EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 
 
@@ -62,7 +83,11 @@ class _Retry(Exception):
 
 
 class _GiveUp(Exception):
-    pass
+    """Not retried: the message starts with the drop reason ("upstream_unauthorized: ...")."""
+
+    @property
+    def reason(self) -> str:
+        return str(self).split(":", 1)[0]
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -129,6 +154,11 @@ class OtlpForwarder:
         self._channel: grpc.aio.Channel | None = None
         self._stopping = False
         self._failure: str | None = None
+        #: the current episode of upstream trouble: what it is (a drop reason, or "retrying"),
+        #: since when (monotonic), and points dropped in it; None while sends succeed
+        self._trouble: str | None = None
+        self._trouble_since = 0.0
+        self._trouble_dropped = 0
 
     # ---------------------------------------------------------------- state for others
 
@@ -271,13 +301,50 @@ class OtlpForwarder:
         try:
             await self._deliver(payload, points)
         except _GiveUp as exc:
-            log.warning("forwarder: dropping %d points: %s", points, exc)
-            self.counters.drop(str(exc).split(":", 1)[0], points)
+            self.counters.drop(exc.reason, points)
+            self._trouble_dropped += points
+            if self._enter_trouble(exc.reason):
+                log.warning(
+                    "forwarder: dropping points the upstream %s refused: %s. Not retried: "
+                    "fix the cause; drops are counted in gateway.points.dropped{reason=%r} "
+                    "and logged again only when a batch gets through",
+                    self._config.endpoint,
+                    exc,
+                    exc.reason,
+                )
+            else:
+                log.debug("forwarder: dropping %d points: %s", points, exc)
         else:
             self.counters.forwarded += points
             self.counters.last_success_unix = time.time()
             self._failure = None
+            self._recovered()
         self._queue.ack(len(entries))
+
+    def _enter_trouble(self, kind: str) -> bool:
+        """Note an episode of trouble; True when it is new (or of a new kind): log it then."""
+        if self._trouble == kind:
+            return False
+        if self._trouble is None:
+            self._trouble_since = time.monotonic()
+        self._trouble = kind
+        return True
+
+    def _recovered(self) -> None:
+        if self._trouble is None:
+            return
+        # WARNING like the line that opened the episode, so a log filtered at WARNING shows
+        # both ends of it.
+        log.warning(
+            "forwarder: upstream %s recovered after %.1fs (last trouble: %s; %d points "
+            "dropped meanwhile)",
+            self._config.endpoint,
+            time.monotonic() - self._trouble_since,
+            self._trouble,
+            self._trouble_dropped,
+        )
+        self._trouble = None
+        self._trouble_dropped = 0
 
     async def _deliver(self, payload: bytes, points: int) -> None:
         config = self._config
@@ -295,7 +362,15 @@ class OtlpForwarder:
                     raise _GiveUp(f"retries_exhausted: {exc}") from None
                 wait = exc.after if exc.after is not None else backoff * (0.5 + random.random())
                 wait = min(wait, config.max_backoff_seconds)
-                log.info("forwarder: %s; retrying in %.2fs", exc, wait)
+                if self._enter_trouble("retrying"):
+                    log.warning(
+                        "forwarder: %s (%s); retrying with backoff, data waits in the queue; "
+                        "logged again when it recovers",
+                        exc,
+                        config.endpoint,
+                    )
+                else:
+                    log.debug("forwarder: %s; retrying in %.2fs", exc, wait)
                 await self._sleep(wait)  # type: ignore[misc]
                 backoff = min(backoff * 2, config.max_backoff_seconds)
 
@@ -338,7 +413,13 @@ class OtlpForwarder:
                 _retry_after(response.headers.get("Retry-After")),
             )
         self.counters.rejected_upstream += 1
-        raise _GiveUp(f"rejected_upstream: HTTP {response.status_code} {response.text[:200]}")
+        reason = _REFUSAL_REASONS_HTTP.get(response.status_code, "rejected_upstream")
+        hint = {
+            "upstream_unauthorized": " (check the token in forwarder.headers)",
+            "upstream_not_found": f" (no OTLP receiver at {url}: check forwarder.endpoint)",
+        }.get(reason, "")
+        body = response.text[:200].strip()
+        raise _GiveUp(f"{reason}: HTTP {response.status_code}{hint} {body}".rstrip())
 
     async def _send_grpc(self, payload: bytes) -> None:
         assert self._channel is not None
@@ -360,7 +441,8 @@ class OtlpForwarder:
                 )
                 raise _Retry(f"upstream answered {exc.code().name}", unknown=unknown) from None
             self.counters.rejected_upstream += 1
-            raise _GiveUp(f"rejected_upstream: {exc.code().name} {exc.details()}") from None
+            reason = _REFUSAL_REASONS_GRPC.get(exc.code(), "rejected_upstream")
+            raise _GiveUp(f"{reason}: {exc.code().name} {exc.details()}") from None
         self._note_partial(response)
 
     def _note_partial(self, response: ExportMetricsServiceResponse) -> None:

@@ -6,12 +6,14 @@ build `HealthConfig` from its own settings the same way):
     health:
       details: when-authorized        # never | when-authorized | always
       token: "s3cret"                 # bearer token for details (GATEWAY_HEALTH__TOKEN)
-      postgres: {dsn: "postgresql://postgres@127.0.0.1:5432/test", required: true}
+      postgres: {dsn: "postgresql://postgres@127.0.0.1:5432/test"}   # GATEWAY_HEALTH__POSTGRES__DSN
       redis: {url: "redis://127.0.0.1:6379/0"}
       system: {cpu_warn: 80, cpu_fail: 95}
 
-PostgreSQL and Redis checks are opt-in (absent: no check); the pipeline, system and upstream
-checks are on by default (upstream only runs when the gateway forwards).
+PostgreSQL and Redis checks are opt-in (absent: no check) and informational unless configured
+`required: true`: the gateway itself needs neither, so by default only what the gateway needs
+(accepting data; any check you mark required) decides /ready. The pipeline, system and upstream
+checks are on by default (upstream only runs when the gateway forwards) and not required either.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ class _CheckConfig(_Frozen):
 
 
 class PostgresCheckConfig(_CheckConfig):
-    #: asyncpg DSN, e.g. "postgresql://postgres@127.0.0.1:5432/test"
+    #: asyncpg DSN, e.g. "postgresql://postgres@127.0.0.1:5432/test"; keep the password out
+    #: of the file: GATEWAY_HEALTH__POSTGRES__DSN
     dsn: str = Field(min_length=1)
-    #: a failing required check makes /ready and /health answer 503
-    required: bool = True
+    #: a failing required check makes /ready and /health answer 503. Off by default: the
+    #: gateway does not use the database, so an outage of the applications' database must
+    #: not take telemetry out of rotation (the check still reports, alerts and logs)
+    required: bool = False
     #: circuit breaker between the gateway and the database
     breaker: BreakerConfig = BreakerConfig()
 

@@ -257,13 +257,51 @@ class HealthRegistry:
             wall,
             breaker.state if breaker is not None else None,
         )
+        previous = self._results[name]
         self._results[name] = result
+        self._log_change(previous, result)
         for listener in self._listeners:
             try:
                 listener.on_result(result)
             except Exception:
                 _log.exception("health listener failed on the result of %s", name)
         return result
+
+    @staticmethod
+    def _log_change(previous: CheckResult, result: CheckResult) -> None:
+        """One line per change of a check's status, none while it stays the same: a failing
+        dependency used to change /ready with nothing in the log (issue 19)."""
+        was = previous.status if previous.ran else Status.PASS
+        if result.status is was:
+            return
+        if result.status is Status.PASS:
+            _log.info("health: %s recovered (was %s)", result.name, was.value)
+            return
+        if result.status is Status.FAIL:
+            effect = (
+                "required: /ready and /health now answer 503"
+                if result.required
+                else "informational: readiness unaffected"
+            )
+        else:
+            effect = "readiness unaffected"
+        level = logging.WARNING if result.status is Status.FAIL else logging.INFO
+        # A check that says why only per observation (system: cpu, memory, disk) is
+        # described by the observations that are not pass.
+        detail = result.output or "; ".join(
+            f"{o.measurement}{f' ({o.component_id})' if o.component_id else ''}: "
+            f"{o.output or o.value}"
+            for o in result.observations
+            if o.status is not None and o.status is not Status.PASS
+        )
+        _log.log(
+            level,
+            "health: %s %s (%s): %s",
+            result.name,
+            result.status.value,
+            effect,
+            detail or "no detail",
+        )
 
     async def _call(self, check: Check) -> CheckOutcome:
         async def run() -> object:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -89,22 +89,64 @@ def add_stack_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "node_exporter (OS packages) with this repository's configs, the gateway and the demo "
         "service. State, logs and data go to --dir.",
     )
-    stack.add_argument(
-        "--dir", type=Path, default=REPO / ".stack", help="state, logs and data (.stack/)"
+    dir_help = (
+        "state, logs and data (default: the directory of the stack last started, which "
+        f"{_POINTER_NAME} in the per-user state directory remembers, else {DEFAULT_DIR})"
     )
+    stack.add_argument("--dir", type=Path, default=None, help=dir_help)
     commands = stack.add_subparsers(dest="stack_command", required=True)
-    up = commands.add_parser("up", help="start the stack and wait until it is healthy")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text)
+        # Also after the sub-command (`stack up --dir X`); SUPPRESS keeps one given before it.
+        parser.add_argument("--dir", type=Path, default=argparse.SUPPRESS, help=dir_help)
+        return parser
+
+    up = command("up", "start the stack and wait until it is healthy")
     _add_settings_flags(up)
     up.add_argument("--logs", action="store_true", help="then follow the logs (Ctrl-C stops)")
-    commands.add_parser("status", help="each component's pid, health and URL")
-    commands.add_parser("stop", help="stop every component")
-    restart = commands.add_parser("restart", help="stop, then up (same settings unless given)")
+    command("status", "each component's pid, health and URL")
+    command("stop", "stop every component")
+    restart = command("restart", "stop, then up (same settings unless given)")
     _add_settings_flags(restart)
-    logs = commands.add_parser("logs", help="print (and follow) the components' logs")
+    logs = command("logs", "print (and follow) the components' logs")
     logs.add_argument("component", nargs="?", help="one component (gateway-2, otel-collector...)")
     logs.add_argument("-n", "--lines", type=int, default=40, help="lines per log (40)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     stack.set_defaults(func=main)
+
+
+DEFAULT_DIR = REPO / ".stack"
+_POINTER_NAME = "telemetry-gateway/stack-dir"
+
+
+def pointer_file(environ: Mapping[str, str]) -> Path:
+    """Where `up` writes the absolute path of its directory, so that `status`, `stop` and
+    `logs` find the running stack from any working directory: `$XDG_STATE_HOME` (default
+    `~/.local/state`), `telemetry-gateway/stack-dir`."""
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local/state")
+    return Path(base).expanduser() / _POINTER_NAME
+
+
+def stack_dir(given: Path | None, environ: Mapping[str, str]) -> Path:
+    """`--dir` when given; else the directory of the stack last started, while its state is
+    there; else the default."""
+    if given is not None:
+        return Path(given).resolve()
+    try:
+        remembered = Path(pointer_file(environ).read_text(encoding="utf-8").strip())
+    except OSError:
+        return DEFAULT_DIR
+    return remembered if (remembered / "stack.json").is_file() else DEFAULT_DIR
+
+
+def _remember(directory: Path, environ: Mapping[str, str]) -> None:
+    pointer = pointer_file(environ)
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(f"{directory}\n", encoding="utf-8")
+    except OSError as exc:  # a read-only home: the stack runs; --dir finds it
+        logging.getLogger(__name__).warning("stack: cannot write %s: %s", pointer, exc)
 
 
 def _settings(args: argparse.Namespace, saved: StackSettings | None) -> StackSettings:
@@ -134,7 +176,9 @@ def main(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     """Run a parsed `stack` command; errors are printed, not raised."""
     out = out or sys.stdout
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
-    args.dir = Path(args.dir).resolve()
+    args.dir = stack_dir(args.dir, os.environ)
+    if args.stack_command in ("up", "restart"):
+        _remember(args.dir, os.environ)
 
     def up(stack: Stack) -> int:
         code = stack.up(out)

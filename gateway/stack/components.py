@@ -286,7 +286,13 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
     out = [
         Component(
             "node-exporter",
-            (_binary("prometheus-node-exporter"), f"--web.listen-address={node}"),
+            # Debian enables the systemd collector, which logs an error every scrape where
+            # systemd is not PID 1 (containers, CI); the stack's dashboards do not use it.
+            (
+                _binary("prometheus-node-exporter"),
+                f"--web.listen-address={node}",
+                "--no-collector.systemd",
+            ),
             s.node_exporter_port,
             "/",
             f"http://{node}/metrics",

@@ -147,3 +147,130 @@ def test_forwarding_to_its_own_listener_is_refused(endpoint: str) -> None:
     assert "would loop" in " ".join(info.value.errors)
     # Another port on the same host is another gateway: fine.
     assert load({"forwarder": {"endpoint": "http://127.0.0.1:14318"}}).forwarder.endpoint
+
+
+def test_environment_overrides_nest_to_any_depth(tmp_path: Path) -> None:
+    """Issue 19, item 4: GATEWAY_HEALTH__POSTGRES__DSN failed with "health.postgres__dsn:
+    Extra inputs are not permitted"; a DSN holds a password, so it belongs in a variable."""
+    f = tmp_path / "g.yaml"
+    f.write_text("health:\n  postgres: {dsn: 'postgresql://file@h/db', required: false}\n")
+    config = load_file(
+        f,
+        environ={
+            "GATEWAY_HEALTH__POSTGRES__DSN": "postgresql://u:pw@127.0.0.1/test",
+            "GATEWAY_HEALTH__UPSTREAM__BREAKER__COOLDOWN_SECONDS": "7",
+        },
+    )
+    assert config.health.postgres is not None
+    assert config.health.postgres.dsn == "postgresql://u:pw@127.0.0.1/test"
+    assert config.health.postgres.required is False  # the file's sibling key survives
+    assert config.health.upstream.breaker.cooldown_seconds == 7
+
+
+def test_an_environment_typo_is_blamed_on_the_variable(tmp_path: Path) -> None:
+    f = tmp_path / "g.yaml"
+    f.write_text("queue: {kind: memory}\nserver: {http_port: nope}\n")
+    with pytest.raises(ConfigError) as info:
+        load_file(f, environ={"GATEWAY_QUEUE__KINDD": "disk"})
+    assert (
+        "environment GATEWAY_QUEUE__KINDD: queue.kindd: Extra inputs are not permitted"
+        in info.value.lines
+    )
+    assert any(line.startswith(f"file {f}: server.http_port:") for line in info.value.lines)
+
+
+def test_a_section_error_blames_what_set_its_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(environ={"GATEWAY_QUEUE__KIND": "disk"})
+    assert info.value.lines == [
+        "environment GATEWAY_QUEUE__KIND: queue: Value error, queue.path is required when "
+        "queue.kind is disk"
+    ]
+
+
+def test_check_config_names_where_each_value_came_from(tmp_path: Path) -> None:
+    f = tmp_path / "g.yaml"
+    f.write_text("server: {http_port: 4400}\nhealth: {postgres: {dsn: 'postgresql://a:pw@h/d'}}\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GATEWAY_HEALTH__POSTGRES__REQUIRED": "false",
+        "GATEWAY_HEALTH__TOKEN": "s3cret",
+        "OTEL_SERVICE_NAME": "gw-1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(f)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"server.http_port = 4400  (file {f})" in out
+    assert (
+        "health.postgres.required = false  (environment GATEWAY_HEALTH__POSTGRES__REQUIRED)" in out
+    )
+    assert 'telemetry.service_name = "gw-1"  (environment OTEL_SERVICE_NAME)' in out
+    assert "health.token = <hidden>  (environment GATEWAY_HEALTH__TOKEN)" in out
+    assert "pw" not in out and "s3cret" not in out
+    assert "server.grpc_port" not in out  # a default: listed with --all only
+    every = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--all", str(f)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert "server.grpc_port = 4317  (default)" in every.stdout
+
+
+def test_check_config_blames_an_environment_typo_on_the_variable(tmp_path: Path) -> None:
+    f = tmp_path / "g.yaml"
+    f.write_text("queue: {kind: memory}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(f)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "GATEWAY_QUEUE__KINDD": "disk"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "environment GATEWAY_QUEUE__KINDD: queue.kindd: Extra inputs are not permitted"
+    )
+
+
+def test_check_config_names_gateway_variables_that_are_no_setting(tmp_path: Path) -> None:
+    f = tmp_path / "g.yaml"
+    f.write_text("{}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(f)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "GATEWAY_HTTP_PROT": "5000", "GATEWAY_HTTP_PORT": "5001"},
+    )
+    assert result.returncode == 0, result.stderr  # a note, not an error
+    assert result.stderr.startswith(
+        "environment GATEWAY_HTTP_PROT: not a setting, ignored (GATEWAY_<SECTION>__<KEY>"
+    )
+    assert "GATEWAY_HTTP_PORT:" not in result.stderr
+    assert "server.http_port = 5001  (environment GATEWAY_HTTP_PORT)" in result.stdout
+
+
+def test_a_whole_config_error_blames_the_keys_its_message_names(tmp_path: Path) -> None:
+    """The self-forwarding check is about forwarder.endpoint, which OTEL_EXPORTER_OTLP_ENDPOINT
+    set here: the file (which has the ports only) is not to blame."""
+    f = tmp_path / "g.yaml"
+    f.write_text("server: {http_port: 4318}\n")
+    with pytest.raises(ConfigError) as info:
+        load_file(f, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    [line] = info.value.lines
+    assert line.startswith("environment OTEL_EXPORTER_OTLP_ENDPOINT: (top level): ")
+    assert "this gateway's own listener" in line
+
+
+def test_a_flag_error_blames_the_command_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(environ={}, overrides={"server": {"http_port": 70000}})
+    assert info.value.lines[0].startswith("command-line flag: server.http_port: ")

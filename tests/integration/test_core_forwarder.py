@@ -148,3 +148,70 @@ def test_standard_otel_variables_configure_the_running_gateway(tmp_path: Path) -
             s = parse(httpx.get(gw.url + "/metrics/self").text)
             assert s.all("coderunner_gateway_active_series", job="gw-under-test")
             assert s.value("target_info", job="gw-under-test", deployment_environment="ci") == 1
+
+
+def test_a_wrong_upstream_token_is_counted_by_reason_and_logged_once(tmp_path: Path) -> None:
+    """Issue 19, item 6: the running gateway, a real upstream that wants another token."""
+    with run_upstream() as upstream:
+        upstream.token = "right"
+        config = QUIET + (
+            f"forwarder:\n  endpoint: {upstream.url}\n  headers: {{authorization: Bearer wrong}}\n"
+        )
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            for i in range(3):
+                push(gw, Req(service="t").sum("c", [({}, i, 0, 10 + i)]))
+            eventually(
+                lambda: (
+                    self_metric(
+                        gw,
+                        "coderunner_gateway_points_dropped_total",
+                        reason="upstream_unauthorized",
+                    )
+                    == 3
+                )
+            )
+            log = gw.log_text()
+    assert log.count("WARNING gateway.exporters.otlp_forwarder: forwarder: dropping") == 1, log
+
+
+def test_unknown_paths_are_counted_as_refused(tmp_path: Path) -> None:
+    """Issue 19, item 6: a service exporting to a wrong path got a 404 nothing counted."""
+    with run_gateway(tmp_path, config=QUIET, grpc=False) as gw:
+        req = Req(service="p").sum("c", [({}, 1, 0, 10)])
+        wrong = httpx.post(gw.url + "/v1/metric", content=req.bytes(), headers=PB)
+        traces = httpx.post(gw.url + "/v1/traces", content=b"", headers=PB)
+        assert (wrong.status_code, traces.status_code) == (404, 404)
+        assert "POST /v1/metrics" in wrong.text
+        assert httpx.get(gw.url + "/live").status_code == 200  # known paths are not counted
+        refused = self_metric(
+            gw, "coderunner_gateway_requests_refused_total", transport="http", reason="not_found"
+        )
+        assert refused == 2
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_gateway_upstream_refusing_the_token_counts_upstream_unauthorized(
+    tmp_path: Path, protocol: str
+) -> None:
+    """Issue 19, item 6, over both transports: another gateway with ingest auth as upstream
+    (HTTP 401, gRPC UNAUTHENTICATED)."""
+    auth = "auth: {enabled: true}\n"
+    env = {"GATEWAY_AUTH__TOKENS": "{edge: right}"}
+    with run_gateway(tmp_path, config=QUIET + auth, env=env) as upstream:
+        endpoint = upstream.url if protocol == "http/protobuf" else upstream.grpc_target
+        config = QUIET + (
+            f"forwarder:\n  endpoint: {endpoint}\n  protocol: {protocol}\n"
+            "  headers: {authorization: Bearer wrong}\n"
+        )
+        with run_gateway(tmp_path, config=config, grpc=False) as gw:
+            push(gw, Req(service="u").sum("c", [({}, 1, 0, 10)]))
+            eventually(
+                lambda: (
+                    self_metric(
+                        gw,
+                        "coderunner_gateway_points_dropped_total",
+                        reason="upstream_unauthorized",
+                    )
+                    == 1
+                )
+            )

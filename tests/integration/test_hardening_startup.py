@@ -64,3 +64,34 @@ def test_a_busy_grpc_port_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot listen for OTLP/gRPC on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("which", ["--http-port", "--grpc-port"])
+def test_a_busy_port_is_one_clean_line_naming_the_setting(tmp_path: Path, which: str) -> None:
+    """Issue 19, item 4: uvicorn logged its own line and exited, grpc logged a C-core error
+    before ours; now each is one line that names the setting and how to change it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {"--http-port": str(free_port()), "--grpc-port": str(free_port())}
+        ports[which] = str(port)
+        cfg = tmp_path / "g.yaml"
+        cfg.write_text("observers: {enabled: false}\n")
+        done = gateway("run", "--config", str(cfg), *(x for kv in ports.items() for x in kv))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    key = which.removeprefix("--").replace("-", "_")
+    assert f"server.{key}: cannot listen for " in lines[0]
+    assert f"127.0.0.1:{port}: address already in use" in lines[0]
+    assert which in lines[0]
+
+
+def test_an_unusable_host_is_one_line(tmp_path: Path) -> None:
+    done = gateway("run", "--host", "nosuchhost.invalid", "--http-port", str(free_port()))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "telemetry-gateway: cannot start: server.host: cannot resolve 'nosuchhost.invalid': "
+        "Name or service not known"
+    ]

@@ -25,8 +25,14 @@ COMPONENTS = ("node-exporter", "gateway", "demo", "alertmanager", "prometheus")
 
 
 def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    # The demo gets tables of its own, apart from other tests' demos in the shared database.
-    env = {**os.environ, "DEMO_TABLE_PREFIX": "stacktest_"}
+    # The demo gets tables of its own, apart from other tests' demos in the shared database;
+    # the pointer to the last stack (`up` writes it) goes next to the test's directory, not
+    # into the user's state directory.
+    env = {
+        **os.environ,
+        "DEMO_TABLE_PREFIX": "stacktest_",
+        "XDG_STATE_HOME": str(directory.parent / "state"),
+    }
     return subprocess.run(
         [sys.executable, "-m", "gateway", "stack", "--dir", str(directory), *args],
         capture_output=True,
@@ -180,3 +186,39 @@ def test_status_and_stop_without_a_stack(stack_dir: Path) -> None:
     assert "has not been started" in status.stdout
     stop = _stack(stack_dir, "stop")
     assert stop.returncode == 0 and "nothing to stop" in stop.stdout
+
+
+def test_options_after_the_subcommand_and_a_stack_found_from_anywhere(
+    stack_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 19, item 7: `stack up --dir X` was refused; `status` from another directory said
+    nothing ran; node_exporter logged a systemd error at every scrape."""
+    ports = _ports()
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def stack(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "stack", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=120,
+            env=env,
+        )
+
+    up = stack("up", "--dir", str(stack_dir), "--no-demo", *_port_flags(ports), cwd=REPO)
+    assert up.returncode == 0, up.stdout + up.stderr
+    procs = _processes(stack_dir)
+    status = stack("status", cwd=elsewhere)  # no --dir, another working directory
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"127.0.0.1:{ports['node-exporter']}" in status.stdout
+    # Two scrapes of node_exporter: each logged "couldn't get dbus connection" before.
+    for _ in range(2):
+        assert httpx.get(f"http://127.0.0.1:{ports['node-exporter']}/metrics").status_code == 200
+    node_log = (stack_dir / "logs" / "node-exporter.log").read_text()
+    assert "systemd" not in node_log, node_log
+    stop = stack("stop", cwd=elsewhere)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert _leftovers(procs) == []

@@ -1,5 +1,7 @@
 """A real OTLP/HTTP upstream for forwarding tests: records every request it accepts and can be
-told to answer with an error status (and Retry-After) for the next N requests."""
+told to answer with an error status (and Retry-After) for the next N requests. Like the
+Collector it answers 404 on any path but `path` (/v1/metrics) and, with `token` set, 401 to a
+request without `Authorization: Bearer <token>`."""
 
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ class Upstream:
         self.garbage = 0
         self.lock = threading.Lock()
         self.url = ""
+        #: required bearer token (None: none required)
+        self.token: str | None = None
+        #: the one path that takes data; any other answers 404
+        self.path = "/v1/metrics"
 
     @property
     def points(self) -> int:
@@ -67,7 +73,13 @@ def run_upstream() -> Iterator[Upstream]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with upstream.lock:
                 upstream.attempts += 1
-                failure = upstream.failures.pop(0) if upstream.failures else None
+                token = upstream.token
+                if self.path != upstream.path:
+                    failure: tuple[int, str | None] | None = (404, None)
+                elif token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+                    failure = (401, None)
+                else:
+                    failure = upstream.failures.pop(0) if upstream.failures else None
                 if failure is None:
                     upstream.requests.append(ExportMetricsServiceRequest.FromString(body))
             if failure is not None:

@@ -48,7 +48,7 @@ def test_postgres_select_1_and_pool_stats_with_a_dsn() -> None:
         check = postgres_check(PostgresCheckConfig(dsn=PG_DSN))
         assert (check.name, check.required, check.component_type) == (
             "postgresql",
-            True,
+            False,  # informational unless configured required (issue 19, item 5)
             "datastore",
         )
         assert check.breaker is not None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.config import load
 from gateway.health import PipelineCounters, build_registry
 from gateway.health.config import HealthConfig
 from gateway.health.model import Status
 from tests.gateway.health.otlp_points import ListConsumer, points
+from tests.support.servers import free_port
 
 
 class Forwarder:
@@ -40,7 +42,8 @@ def test_opt_in_databases_and_switches() -> None:
     )
     registry = build_registry(cfg, version="9", upstream=Forwarder())
     assert list(registry.checks) == ["postgresql", "redis"]
-    assert registry.check("postgresql").required and registry.check("redis").required
+    # PostgreSQL: informational unless configured required (issue 19, item 5)
+    assert not registry.check("postgresql").required and registry.check("redis").required
     assert (registry.service_id, registry.version) == ("gw", "9")
 
 
@@ -57,3 +60,25 @@ def test_metrics_go_to_the_consumer_under_the_namespace() -> None:
     assert result.status is Status.PASS
     names = {p.name for b in sink.batches for p in points(b)}
     assert names == {"acme.health.check.status", "acme.health.check.duration"}
+
+
+def test_a_dead_application_database_leaves_the_gateway_ready() -> None:
+    """Issue 19, item 5: `health.postgres.required` defaulted to true, so an outage of the
+    applications' database took the telemetry gateway out of rotation. A real asyncpg check
+    against a port nothing listens on."""
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    cfg = load({"health": {"postgres": {"dsn": dead, "timeout_seconds": 2}}}).health
+    registry = build_registry(cfg)
+    registry.set_accepting(True)
+
+    async def scenario() -> None:
+        for _ in range(3):  # the breaker opens after 3 failures: the check then says fail
+            result = await registry.run_once("postgresql")
+        assert result.status is Status.FAIL
+        assert registry.readiness().ready
+        assert registry.status() is Status.WARN
+        await registry.shutdown()
+
+    asyncio.run(scenario())
+    required = load({"health": {"postgres": {"dsn": dead, "required": True}}}).health
+    assert build_registry(required).check("postgresql").required

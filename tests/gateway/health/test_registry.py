@@ -355,3 +355,61 @@ def test_a_check_object_with_an_async_close_is_closed_at_shutdown() -> None:
         assert probe.closed
 
     asyncio.run(scenario())
+
+
+def test_every_status_change_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 19, item 5: a health change had no log line; now one per change, and a
+    "recovered" line, never one per run."""
+    answers = iter([None, "fail", "fail", "fail", None, None, Status.WARN, None])
+
+    async def flaky() -> object:
+        answer = next(answers)
+        if answer == "fail":
+            raise ConnectionRefusedError("connection refused")
+        return answer
+
+    async def scenario() -> None:
+        registry = HealthRegistry()
+        registry.add(Check("postgresql", flaky, required=True))
+        registry.add(Check("redis", boom))
+        for _ in range(8):
+            await registry.run_once("postgresql")
+        await registry.run_once("redis")
+        await registry.run_once("redis")
+
+    with caplog.at_level("INFO", logger="gateway.health.registry"):
+        asyncio.run(scenario())
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (
+            "WARNING",
+            "health: postgresql fail (required: /ready and /health now answer 503): "
+            "ConnectionRefusedError: connection refused",
+        ),
+        ("INFO", "health: postgresql recovered (was fail)"),
+        ("INFO", "health: postgresql warn (readiness unaffected): no detail"),
+        ("INFO", "health: postgresql recovered (was warn)"),
+        (
+            "WARNING",
+            "health: redis fail (informational: readiness unaffected): "
+            "ConnectionRefusedError: connection refused",
+        ),
+    ]
+
+
+def test_a_change_without_output_is_described_by_its_observations(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hot = Observation("cpuUtilization", 97.5, "percent", Status.FAIL, "97.5% >= 95%")
+    calm = Observation("memoryUtilization", 40.0, "percent", Status.PASS)
+
+    async def scenario() -> None:
+        registry = HealthRegistry()
+        registry.add(Check("system", const(CheckOutcome(Status.FAIL, (hot, calm)))))
+        await registry.run_once("system")
+
+    with caplog.at_level("INFO", logger="gateway.health.registry"):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "health: system fail (informational: readiness unaffected): cpuUtilization: 97.5% >= 95%"
+    ]
