@@ -83,6 +83,8 @@ def _slos() -> dict[str, dict[str, Any]]:
 DEPLOYMENT_SUCCESS_FLOOR = 0.9
 # GatewayForwardQueueFilling: the forward queue more than 80 % full.
 FORWARD_QUEUE_ALERT = 0.8
+# CollectorSendingQueueFilling (prometheus/rules/collector.yml): a sending queue over 80 % full.
+COLLECTOR_QUEUE_ALERT = 0.8
 
 
 class Transform(enum.Enum):
@@ -188,6 +190,15 @@ def _gauge(metric: Metric, agg: str, by: str, extra: str = "") -> str:
     return f"{agg} by ({by}) ({_name(metric)}{_sel(extra)})"
 
 
+def _otelcol_rate(counter: str, by: str, fallback: str = "") -> str:
+    """Rate of the Collector's `otelcol_<counter>_metric_points` (no `_total` at v0.165); with
+    `fallback`, 0 where that counter does not exist yet but `fallback` does."""
+    rate = f"rate(otelcol_{counter}_metric_points[{_WINDOW}])"
+    if fallback:
+        rate += f" or 0 * rate(otelcol_{fallback}_metric_points[{_WINDOW}])"
+    return f"sum by ({by}) ({rate})"
+
+
 # --- panels --------------------------------------------------------------------------------
 
 
@@ -267,6 +278,9 @@ def _rows() -> tuple[RowSpec, ...]:
     queue_fill = by_name("gateway.forward.queue.utilization")
     redelivered = by_name("gateway.points.redelivered")
     refused = by_name("gateway.requests.refused")
+    background_errors = by_name("gateway.background.errors")
+    queue_corrupt = by_name("gateway.forward.queue.corrupt")
+    connections_refused = by_name("gateway.connections.refused")
     interval = by_name("gateway.observer.interval")
     series = by_name("gateway.active_series")
     request_duration = by_name("gateway.request.duration")
@@ -529,6 +543,24 @@ def _rows() -> tuple[RowSpec, ...]:
         PanelSpec(54, "observer_interval", "Observer interval", "Current interval of the "
                   "adaptive system observer (longer under load or when over its CPU budget).",
                   interval, V, _q(_gauge(interval, "max", "instance"), "{{instance}}")),
+        # Counters that only exist once something happened fall back to one 0 line.
+        PanelSpec(67, "background_errors", "Background task errors and damaged queue files",
+                  "Unexpected errors per second that a background task (memory limiter, "
+                  "forwarder) survived, by task, and damaged disk-queue files set aside at "
+                  "start. Alerts: gateway background task failing, gateway disk queue corrupt.",
+                  background_errors, R, (
+                      Query(_sum_rate(background_errors, "instance, task"),
+                            "{{task}} {{instance}}"),
+                      Query(_sum_rate(queue_corrupt, "instance") + " or vector(0)",
+                            "queue files set aside {{instance}}"),
+                  )),
+        PanelSpec(68, "connections_refused", "Connections refused",
+                  "HTTP connections closed at the gateway's limits per second, by reason "
+                  "(header_too_large, too_many_headers, header_timeout, connection_limit). "
+                  "Alerts: gateway refusing connections, gateway connection limit reached.",
+                  connections_refused, R,
+                  _q(_sum_rate(connections_refused, "instance, reason") + " or vector(0)",
+                     "{{reason}} {{instance}}")),
     ))  # fmt: skip
 
     # The monitoring itself and the hosts under it: not a service's metrics, so no $service
@@ -583,11 +615,48 @@ def _rows() -> tuple[RowSpec, ...]:
                               "node_filesystem_size_bytes)", "{{instance}} {{mountpoint}}")),
     ))  # fmt: skip
 
+    # The OpenTelemetry Collector's own metrics (job otel-collector-self, deployment with a
+    # Collector; prometheus/rules/collector.yml). Series a Collector only creates once they
+    # count something (refusals, failures) fall back to 0 beside a series it always has, so a
+    # healthy Collector shows 0, not "No data"; a Collector without a queued exporter shows a
+    # queue fill of 0.
+    collector = RowSpec(109, "Collector", (
+        PanelSpec(65, "collector_points", "Collector points in and out",
+                  "Points per second the Collector's receivers accepted and refused, and its "
+                  "exporters sent and failed to send (after retries: lost). Alerts: Collector "
+                  "refusing points, Collector export failing.",
+                  None, V, (
+                      Query(_otelcol_rate("receiver_accepted", "instance"),
+                            "accepted {{instance}}"),
+                      Query(_otelcol_rate("receiver_refused", "instance", "receiver_accepted"),
+                            "refused {{instance}}"),
+                      Query(_otelcol_rate("exporter_sent", "instance, exporter"),
+                            "sent {{exporter}} {{instance}}"),
+                      Query(_otelcol_rate("exporter_send_failed", "instance, exporter",
+                                          "exporter_sent"),
+                            "failed {{exporter}} {{instance}}"),
+                  )),
+        PanelSpec(66, "collector_pressure", "Collector queue and memory limiter",
+                  "How full each exporter's sending queue is (0-1), and points per second the "
+                  "memory limiter refused. Alerts: Collector sending queue filling (above "
+                  f"{COLLECTOR_QUEUE_ALERT:.0%}), Collector memory limiter refusing.",
+                  None, V, (
+                      Query("max by (instance, exporter) (otelcol_exporter_queue_size"
+                            " / otelcol_exporter_queue_capacity) or on (instance)"
+                            ' max by (instance) (0 * up{job="otel-collector-self"})',
+                            "queue {{exporter}} {{instance}}"),
+                      Query(_otelcol_rate("processor_memory_limiter_refused", "instance",
+                                          "processor_memory_limiter_accepted"),
+                            "memory limiter refused {{instance}}"),
+                  ), thresholds=(COLLECTOR_QUEUE_ALERT,)),
+    ))  # fmt: skip
+
     # The System and Gateway rows show the hosts and the gateway, not a service: picking a
     # service in $service (or its instances) must not blank them.
     system = _unfiltered(system)
     gateway = _unfiltered(gateway)
-    return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline)
+    return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline,
+            collector)  # fmt: skip
 
 
 def _unfiltered(row: RowSpec) -> RowSpec:

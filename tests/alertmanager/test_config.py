@@ -55,7 +55,7 @@ def test_amtool_check_config() -> None:
         [_amtool(), "check-config", str(AM_CONFIG)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 templates" in result.stdout and "4 inhibit rules" in result.stdout, result.stdout
+    assert "1 templates" in result.stdout and "5 inhibit rules" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("rule", alerts_from_rules(), ids=lambda r: r["alert"])

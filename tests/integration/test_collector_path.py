@@ -319,6 +319,7 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
                     "prometheus": _hostport(peer.url),
                     "alertmanager": _hostport(am.url),
                     "node": _hostport(node.url),
+                    "otel-collector-self": collector.telemetry_target,
                 },
             )
         )

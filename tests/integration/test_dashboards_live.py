@@ -42,6 +42,7 @@ from opentelemetry.sdk.resources import Resource
 from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Kind, Layer, Metric
 from tests.alertmanager.amconfig import with_webhook
 from tests.integration.test_observers_node_exporter import node_exporter
+from tests.support.collector import run_collector
 from tests.support.servers import (
     REPO,
     free_port,
@@ -401,7 +402,12 @@ def _wait_for_every_metric(prometheus: str, timeout: float = 30.0) -> None:
 
 def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
     with (
-        run_gateway(tmp_path, grpc=False) as upstream,
+        # The Collector row: the upstream gateway forwards to a real Collector, whose own
+        # metrics Prometheus scrapes as prometheus.yml does (job otel-collector-self).
+        run_collector(tmp_path) as collector,
+        run_gateway(
+            tmp_path, grpc=False, env={"GATEWAY_FORWARD_ENDPOINT": collector.otlp_http_url}
+        ) as upstream,
         run_gateway(tmp_path, grpc=False, env={"GATEWAY_FORWARD_ENDPOINT": upstream.url}) as gw,
         _blackbox_exporter(tmp_path) as blackbox,
         run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
@@ -412,7 +418,7 @@ def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
         run_prometheus(tmp_path, _prometheus_config(
             gw.url.removeprefix("http://"), blackbox,
             {"prometheus": _hostport(peer.url), "alertmanager": _hostport(am.url),
-             "node": _hostport(node.url)},
+             "node": _hostport(node.url), "otel-collector-self": collector.telemetry_target},
         ), extra_files=_rule_files()) as prom,
     ):  # fmt: skip
         traffic = _Traffic(gw.otlp_http)
