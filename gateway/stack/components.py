@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from gateway.stack.notifications import write_alertmanager_config
+
 __all__ = [
     "ORDER",
     "REPO",
@@ -41,6 +43,7 @@ ORDER = (
     "gateway",
     "loadbalancer",
     "demo",
+    "notifications",
     "alertmanager",
     "prometheus",
 )
@@ -91,6 +94,8 @@ class StackSettings:
     #: the load-balancing tier's own ports (its OTLP ports are the gateway's standard ones)
     loadbalancer_telemetry_port: int = 8887
     loadbalancer_health_port: int = 13134
+    #: the receiver every local notification goes to (gateway/stack/notifications.py)
+    notifications_port: int = 9095
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -333,12 +338,28 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
             )
         )
     am, prom = f"127.0.0.1:{s.alertmanager_port}", f"127.0.0.1:{s.prometheus_port}"
+    # Production's receivers need secrets a laptop has not: every local notification goes to
+    # the stack's own receiver instead (same routes and inhibit rules).
+    sink = f"http://127.0.0.1:{s.notifications_port}"
+    am_config = write_alertmanager_config(s.repo, s.directory, sink)
+    received = s.directory / "notifications" / "notifications.jsonl"
     out += [
+        Component(
+            "notifications",
+            (
+                *(sys.executable, "-m", "gateway.stack.receiver"),
+                *("--port", str(s.notifications_port), "--out", str(received)),
+            ),
+            s.notifications_port,
+            "/-/healthy",
+            f"{sink} (received: {received})",
+            cwd=s.repo,
+        ),
         Component(
             "alertmanager",
             (
                 _binary("prometheus-alertmanager"),
-                f"--config.file={s.repo / 'alertmanager' / 'alertmanager.yml'}",
+                f"--config.file={am_config}",
                 f"--storage.path={s.directory / 'alertmanager'}",
                 f"--web.listen-address={am}",
                 f"--web.external-url=http://{am}/",
