@@ -69,7 +69,11 @@ ALERT_THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 # The API's service level objectives: prometheus/slo.yaml (alert rules are generated from it).
 SLO_FILE = REPO / "prometheus" / "slo.yaml"
-SLO_WINDOW = "1h"  # the long window of the fastest paging burn-rate alert
+
+
+def _slo_period() -> str:
+    """The SLO period (`30d`): the period rules record the SLI over it."""
+    return str(yaml.safe_load(SLO_FILE.read_text(encoding="utf-8"))["period"])
 
 
 def _slos() -> dict[str, dict[str, Any]]:
@@ -166,19 +170,9 @@ def _ratio(metric: Metric, by: str, part: str) -> str:
     return f"({_sum_rate(metric, by, part)} or {whole} * 0) / {whole}"
 
 
-def _slo_availability(metric: Metric, by: str, bad: str, window: str) -> str:
-    """Share of good requests over `window` (1 - errors / all), 0 errors kept as 100 %."""
-    whole = f"sum by ({by}) (rate({_name(metric)}{_sel()}[{window}]))"
-    part = f"sum by ({by}) (rate({_name(metric)}{_sel(bad)}[{window}]))"
-    return f"1 - (({part} or {whole} * 0) / {whole})"
-
-
-def _slo_latency(metric: Metric, by: str, threshold: str, window: str) -> str:
-    """Share of observations at or below `threshold` (a bucket boundary) over `window`."""
-    le = 'le="' + threshold + '"'
-    fast = f"sum by ({by}) (rate({_name(metric, '_bucket')}{_sel(le)}[{window}]))"
-    total = f"sum by ({by}) (rate({_name(metric, '_count')}{_sel()}[{window}]))"
-    return f"{fast} / {total}"
+def _slo_period_sli(slo: str, period: str) -> str:
+    """The SLI over the whole SLO period, as gateway/slo.py's period rules record it."""
+    return f'1 - slo:sli_error:ratio_rate{period}{{slo="{slo}", job=~"$service"}}'
 
 
 def _quantile(q: float, metric: Metric, by: str) -> str:
@@ -298,6 +292,7 @@ def _rows() -> tuple[RowSpec, ...]:
     status_text = {"0": "fail", "0.5": "warn", "1": "pass"}
     slos = _slos()
     avail, latency = slos["api-availability"], slos["api-latency"]
+    period = _slo_period()
     if by_name(avail["sli"]["metric"]) != requests or by_name(latency["sli"]["metric"]) != duration:
         raise ValueError(f"{SLO_FILE}: the SLO panels expect api.requests and api.duration")
 
@@ -361,22 +356,21 @@ def _rows() -> tuple[RowSpec, ...]:
                   "database operation duration by operation.",
                   db_duration, Q, _q(_quantile(0.95, db_duration, "operation"),
                                      "{{operation}}"), width=16),
-        PanelSpec(14, "slo_availability", f"Availability over {SLO_WINDOW} "
+        PanelSpec(14, "slo_availability", f"Availability over {period} "
                   f"(SLO {avail['objective']:.1%})",
-                  f"SLO {avail['name']}: {avail['description']}. Below the line the error "
-                  "budget burns faster than it refills. Alerts: availability budget burn.",
-                  requests, X,
-                  _q(_slo_availability(requests, "job", avail["sli"]["bad"], SLO_WINDOW),
-                     "{{job}}"),
+                  f"SLO {avail['name']}: {avail['description']}, over the whole SLO period "
+                  f"as recorded by the period rules (`slo:sli_error:ratio_rate{period}`). Below "
+                  "the line the period's error budget is spent; what is left of it: panel 64. "
+                  "Alerts: availability budget burn.",
+                  requests, X, _q(_slo_period_sli(avail["name"], period), "{{job}}"),
                   thresholds=(float(avail["objective"]),), lower_is_bad=True, width=12,
                   bounded=False),
         PanelSpec(15, "slo_latency", f"Requests within {float(latency['sli']['threshold']):g} s "
-                  f"over {SLO_WINDOW} (SLO {latency['objective']:.0%})",
-                  f"SLO {latency['name']}: {latency['description']}. Alerts: latency budget "
-                  "burn.",
-                  duration, X,
-                  _q(_slo_latency(duration, "job", str(latency["sli"]["threshold"]),
-                                  SLO_WINDOW), "{{job}}"),
+                  f"over {period} (SLO {latency['objective']:.0%})",
+                  f"SLO {latency['name']}: {latency['description']}, over the whole SLO "
+                  f"period (`slo:sli_error:ratio_rate{period}`). Below the line the period's "
+                  "budget is spent; what is left of it: panel 64. Alerts: latency budget burn.",
+                  duration, X, _q(_slo_period_sli(latency["name"], period), "{{job}}"),
                   thresholds=(float(latency["objective"]),), lower_is_bad=True, width=12,
                   bounded=False),
         # RED per service from the recording rules (prometheus/rules/), as the alerts see it.
@@ -651,12 +645,42 @@ def _rows() -> tuple[RowSpec, ...]:
                   ), thresholds=(COLLECTOR_QUEUE_ALERT,)),
     ))  # fmt: skip
 
+    # The databases behind the services, through the exporters prometheus.yml scrapes (jobs
+    # postgres and redis in compose): reachability and connections against their limits.
+    databases = RowSpec(110, "Databases", (
+        PanelSpec(69, "databases_up", "Databases up",
+                  "Whether each exporter reaches its database (`pg_up`, `redis_up`); an "
+                  "exporter that is down itself shows in panel 9 (TargetDown).",
+                  None, V, (
+                      Query("min by (instance) (pg_up)", "PostgreSQL {{instance}}"),
+                      Query("min by (instance) (redis_up)", "Redis {{instance}}"),
+                  ), viz="stat", thresholds=(1.0,), lower_is_bad=True,
+                  mappings={"0": "down", "1": "up"}),
+        PanelSpec(70, "postgres_connections", "PostgreSQL connections",
+                  "Backends connected per database server, against `max_connections`: "
+                  "near the limit, new connections (the services' pools) are refused.",
+                  None, V, (
+                      Query("sum by (instance) (pg_stat_database_numbackends)",
+                            "connected {{instance}}"),
+                      Query("max by (instance) (pg_settings_max_connections)",
+                            "max_connections {{instance}}"),
+                  )),
+        PanelSpec(71, "redis_clients", "Redis clients",
+                  "Clients connected per Redis server, against its `maxclients`.",
+                  None, V, (
+                      Query("max by (instance) (redis_connected_clients)",
+                            "connected {{instance}}"),
+                      Query("max by (instance) (redis_config_maxclients)",
+                            "maxclients {{instance}}"),
+                  )),
+    ))  # fmt: skip
+
     # The System and Gateway rows show the hosts and the gateway, not a service: picking a
     # service in $service (or its instances) must not blank them.
     system = _unfiltered(system)
     gateway = _unfiltered(gateway)
     return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline,
-            collector)  # fmt: skip
+            collector, databases)  # fmt: skip
 
 
 def _unfiltered(row: RowSpec) -> RowSpec:
