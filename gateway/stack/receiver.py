@@ -42,7 +42,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 10
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._answer(400, "a Content-Length is required")
+            return
         if length > MAX_BODY_BYTES:
             self._answer(413, "body too large")
             return

@@ -106,6 +106,10 @@ def test_the_receiver_refuses_what_is_not_a_notification(sink: tuple[str, Path])
     with socket.create_connection((host, int(port)), timeout=5) as conn:
         conn.sendall(b"POST /team-slack HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n{}")
         huge = conn.recv(200).decode()
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"POST /team-slack HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        negative = conn.recv(200).decode()
+    assert negative.startswith("HTTP/1.0 400"), negative
     assert huge.startswith("HTTP/1.0 413"), huge
     assert _received(out) == []
     ok = httpx.post(f"{url}/team-slack", json={"receiver": "team-slack"}, timeout=5)
