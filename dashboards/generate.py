@@ -69,7 +69,11 @@ ALERT_THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 # The API's service level objectives: prometheus/slo.yaml (alert rules are generated from it).
 SLO_FILE = REPO / "prometheus" / "slo.yaml"
-SLO_WINDOW = "1h"  # the long window of the fastest paging burn-rate alert
+
+
+def _slo_period() -> str:
+    """The SLO period (`30d`): the period rules record the SLI over it."""
+    return str(yaml.safe_load(SLO_FILE.read_text(encoding="utf-8"))["period"])
 
 
 def _slos() -> dict[str, dict[str, Any]]:
@@ -83,6 +87,8 @@ def _slos() -> dict[str, dict[str, Any]]:
 DEPLOYMENT_SUCCESS_FLOOR = 0.9
 # GatewayForwardQueueFilling: the forward queue more than 80 % full.
 FORWARD_QUEUE_ALERT = 0.8
+# CollectorSendingQueueFilling (prometheus/rules/collector.yml): a sending queue over 80 % full.
+COLLECTOR_QUEUE_ALERT = 0.8
 
 
 class Transform(enum.Enum):
@@ -164,19 +170,9 @@ def _ratio(metric: Metric, by: str, part: str) -> str:
     return f"({_sum_rate(metric, by, part)} or {whole} * 0) / {whole}"
 
 
-def _slo_availability(metric: Metric, by: str, bad: str, window: str) -> str:
-    """Share of good requests over `window` (1 - errors / all), 0 errors kept as 100 %."""
-    whole = f"sum by ({by}) (rate({_name(metric)}{_sel()}[{window}]))"
-    part = f"sum by ({by}) (rate({_name(metric)}{_sel(bad)}[{window}]))"
-    return f"1 - (({part} or {whole} * 0) / {whole})"
-
-
-def _slo_latency(metric: Metric, by: str, threshold: str, window: str) -> str:
-    """Share of observations at or below `threshold` (a bucket boundary) over `window`."""
-    le = 'le="' + threshold + '"'
-    fast = f"sum by ({by}) (rate({_name(metric, '_bucket')}{_sel(le)}[{window}]))"
-    total = f"sum by ({by}) (rate({_name(metric, '_count')}{_sel()}[{window}]))"
-    return f"{fast} / {total}"
+def _slo_period_sli(slo: str, period: str) -> str:
+    """The SLI over the whole SLO period, as gateway/slo.py's period rules record it."""
+    return f'1 - slo:sli_error:ratio_rate{period}{{slo="{slo}", job=~"$service"}}'
 
 
 def _quantile(q: float, metric: Metric, by: str) -> str:
@@ -186,6 +182,15 @@ def _quantile(q: float, metric: Metric, by: str) -> str:
 
 def _gauge(metric: Metric, agg: str, by: str, extra: str = "") -> str:
     return f"{agg} by ({by}) ({_name(metric)}{_sel(extra)})"
+
+
+def _otelcol_rate(counter: str, by: str, fallback: str = "") -> str:
+    """Rate of the Collector's `otelcol_<counter>_metric_points` (no `_total` at v0.165); with
+    `fallback`, 0 where that counter does not exist yet but `fallback` does."""
+    rate = f"rate(otelcol_{counter}_metric_points[{_WINDOW}])"
+    if fallback:
+        rate += f" or 0 * rate(otelcol_{fallback}_metric_points[{_WINDOW}])"
+    return f"sum by ({by}) ({rate})"
 
 
 # --- panels --------------------------------------------------------------------------------
@@ -267,6 +272,9 @@ def _rows() -> tuple[RowSpec, ...]:
     queue_fill = by_name("gateway.forward.queue.utilization")
     redelivered = by_name("gateway.points.redelivered")
     refused = by_name("gateway.requests.refused")
+    background_errors = by_name("gateway.background.errors")
+    queue_corrupt = by_name("gateway.forward.queue.corrupt")
+    connections_refused = by_name("gateway.connections.refused")
     interval = by_name("gateway.observer.interval")
     series = by_name("gateway.active_series")
     request_duration = by_name("gateway.request.duration")
@@ -284,6 +292,7 @@ def _rows() -> tuple[RowSpec, ...]:
     status_text = {"0": "fail", "0.5": "warn", "1": "pass"}
     slos = _slos()
     avail, latency = slos["api-availability"], slos["api-latency"]
+    period = _slo_period()
     if by_name(avail["sli"]["metric"]) != requests or by_name(latency["sli"]["metric"]) != duration:
         raise ValueError(f"{SLO_FILE}: the SLO panels expect api.requests and api.duration")
 
@@ -347,22 +356,21 @@ def _rows() -> tuple[RowSpec, ...]:
                   "database operation duration by operation.",
                   db_duration, Q, _q(_quantile(0.95, db_duration, "operation"),
                                      "{{operation}}"), width=16),
-        PanelSpec(14, "slo_availability", f"Availability over {SLO_WINDOW} "
+        PanelSpec(14, "slo_availability", f"Availability over {period} "
                   f"(SLO {avail['objective']:.1%})",
-                  f"SLO {avail['name']}: {avail['description']}. Below the line the error "
-                  "budget burns faster than it refills. Alerts: availability budget burn.",
-                  requests, X,
-                  _q(_slo_availability(requests, "job", avail["sli"]["bad"], SLO_WINDOW),
-                     "{{job}}"),
+                  f"SLO {avail['name']}: {avail['description']}, over the whole SLO period "
+                  f"as recorded by the period rules (`slo:sli_error:ratio_rate{period}`). Below "
+                  "the line the period's error budget is spent; what is left of it: panel 64. "
+                  "Alerts: availability budget burn.",
+                  requests, X, _q(_slo_period_sli(avail["name"], period), "{{job}}"),
                   thresholds=(float(avail["objective"]),), lower_is_bad=True, width=12,
                   bounded=False),
         PanelSpec(15, "slo_latency", f"Requests within {float(latency['sli']['threshold']):g} s "
-                  f"over {SLO_WINDOW} (SLO {latency['objective']:.0%})",
-                  f"SLO {latency['name']}: {latency['description']}. Alerts: latency budget "
-                  "burn.",
-                  duration, X,
-                  _q(_slo_latency(duration, "job", str(latency["sli"]["threshold"]),
-                                  SLO_WINDOW), "{{job}}"),
+                  f"over {period} (SLO {latency['objective']:.0%})",
+                  f"SLO {latency['name']}: {latency['description']}, over the whole SLO "
+                  f"period (`slo:sli_error:ratio_rate{period}`). Below the line the period's "
+                  "budget is spent; what is left of it: panel 64. Alerts: latency budget burn.",
+                  duration, X, _q(_slo_period_sli(latency["name"], period), "{{job}}"),
                   thresholds=(float(latency["objective"]),), lower_is_bad=True, width=12,
                   bounded=False),
         # RED per service from the recording rules (prometheus/rules/), as the alerts see it.
@@ -529,6 +537,24 @@ def _rows() -> tuple[RowSpec, ...]:
         PanelSpec(54, "observer_interval", "Observer interval", "Current interval of the "
                   "adaptive system observer (longer under load or when over its CPU budget).",
                   interval, V, _q(_gauge(interval, "max", "instance"), "{{instance}}")),
+        # Counters that only exist once something happened fall back to one 0 line.
+        PanelSpec(67, "background_errors", "Background task errors and damaged queue files",
+                  "Unexpected errors per second that a background task (memory limiter, "
+                  "forwarder) survived, by task, and damaged disk-queue files set aside at "
+                  "start. Alerts: gateway background task failing, gateway disk queue corrupt.",
+                  background_errors, R, (
+                      Query(_sum_rate(background_errors, "instance, task"),
+                            "{{task}} {{instance}}"),
+                      Query(_sum_rate(queue_corrupt, "instance") + " or vector(0)",
+                            "queue files set aside {{instance}}"),
+                  )),
+        PanelSpec(68, "connections_refused", "Connections refused",
+                  "HTTP connections closed at the gateway's limits per second, by reason "
+                  "(header_too_large, too_many_headers, header_timeout, connection_limit). "
+                  "Alerts: gateway refusing connections, gateway connection limit reached.",
+                  connections_refused, R,
+                  _q(_sum_rate(connections_refused, "instance, reason") + " or vector(0)",
+                     "{{reason}} {{instance}}")),
     ))  # fmt: skip
 
     # The monitoring itself and the hosts under it: not a service's metrics, so no $service
@@ -583,11 +609,78 @@ def _rows() -> tuple[RowSpec, ...]:
                               "node_filesystem_size_bytes)", "{{instance}} {{mountpoint}}")),
     ))  # fmt: skip
 
+    # The OpenTelemetry Collector's own metrics (job otel-collector-self, deployment with a
+    # Collector; prometheus/rules/collector.yml). Series a Collector only creates once they
+    # count something (refusals, failures) fall back to 0 beside a series it always has, so a
+    # healthy Collector shows 0, not "No data"; a Collector without a queued exporter shows a
+    # queue fill of 0.
+    collector = RowSpec(109, "Collector", (
+        PanelSpec(65, "collector_points", "Collector points in and out",
+                  "Points per second the Collector's receivers accepted and refused, and its "
+                  "exporters sent and failed to send (after retries: lost). Alerts: Collector "
+                  "refusing points, Collector export failing.",
+                  None, V, (
+                      Query(_otelcol_rate("receiver_accepted", "instance"),
+                            "accepted {{instance}}"),
+                      Query(_otelcol_rate("receiver_refused", "instance", "receiver_accepted"),
+                            "refused {{instance}}"),
+                      Query(_otelcol_rate("exporter_sent", "instance, exporter"),
+                            "sent {{exporter}} {{instance}}"),
+                      Query(_otelcol_rate("exporter_send_failed", "instance, exporter",
+                                          "exporter_sent"),
+                            "failed {{exporter}} {{instance}}"),
+                  )),
+        PanelSpec(66, "collector_pressure", "Collector queue and memory limiter",
+                  "How full each exporter's sending queue is (0-1), and points per second the "
+                  "memory limiter refused. Alerts: Collector sending queue filling (above "
+                  f"{COLLECTOR_QUEUE_ALERT:.0%}), Collector memory limiter refusing.",
+                  None, V, (
+                      Query("max by (instance, exporter) (otelcol_exporter_queue_size"
+                            " / otelcol_exporter_queue_capacity) or on (instance)"
+                            ' max by (instance) (0 * up{job="otel-collector-self"})',
+                            "queue {{exporter}} {{instance}}"),
+                      Query(_otelcol_rate("processor_memory_limiter_refused", "instance",
+                                          "processor_memory_limiter_accepted"),
+                            "memory limiter refused {{instance}}"),
+                  ), thresholds=(COLLECTOR_QUEUE_ALERT,)),
+    ))  # fmt: skip
+
+    # The databases behind the services, through the exporters prometheus.yml scrapes (jobs
+    # postgres and redis in compose): reachability and connections against their limits.
+    databases = RowSpec(110, "Databases", (
+        PanelSpec(69, "databases_up", "Databases up",
+                  "Whether each exporter reaches its database (`pg_up`, `redis_up`); an "
+                  "exporter that is down itself shows in panel 9 (TargetDown).",
+                  None, V, (
+                      Query("min by (instance) (pg_up)", "PostgreSQL {{instance}}"),
+                      Query("min by (instance) (redis_up)", "Redis {{instance}}"),
+                  ), viz="stat", thresholds=(1.0,), lower_is_bad=True,
+                  mappings={"0": "down", "1": "up"}),
+        PanelSpec(70, "postgres_connections", "PostgreSQL connections",
+                  "Backends connected per database server, against `max_connections`: "
+                  "near the limit, new connections (the services' pools) are refused.",
+                  None, V, (
+                      Query("sum by (instance) (pg_stat_database_numbackends)",
+                            "connected {{instance}}"),
+                      Query("max by (instance) (pg_settings_max_connections)",
+                            "max_connections {{instance}}"),
+                  )),
+        PanelSpec(71, "redis_clients", "Redis clients",
+                  "Clients connected per Redis server, against its `maxclients`.",
+                  None, V, (
+                      Query("max by (instance) (redis_connected_clients)",
+                            "connected {{instance}}"),
+                      Query("max by (instance) (redis_config_maxclients)",
+                            "maxclients {{instance}}"),
+                  )),
+    ))  # fmt: skip
+
     # The System and Gateway rows show the hosts and the gateway, not a service: picking a
     # service in $service (or its instances) must not blank them.
     system = _unfiltered(system)
     gateway = _unfiltered(gateway)
-    return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline)
+    return (system, api, deploy, websocket, errs, business, health_row, gateway, pipeline,
+            collector, databases)  # fmt: skip
 
 
 def _unfiltered(row: RowSpec) -> RowSpec:

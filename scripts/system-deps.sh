@@ -7,6 +7,8 @@ for pair in prometheus:prometheus promtool:prometheus \
             prometheus-node-exporter:prometheus-node-exporter \
             prometheus-pushgateway:prometheus-pushgateway docker-compose:docker-compose \
             prometheus-blackbox-exporter:prometheus-blackbox-exporter \
+            prometheus-postgres-exporter:prometheus-postgres-exporter \
+            prometheus-redis-exporter:prometheus-redis-exporter \
             chromium:chromium; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")

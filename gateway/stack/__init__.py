@@ -9,10 +9,13 @@ one directory of its own (`.stack/` in the checkout, gitignored):
     .stack/run/<component>.pid   one pid file per component
     .stack/logs/<component>.log  stdout and stderr of each component
     .stack/prometheus/           generated prometheus.yml and the TSDB (35d / 10GB retention)
-    .stack/alertmanager/         Alertmanager's silences and notification log
+    .stack/alertmanager/         generated alertmanager.yml, silences and notification log
+    .stack/notifications/        notifications.jsonl: every notification Alertmanager sent
 
 Modules: `components` (what runs, with which flags and configs), `processes` (start, health,
-stop of one process), `runner` (the commands over the state file), `cli` (the argparse part).
+stop of one process), `runner` (the commands over the state file), `cli` (the argparse part),
+`notifications` (Alertmanager's config for the local receiver), `receiver` (that receiver, run
+as its own process).
 """
 
 from gateway.stack.cli import add_stack_parser, main

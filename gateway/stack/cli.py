@@ -35,6 +35,7 @@ _PORT_FLAGS = {
     "collector_health_port": "with --collector: its health_check (13133)",
     "loadbalancer_telemetry_port": "with --replicas: the load-balancing tier's metrics (8887)",
     "loadbalancer_health_port": "with --replicas: the load-balancing tier's health_check (13134)",
+    "notifications_port": "the receiver every local notification goes to (9095)",
 }
 
 #: the rules' namespace and links (`telemetry-gateway render`) and Prometheus' external URL

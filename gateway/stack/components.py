@@ -17,6 +17,7 @@ import yaml
 
 from gateway.catalogue import DEFAULT_NAMESPACE
 from gateway.render import RenderOptions, local_links, render
+from gateway.stack.notifications import write_alertmanager_config
 
 __all__ = [
     "ORDER",
@@ -44,6 +45,7 @@ ORDER = (
     "gateway",
     "loadbalancer",
     "demo",
+    "notifications",
     "alertmanager",
     "prometheus",
 )
@@ -102,6 +104,8 @@ class StackSettings:
     dashboard_base: str | None = None
     #: Prometheus' --web.external-url (alerts' generatorURL); None: its local address
     prometheus_external_url: str | None = None
+    #: the receiver every local notification goes to (gateway/stack/notifications.py)
+    notifications_port: int = 9095
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -371,12 +375,28 @@ def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Compo
             )
         )
     am, prom = f"127.0.0.1:{s.alertmanager_port}", f"127.0.0.1:{s.prometheus_port}"
+    # Production's receivers need secrets a laptop has not: every local notification goes to
+    # the stack's own receiver instead (same routes and inhibit rules).
+    sink = f"http://127.0.0.1:{s.notifications_port}"
+    am_config = write_alertmanager_config(s.repo, s.directory, sink)
+    received = s.directory / "notifications" / "notifications.jsonl"
     out += [
+        Component(
+            "notifications",
+            (
+                *(sys.executable, "-m", "gateway.stack.receiver"),
+                *("--port", str(s.notifications_port), "--out", str(received)),
+            ),
+            s.notifications_port,
+            "/-/healthy",
+            f"{sink} (received: {received})",
+            cwd=s.repo,
+        ),
         Component(
             "alertmanager",
             (
                 _binary("prometheus-alertmanager"),
-                f"--config.file={s.repo / 'alertmanager' / 'alertmanager.yml'}",
+                f"--config.file={am_config}",
                 f"--storage.path={s.directory / 'alertmanager'}",
                 f"--web.listen-address={am}",
                 f"--web.external-url=http://{am}/",

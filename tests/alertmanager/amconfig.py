@@ -11,7 +11,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["AM_CONFIG", "REPO", "alerts_from_rules", "load", "with_local_endpoints", "with_webhook"]
+__all__ = [
+    "AM_CONFIG",
+    "REPO",
+    "alerts_from_rules",
+    "debian_config_file",
+    "for_debian",
+    "load",
+    "with_local_endpoints",
+    "with_webhook",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 AM_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
@@ -20,6 +29,27 @@ AM_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
 def load() -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text())
     return config
+
+
+def for_debian(config: dict[str, Any], webhook_url: str) -> dict[str, Any]:
+    """`config` for Debian's Alertmanager 0.25, which predates webhook `url_file` (0.26; compose
+    runs 0.27): each webhook's `url_file` becomes `url: webhook_url`. Nothing else changes."""
+    config = copy.deepcopy(config)
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            if webhook.pop("url_file", None) is not None:
+                webhook["url"] = webhook_url
+    return config
+
+
+def debian_config_file(directory: Path) -> Path:
+    """The repository's config as Debian's amtool 0.25 reads it (`for_debian`), written under
+    `directory`, with its templates found from there."""
+    config = for_debian(load(), "http://127.0.0.1:9/deadmans-switch")
+    config["templates"] = [str(REPO / "alertmanager" / t) for t in config.get("templates", [])]
+    path = directory / "alertmanager.yml"
+    path.write_text(yaml.dump(config, Dumper=_NoAliases, sort_keys=False))
+    return path
 
 
 def _retime(route: dict[str, Any], timers: dict[str, str], *, root: bool = True) -> None:
@@ -76,7 +106,7 @@ def with_local_endpoints(
     """The repo's config with its real receivers (Slack, PagerDuty, email, with the repo's
     templates) pointed at servers on 127.0.0.1, and the secret files at `secrets`
     (keys: slack_webhook_url, pagerduty_routing_key, smtp_password)."""
-    config = copy.deepcopy(load())
+    config = for_debian(load(), f"{http_base}/deadmans-switch")
     config["templates"] = [str(REPO / "alertmanager" / t) for t in config.get("templates", [])]
     config["global"].update(
         slack_api_url_file=str(secrets["slack_webhook_url"]),

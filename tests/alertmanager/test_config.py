@@ -12,8 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.alertmanager.amconfig import AM_CONFIG, alerts_from_rules, load, with_webhook
+from tests.alertmanager.amconfig import (
+    AM_CONFIG,
+    alerts_from_rules,
+    debian_config_file,
+    load,
+    with_webhook,
+)
 from tests.support.servers import run_alertmanager
 
 
@@ -24,14 +31,20 @@ def _amtool() -> str:
     return path
 
 
-def _route(labels: dict[str, str], receiver: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def debian_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed config as Debian's amtool 0.25 can read it (webhook url_file -> url)."""
+    return debian_config_file(tmp_path_factory.mktemp("am"))
+
+
+def _route(labels: dict[str, str], receiver: str, config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             _amtool(),
             "config",
             "routes",
             "test",
-            f"--config.file={AM_CONFIG}",
+            f"--config.file={config}",
             f"--verify.receivers={receiver}",
             *(f"{k}={v}" for k, v in sorted(labels.items())),
         ],
@@ -50,18 +63,41 @@ def _expected_receiver(labels: dict[str, str]) -> str:
     return "team-slack"
 
 
-def test_amtool_check_config() -> None:
+def test_amtool_check_config(debian_config: Path) -> None:
     result = subprocess.run(
-        [_amtool(), "check-config", str(AM_CONFIG)], capture_output=True, text=True, timeout=30
+        [_amtool(), "check-config", str(debian_config)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 templates" in result.stdout and "4 inhibit rules" in result.stdout, result.stdout
+    assert "1 templates" in result.stdout and "5 inhibit rules" in result.stdout, result.stdout
+
+
+def test_the_debian_copy_differs_only_in_the_webhook_url(debian_config: Path) -> None:
+    """What amtool 0.25 checks above is the committed file but for url_file, which only
+    Alertmanager >= 0.26 reads (compose runs 0.27)."""
+    committed, checked = load(), yaml.safe_load(debian_config.read_text())
+    (switch,) = [r for r in committed["receivers"] if r["name"] == "deadmans-switch"]
+    assert switch["webhook_configs"][0]["url_file"] == "/run/secrets/deadmans_switch_url"
+    for config in (committed, checked):
+        config.pop("templates")
+        for receiver in config["receivers"]:
+            for webhook in receiver.get("webhook_configs", []):
+                webhook.pop("url", None)
+                webhook.pop("url_file", None)
+    assert committed == checked
+
+
+def test_the_dead_mans_switch_url_is_a_secret_not_a_placeholder() -> None:
+    """No host is written for the dead man's switch: its URL comes from a secret file."""
+    (switch,) = [r for r in load()["receivers"] if r["name"] == "deadmans-switch"]
+    for webhook in switch["webhook_configs"]:
+        assert "url" not in webhook
+        assert webhook["url_file"].startswith("/run/secrets/")
 
 
 @pytest.mark.parametrize("rule", alerts_from_rules(), ids=lambda r: r["alert"])
-def test_every_alert_routes_to_its_receiver(rule: dict[str, Any]) -> None:
+def test_every_alert_routes_to_its_receiver(rule: dict[str, Any], debian_config: Path) -> None:
     labels = {"alertname": rule["alert"], "job": "api", "instance": "i1", **rule["labels"]}
-    result = _route(labels, _expected_receiver(labels))
+    result = _route(labels, _expected_receiver(labels), debian_config)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -77,14 +113,14 @@ def test_every_alert_routes_to_its_receiver(rule: dict[str, Any]) -> None:
         ({"alertname": "Watchdog", "severity": "none"}, "deadmans-switch"),
     ],
 )
-def test_routing_plan(labels: dict[str, str], receiver: str) -> None:
-    result = _route(labels, receiver)
+def test_routing_plan(labels: dict[str, str], receiver: str, debian_config: Path) -> None:
+    result = _route(labels, receiver, debian_config)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_route_test_fails_for_the_wrong_receiver() -> None:
+def test_route_test_fails_for_the_wrong_receiver(debian_config: Path) -> None:
     """The route tests above can fail: amtool rejects a receiver the tree does not pick."""
-    result = _route({"severity": "critical", "alert_group": "memory"}, "page-slack")
+    result = _route({"severity": "critical", "alert_group": "memory"}, "page-slack", debian_config)
     assert result.returncode != 0
     assert "page-email" in result.stdout
 
@@ -126,6 +162,7 @@ def test_no_secret_in_the_config() -> None:
             for c in r.get("pagerduty_configs", [])
         ),
         *(c["auth_password_file"] for r in config["receivers"] for c in r.get("email_configs", [])),
+        *(c["url_file"] for r in config["receivers"] for c in r.get("webhook_configs", [])),
     }
     assert all(f.startswith("/run/secrets/") for f in files), files
 

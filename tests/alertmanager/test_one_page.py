@@ -131,3 +131,30 @@ def test_all_gateways_down_is_one_pagerduty_incident(
     ]
     assert pages[0]["payload"]["summary"].startswith("[FIRING:1] GatewayDown (gateway)")
     # The demo's probe is not the gateway's: it still pages on its own.
+
+
+def test_all_collectors_down_is_one_pagerduty_incident(
+    tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
+) -> None:
+    http, smtp = sinks
+    pages = _pages(
+        tmp_path,
+        http,
+        smtp,
+        [
+            [_alert("CollectorDown", job="otel-collector-self")],
+            [
+                # The Collector's two targets (telemetry and Prometheus exporter): muted.
+                _alert("TargetDown", job="otel-collector-self", instance="c1:8888"),
+                _alert("TargetDown", job="otel-collector", instance="c1:8889"),
+                # Another exporter down is another incident: it still notifies.
+                _alert("TargetDown", job="node", instance="n1:9100"),
+            ],
+        ],
+    )
+    assert [page["payload"]["summary"] for page in pages] == [
+        "[FIRING:1] CollectorDown (otel-collector-self): No OpenTelemetry Collector can be scraped"
+    ]
+    team = [b for b in http.bodies("/slack") if b["channel"] == "#coderunner-team"]
+    titles = [attachment["title"] for body in team for attachment in body["attachments"]]
+    assert titles == ["[FIRING:1] TargetDown (node): Target n1:9100 of job node is down"], titles

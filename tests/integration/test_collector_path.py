@@ -49,6 +49,7 @@ from demo.traffic import TrafficGenerator
 from gateway.catalogue import by_name
 from tests.alertmanager.amconfig import with_webhook
 from tests.integration.test_dashboards_live import (
+    EVERY_SLO_RECORDED,
     SCRAPE_SECONDS,
     _blackbox_exporter,
     _hostport,
@@ -62,6 +63,7 @@ from tests.integration.test_dashboards_live import (
 )
 from tests.integration.test_observers_node_exporter import node_exporter
 from tests.support.collector import CollectorProcess, run_collector
+from tests.support.exporters import postgres_exporter, redis_exporter
 from tests.support.otlp import DELTA, Req
 from tests.support.servers import (
     GatewayProcess,
@@ -309,6 +311,8 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
         _blackbox_exporter(tmp_path) as blackbox,
         run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
         node_exporter(tmp_path) as node,
+        postgres_exporter(tmp_path) as pg_exporter,
+        redis_exporter(tmp_path) as redis,
         run_prometheus(tmp_path, _peer_config(am.url), extra_files=_rule_files()) as peer,
     ):
         config = json.loads(
@@ -319,6 +323,9 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
                     "prometheus": _hostport(peer.url),
                     "alertmanager": _hostport(am.url),
                     "node": _hostport(node.url),
+                    "otel-collector-self": collector.telemetry_target,
+                    "postgres": _hostport(pg_exporter.url),
+                    "redis": _hostport(redis.url),
                 },
             )
         )
@@ -333,7 +340,7 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
             traffic.start()
             try:
                 _wait_for_every_metric(prom.url)
-                _wait_for_series(prom.url, "slo:period_error_budget_remaining:ratio", 90)
+                _wait_for_series(prom.url, EVERY_SLO_RECORDED, 150)
                 time.sleep(4 * SCRAPE_SECONDS + 1)
                 failures = _run_panels(prom.url)
             finally:

@@ -42,6 +42,8 @@ from opentelemetry.sdk.resources import Resource
 from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Kind, Layer, Metric
 from tests.alertmanager.amconfig import with_webhook
 from tests.integration.test_observers_node_exporter import node_exporter
+from tests.support.collector import run_collector
+from tests.support.exporters import postgres_exporter, redis_exporter
 from tests.support.servers import (
     REPO,
     free_port,
@@ -304,6 +306,11 @@ def _prometheus_config(gateway: str, blackbox: str, others: Mapping[str, str] = 
     return json.dumps(config)  # JSON is YAML
 
 
+# The SLO period's rules run in one 1-minute group per SLO, each at its own offset: the SLO
+# panels have data once every SLO's group has run.
+EVERY_SLO_RECORDED = "count(count by (slo) (slo:period_error_budget_remaining:ratio)) >= 2"
+
+
 def _wait_for_series(prometheus: str, expr: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not _query(prometheus, expr)["data"]["result"]:
@@ -401,18 +408,27 @@ def _wait_for_every_metric(prometheus: str, timeout: float = 30.0) -> None:
 
 def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
     with (
-        run_gateway(tmp_path, grpc=False) as upstream,
+        # The Collector row: the upstream gateway forwards to a real Collector, whose own
+        # metrics Prometheus scrapes as prometheus.yml does (job otel-collector-self).
+        run_collector(tmp_path) as collector,
+        run_gateway(
+            tmp_path, grpc=False, env={"GATEWAY_FORWARD_ENDPOINT": collector.otlp_http_url}
+        ) as upstream,
         run_gateway(tmp_path, grpc=False, env={"GATEWAY_FORWARD_ENDPOINT": upstream.url}) as gw,
         _blackbox_exporter(tmp_path) as blackbox,
         run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
         node_exporter(tmp_path) as node,
+        # The Databases row: the exporters compose runs, on this machine's PostgreSQL and Redis.
+        postgres_exporter(tmp_path) as pg_exporter,
+        redis_exporter(tmp_path) as redis,
         # A peer Prometheus running the repo's rules and sending to the Alertmanager: the one
         # the panels query scrapes it like any Prometheus scrapes itself.
         run_prometheus(tmp_path, _peer_config(am.url), extra_files=_rule_files()) as peer,
         run_prometheus(tmp_path, _prometheus_config(
             gw.url.removeprefix("http://"), blackbox,
             {"prometheus": _hostport(peer.url), "alertmanager": _hostport(am.url),
-             "node": _hostport(node.url)},
+             "node": _hostport(node.url), "otel-collector-self": collector.telemetry_target,
+             "postgres": _hostport(pg_exporter.url), "redis": _hostport(redis.url)},
         ), extra_files=_rule_files()) as prom,
     ):  # fmt: skip
         traffic = _Traffic(gw.otlp_http)
@@ -420,7 +436,7 @@ def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
         try:
             _wait_for_every_metric(prom.url)
             # The SLO period's rules run in a 1-minute group: wait for their first result.
-            _wait_for_series(prom.url, "slo:period_error_budget_remaining:ratio", 90)
+            _wait_for_series(prom.url, EVERY_SLO_RECORDED, 150)
             # Enough scrapes for every rate() window and the forwarder's counters.
             time.sleep(4 * SCRAPE_SECONDS + 1)
             failures = _run_panels(prom.url)

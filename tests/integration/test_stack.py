@@ -21,7 +21,7 @@ from tests.support.servers import REPO, free_port
 
 pytestmark = pytest.mark.integration
 
-COMPONENTS = ("node-exporter", "gateway", "demo", "alertmanager", "prometheus")
+COMPONENTS = ("node-exporter", "gateway", "demo", "notifications", "alertmanager", "prometheus")
 
 
 def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -44,8 +44,8 @@ def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.Comp
 
 
 def _ports() -> dict[str, int]:
-    # free_port() may hand out the same free port twice in a row: five distinct ones.
-    names = ("prometheus", "alertmanager", "node-exporter", "gateway", "demo")
+    # free_port() may hand out the same free port twice in a row: distinct ones.
+    names = ("prometheus", "alertmanager", "node-exporter", "gateway", "demo", "notifications")
     ports: set[int] = set()
     while len(ports) < len(names):
         ports.add(free_port())
@@ -127,6 +127,24 @@ def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
     assert am["activeAlertmanagers"][0]["url"].startswith(
         f"http://127.0.0.1:{ports['alertmanager']}/"
     )
+
+    # Local notifications work without any secret: the Watchdog (firing from the first rule
+    # evaluation, 15 s) reaches the stack's own receiver through the dead man's switch route.
+    # Usually within 30 s; the margin is for a loaded machine.
+    received = stack_dir / "notifications" / "notifications.jsonl"
+    deadline = time.monotonic() + 120
+    watchdog: list[dict[str, object]] = []
+    while not watchdog and time.monotonic() < deadline:
+        lines = received.read_text().splitlines() if received.exists() else []
+        watchdog = [n for n in map(json.loads, lines) if n["receiver_path"] == "/deadmans-switch"]
+        time.sleep(0.5)
+    if not watchdog:
+        alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        am_log = (stack_dir / "logs" / "alertmanager.log").read_text()[-2000:]
+        pytest.fail(
+            "the Watchdog never reached the stack's notification receiver; Prometheus' "
+            f"alerts: {[a['labels']['alertname'] for a in alerts]}; Alertmanager's log:\n{am_log}"
+        )
 
     again = _stack(stack_dir, "up", *_port_flags(ports))
     assert again.returncode == 0, again.stdout + again.stderr

@@ -227,3 +227,20 @@ def test_local_stack_generates_a_valid_config_for_its_ports(tmp_path: Path) -> N
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "127.0.0.1:19093"
     ]
+
+
+def test_collector_rules_read_the_job_that_scrapes_the_collectors_telemetry() -> None:
+    """rules/collector.yml selects job otel-collector-self: prometheus.yml must scrape the
+    Collector's own metrics under that job, on the port otel-collector/config.yaml serves them."""
+    rules = (PROM / "rules" / "collector.yml").read_text()
+    jobs = set(re.findall(r'job="([^"]+)"', rules))
+    assert jobs == {"otel-collector-self"}, jobs
+    scrape = yaml.safe_load((PROM / "prometheus.yml").read_text())["scrape_configs"]
+    (job,) = [j for j in scrape if j["job_name"] == "otel-collector-self"]
+    collector = yaml.safe_load((REPO / "otel-collector" / "config.yaml").read_text())
+    readers = collector["service"]["telemetry"]["metrics"]["readers"]
+    ports = {r["pull"]["exporter"]["prometheus"]["port"] for r in readers}
+    targets = job["static_configs"][0]["targets"]
+    assert {int(t.rsplit(":", 1)[1]) for t in targets} == ports == {8888}
+    # Not honor_labels: the Collector's own series carry the scrape's job and instance.
+    assert not job.get("honor_labels", False)
