@@ -74,7 +74,8 @@ def test_a_real_cycle() -> None:
     _, pct = got[n("system.cpu.usage_percent")]
     for core in [*map(str, range(ncpu)), "total"]:
         parts = [pct[attrs(core=core, type=t)] for t in ("user", "system", "iowait", "idle")]
-        assert all(0 <= v <= 100 for v in parts)
+        # 100 / all * idle is 100.00000000000001 for a core idle the whole cycle.
+        assert all(0 <= v <= 100 + 1e-9 for v in parts), parts
         assert sum(parts) <= 100.0 + 1e-6  # steal is the rest
         usage = pct[attrs(core=core, type="usage")]
         assert usage == pytest.approx(100 - parts[2] - parts[3])
