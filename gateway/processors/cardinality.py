@@ -55,7 +55,8 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries, scope_identity
+from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries
+from gateway.pipeline.identity import histogram_key, number_key, resource_identity, scope_identity
 
 __all__ = [
     "OVERFLOW_ATTRIBUTE",
@@ -406,29 +407,6 @@ class CardinalityLimiter:
         return bool(self._overflows)
 
 
-_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))  # NumberDataPoint's fixed fields (store.py)
-
-
-def _number_key(p: Any) -> bytes:
-    """The store's identity key of a number point (SeriesStore._ingest_numbers)."""
-    b: bytes = p.SerializeToString()
-    n = len(b)
-    j = 0
-    while j < n and b[j] in _FIXED_TAGS:
-        j += 9
-    key = b[j:]
-    if key and (key[0] == 0x2A or (n > 1 and b[-2] == 0x40)):
-        q = metrics_pb2.NumberDataPoint()
-        q.attributes.extend(p.attributes)
-        key = q.SerializeToString()
-    return key
-
-
-def _histogram_key(p: Any) -> bytes:
-    """The store's identity key of a histogram point (SeriesStore._generic_key)."""
-    return b"".join([kv.SerializeToString() for kv in p.attributes])
-
-
 class OverflowFolder:
     """Folds, in a batch on its way to the OTLP forwarder, the points the series store put into
     overflow series, so that what a Collector's Prometheus exporter serves matches the
@@ -453,17 +431,17 @@ class OverflowFolder:
         self._downstream.consume(batch)
 
     def _fold(self, request: Any) -> None:
-        limiter = self._store.limiter
-        streams = self._store._streams  # the store's own index; read only
+        store = self._store
+        limiter = store.limiter
         for rm in request.resource_metrics:
-            rkey = rm.resource.SerializeToString()
+            rkey = resource_identity(rm.resource)
             for sm in rm.scope_metrics:
                 skey = scope_identity(sm)
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
                     if kind not in ("sum", "gauge", "histogram"):
                         continue
-                    stream = streams.get((rkey, skey, m.name, m.unit, kind))
+                    stream = store.stream_of(rkey, skey, m, kind)
                     if stream is None:
                         continue
                     state = limiter.overflow_state(stream)
@@ -472,7 +450,7 @@ class OverflowFolder:
 
     def _fold_metric(self, stream: Any, state: _Overflow, data: Any, kind: str) -> None:
         dps = data.data_points
-        key_of = _histogram_key if kind == "histogram" else _number_key
+        key_of = histogram_key if kind == "histogram" else number_key
         members = (_OverflowMember, _HistogramMember)
         limiter = self._store.limiter
         removed: list[int] = []

@@ -12,7 +12,15 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from gateway.exporters.prometheus.naming import sanitize_label_name
 
-__all__ = ["any_value_to_python", "attribute_string", "escape_help", "escape_value", "render_pairs"]
+__all__ = [
+    "RESERVED_LABELS",
+    "any_value_to_python",
+    "attribute_string",
+    "escape_help",
+    "escape_value",
+    "point_labels",
+    "render_pairs",
+]
 
 
 def any_value_to_python(value: AnyValue) -> Any:
@@ -79,3 +87,31 @@ def render_pairs(attributes: Iterable[KeyValue], *, reserved: frozenset[str] = _
         text = values[0][1] if len(values) == 1 else ";".join(v for _, v in sorted(values))
         parts.append(f'{name}="{escape_value(text)}"')
     return ",".join(parts)
+
+
+#: labels the gateway sets itself, by Prometheus type: an attribute with such a key becomes
+#: `exported_<key>` (a histogram's `le` attribute would otherwise repeat the bucket label)
+RESERVED_LABELS = {
+    "counter": frozenset(("job", "instance")),
+    "gauge": frozenset(("job", "instance")),
+    "histogram": frozenset(("job", "instance", "le")),
+    "summary": frozenset(("job", "instance", "quantile")),
+}
+
+
+def point_labels(
+    kind: str, attributes: Iterable[KeyValue], copied: tuple[KeyValue, ...], after: bool
+) -> str:
+    """A series' own labels: `a="1",b="2"`, with a leading comma when they follow other labels
+    (`after`: the stream's job, instance and scope labels are not empty).
+
+    `kind` is the family's Prometheus type (its reserved labels); `copied` are the resource
+    attributes `resource_to_labels` copies onto every series. A point attribute whose label
+    name is also a copied one's is merged with it, the values joined with `;` sorted by
+    original key, as the compatibility spec says for colliding label names (it once gave a
+    repeated label: an unparsable /metrics). The one function for a series' labels: the store
+    and the forwarder's overflow folding must find the same series.
+    """
+    attrs = [*attributes, *copied] if copied else attributes
+    pairs = render_pairs(attrs, reserved=RESERVED_LABELS[kind])
+    return "," + pairs if after and pairs else pairs

@@ -5,13 +5,12 @@ out-of-order checks, staleness bookkeeping. Separate passes would each cost abou
 the whole walk (a Python loop over protobuf points is the bottleneck of the gateway), so the
 stages are functions this walk calls rather than processors of their own.
 
-Series identity. A number point's identity is its attributes (and flags). Rather than decoding
-the attributes of every point, the store serialises the point and drops the fixed-size fields
-in front of the attributes (timestamps and the value); what remains identifies the series and
-is a dict key. The protobuf runtime writes fields in field-number order, and the attributes
-(field 7) come after all the fixed fields (2, 3, 4, 6). Only on the first sight of a key are the
-attributes decoded into labels. Attributes that arrive in another order give another key, so a
-second index by rendered labels catches them and aliases the key to the same series.
+Series identity is `gateway.pipeline.identity`'s: a point's attributes as bytes, a dict key.
+The number loop inlines `identity.number_key` (it is the hottest loop of the gateway); a
+property test pins the two together. Only on the first sight of a key are the attributes
+decoded into labels (`labels.point_labels`). Attributes that arrive in another order give
+another key, so a second index by rendered labels catches them and aliases the key to the same
+series.
 """
 
 from __future__ import annotations
@@ -26,7 +25,12 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyVa
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from gateway.exporters.prometheus.labels import attribute_string, escape_value, render_pairs
+from gateway.exporters.prometheus.labels import (
+    attribute_string,
+    escape_value,
+    point_labels,
+    render_pairs,
+)
 from gateway.exporters.prometheus.naming import (
     metric_name,
     sanitize_label_name,
@@ -38,9 +42,18 @@ from gateway.exporters.prometheus.series import (
     SUMMARY,
     Kind,
     NumberSeries,
-    scope_identity,
 )
 from gateway.pipeline.batch import MetricsBatch
+from gateway.pipeline.identity import (
+    EXEMPLARS_TAG,
+    FLAGS_TAG,
+    NO_RECORDED_VALUE,
+    NUMBER_FIXED_TAGS,
+    attributes_key,
+    histogram_key,
+    resource_identity,
+    scope_identity,
+)
 from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
 
@@ -48,12 +61,6 @@ __all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings", "StreamVi
 
 _CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 _DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
-_NO_RECORDED_VALUE = 1
-# Wire tags of NumberDataPoint's fixed-size fields: start_time (2), time (3), as_double (4),
-# as_int (6); each takes 1 tag byte + 8 bytes.
-_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))
-_EXEMPLARS_TAG = 0x2A
-_FLAGS_TAG = 0x40
 _MAX_NAME_LENGTH = 255
 # The overflow series' entry in a stream's identity index (no point serialises to it), so that
 # expiry sees it as live while its members are.
@@ -255,25 +262,11 @@ def _reason_label(message: str) -> str:
     return message.split(":", 1)[0].replace(" ", "_")
 
 
-# Labels the gateway sets itself: an attribute with such a key becomes `exported_<key>`.
-_RESERVED_LABELS = {
-    "counter": frozenset(("job", "instance")),
-    "gauge": frozenset(("job", "instance")),
-    "histogram": frozenset(("job", "instance", "le")),
-    "summary": frozenset(("job", "instance", "quantile")),
-}
-
-
 def _point_labels(stream: _Stream, point: Any) -> str:
-    """A series' own labels, as they follow the stream's prefix: `,a="1",b="2"` (no leading
-    comma when the prefix is empty), with the resource attributes copied by
-    `resource_to_labels`. A point attribute whose label name is also a copied one's is merged
-    with it, the values joined with `;` sorted by original key, as the compatibility spec
-    says for colliding label names (it once gave a repeated label: an unparsable /metrics)."""
-    copied = stream.resource.copied
-    attributes = [*point.attributes, *copied] if copied else point.attributes
-    pairs = render_pairs(attributes, reserved=_RESERVED_LABELS[stream.family.kind])
-    return "," + pairs if stream.prefix and pairs else pairs
+    """A series' own labels, as they follow the stream's prefix (`labels.point_labels`)."""
+    return point_labels(
+        stream.family.kind, point.attributes, stream.resource.copied, bool(stream.prefix)
+    )
 
 
 def _join(*parts: str) -> str:
@@ -342,6 +335,18 @@ class SeriesStore:
         for name, kind in families:
             for claimed in _claimed_names(name, kind):
                 self._reserved[claimed] = (name, kind)
+
+    def stream_of(
+        self, resource_key: bytes, scope_key: bytes, metric: metrics_pb2.Metric, kind: str
+    ) -> _Stream | None:
+        """The stream a metric of a request fed, by the identities of its resource and scope as
+        they arrived (`identity.resource_identity`, `identity.scope_identity`): another
+        encoding of a known resource or scope finds the same stream, as ingest does."""
+        resource = self._resources.get(resource_key)
+        scope = self._scopes.get(scope_key)
+        if resource is None or scope is None:
+            return None
+        return self._streams.get((resource.key, scope[0], metric.name, metric.unit, kind))
 
     @staticmethod
     def series_labels(stream: _Stream, point: Any) -> str:
@@ -415,7 +420,7 @@ class SeriesStore:
     def consume(self, batch: MetricsBatch) -> None:
         now = self._clock()
         for rm in batch.request.resource_metrics:
-            rkey = rm.resource.SerializeToString()
+            rkey = resource_identity(rm.resource)
             resource = self._resources.get(rkey)
             if resource is None:
                 resource = self._new_resource(rkey, rm.resource)
@@ -654,7 +659,7 @@ class SeriesStore:
         get = series_map.get
         cumulative = stream.cumulative
         monotonic = stream.monotonic
-        fixed = _FIXED_TAGS
+        fixed = NUMBER_FIXED_TAGS
         shared_t = 0
         i = -1
         for p in dps:
@@ -669,7 +674,7 @@ class SeriesStore:
             while j < n and b[j] in fixed:
                 j += 9
             key = b[j:]
-            if key and (key[0] == _EXEMPLARS_TAG or (n > 1 and b[-2] == _FLAGS_TAG)):
+            if key and (key[0] == EXEMPLARS_TAG or (n > 1 and b[-2] == FLAGS_TAG)):
                 key, stale = self._number_key_slow(p)
                 if stale:
                     self._mark_stale(stream, key, p)
@@ -714,10 +719,7 @@ class SeriesStore:
     def _number_key_slow(p: Any) -> tuple[bytes, bool]:
         """The identity key of a point with exemplars or flags: the same bytes the fast path
         gives for the same attributes, computed on a copy without them."""
-        stale = bool(p.flags & _NO_RECORDED_VALUE)
-        q = metrics_pb2.NumberDataPoint()
-        q.attributes.extend(p.attributes)
-        return q.SerializeToString(), stale
+        return attributes_key(p), bool(p.flags & NO_RECORDED_VALUE)
 
     def _mark_stale(self, stream: _Stream, key: bytes, p: Any) -> None:
         """A point flagged "no recorded value" ends its series now (Prometheus staleness)."""
@@ -728,7 +730,7 @@ class SeriesStore:
             s.updated = -math.inf
 
     def _generic_key(self, stream: _Stream, p: Any, factory: type) -> Any:
-        key = b"".join([kv.SerializeToString() for kv in p.attributes])
+        key = histogram_key(p)
         s = stream.series.get(key)
         if s is None:
             s = self._series_for(stream, key, p, factory)
@@ -743,7 +745,7 @@ class SeriesStore:
         i = -1
         for p in dps:
             i += 1
-            if p.flags & _NO_RECORDED_VALUE:
+            if p.flags & NO_RECORDED_VALUE:
                 continue
             problem, state = kind.check(p)
             if problem is not None:
