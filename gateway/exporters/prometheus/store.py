@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -43,7 +44,7 @@ from gateway.exporters.prometheus.series import (
     Kind,
     NumberSeries,
 )
-from gateway.pipeline.batch import MetricsBatch
+from gateway.pipeline.batch import MetricsBatch, Overflowed
 from gateway.pipeline.identity import (
     EXEMPLARS_TAG,
     FLAGS_TAG,
@@ -143,6 +144,7 @@ class _Stream:
         "cumulative",
         "family",
         "monotonic",
+        "overflow_labels",
         "prefix",
         "resource",
         "series",
@@ -171,6 +173,8 @@ class _Stream:
         self.series: dict[bytes, Any] = {}
         #: rendered point labels -> series: the canonical index
         self.by_labels: dict[str, Any] = {}
+        #: labels of the stream's overflow series, rendered on its first overflow
+        self.overflow_labels: str | None = None
 
 
 class StreamView(NamedTuple):
@@ -292,8 +296,6 @@ class SeriesStore:
         #: (`InputLimits.point_problem`); None: no limits
         self._point_check = point_check
         self._refusal = ""
-        #: points of the metric being ingested dropped at a cardinality limit
-        self._capped = 0
         self.counters = IngestCounters()
         # Without a cardinality section (tests, benchmarks) only the per-stream limit applies.
         self.limiter = CardinalityLimiter(
@@ -419,21 +421,23 @@ class SeriesStore:
 
     def consume(self, batch: MetricsBatch) -> None:
         now = self._clock()
-        for rm in batch.request.resource_metrics:
+        for ri, rm in enumerate(batch.request.resource_metrics):
             rkey = resource_identity(rm.resource)
             resource = self._resources.get(rkey)
             if resource is None:
                 resource = self._new_resource(rkey, rm.resource)
             resource.updated = now
             rkey = resource.key
-            for sm in rm.scope_metrics:
+            for si, sm in enumerate(rm.scope_metrics):
                 skey = scope_identity(sm)
                 scope = self._scopes.get(skey)
                 if scope is None:
                     scope = self._new_scope(skey, sm.scope, sm.schema_url)
                 skey, scope_labels = scope
-                for metric in sm.metrics:
-                    self._consume_metric(batch, metric, rkey, skey, resource, scope_labels, now)
+                for mi, metric in enumerate(sm.metrics):
+                    self._consume_metric(
+                        batch, metric, rkey, skey, resource, scope_labels, now, (ri, si, mi)
+                    )
 
     def _new_resource(self, rkey: bytes, raw: Resource) -> _Resource:
         settings = self.settings
@@ -465,6 +469,7 @@ class SeriesStore:
         resource: _Resource,
         scope_labels: str,
         now: float,
+        position: tuple[int, int, int],
     ) -> None:
         kind = metric.WhichOneof("data")
         if kind is None:
@@ -494,16 +499,18 @@ class SeriesStore:
                 self._reject_all(batch, dps, problem or "invalid metric")
                 return
             self._streams[key] = stream
-        self._capped = 0
+        folded: list[int] = []
+        dropped: list[int] = []
         if kind == "sum" or kind == "gauge":
-            bad = self._ingest_numbers(stream, dps, now)
+            bad = self._ingest_numbers(stream, dps, now, folded, dropped)
         else:
-            bad = self._ingest_structured(stream, dps, now, _KINDS[kind])
-        if self._capped:
+            bad = self._ingest_structured(stream, dps, now, _KINDS[kind], folded, dropped)
+        capped = len(dropped)
+        if capped:
             # Dropped, not folded into the overflow series: OTLP says the client must hear of
             # it (partial_success). Folded points are accepted and not reported.
             batch.reject(
-                self._capped,
+                capped,
                 f"metric {metric.name!r}: points of new series dropped at the cardinality limit "
                 "(overflow cannot take them: exponential histograms, summaries, or more than "
                 "cardinality.max_tracked_overflow_series overflowed series)",
@@ -514,6 +521,13 @@ class SeriesStore:
             for _, reason in bad:
                 self.counters.reject(_reason_label(reason))
             batch.reject(len(bad), f"metric {metric.name!r}: {bad[0][1]}")
+        if folded or dropped:
+            if bad:
+                # Indexes after the refused points' removal (the sets are disjoint).
+                gone = [index for index, _ in bad]
+                folded = [i - bisect_left(gone, i) for i in folded]
+                dropped = [i - bisect_left(gone, i) for i in dropped]
+            batch.overflowed[position] = Overflowed(folded, dropped)
         self.counters.accepted += len(dps)
 
     def _drop_stream(self, key: tuple[Any, ...], stream: _Stream) -> None:
@@ -636,7 +650,9 @@ class SeriesStore:
         series = stream.by_labels.get(labels)
         if series is None:
             if limiter.over_limit(stream, len(stream.by_labels)):
-                overflow_labels = _point_labels(stream, OVERFLOW_POINT)
+                overflow_labels = stream.overflow_labels
+                if overflow_labels is None:
+                    overflow_labels = stream.overflow_labels = _point_labels(stream, OVERFLOW_POINT)
                 series, new_overflow = limiter.overflow(stream, labels, factory, overflow_labels)
                 if new_overflow is not None:
                     stream.by_labels[overflow_labels] = new_overflow
@@ -649,12 +665,20 @@ class SeriesStore:
                 stream.by_labels[labels] = series
                 self._series_count += 1
                 limiter.admitted(stream)
-        if len(stream.series) < 2 * limiter.limit(stream):
+        if len(stream.series) < limiter.max_keys(stream):
             stream.series[key] = series
         return series
 
-    def _ingest_numbers(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+    def _ingest_numbers(
+        self, stream: _Stream, dps: Any, now: float, folded: list[int], dropped: list[int]
+    ) -> list[tuple[int, str]]:
+        """Number points into their series; returns the refused (index, reason). Appends the
+        indexes of points that went to an overflow series to `folded`, of points dropped at a
+        limit to `dropped` (`MetricsBatch.overflowed`)."""
         bad: list[tuple[int, str]] = []
+        # Once a stream has overflowed, a series may be an overflow member: one class test
+        # per point then, none before.
+        overflowed = stream.overflow_labels is not None
         series_map = stream.series
         get = series_map.get
         cumulative = stream.cumulative
@@ -677,18 +701,24 @@ class SeriesStore:
             if key and (key[0] == EXEMPLARS_TAG or (n > 1 and b[-2] == FLAGS_TAG)):
                 key, stale = self._number_key_slow(p)
                 if stale:
-                    self._mark_stale(stream, key, p)
+                    if self._mark_stale(stream, key, p):
+                        dropped.append(i)  # an overflowed series' end: nothing to forward
                     continue
             s = get(key)
             if s is None:
                 s = self._series_for(stream, key, p, NumberSeries)
                 if s is None:
                     self.counters.drop("cardinality_limit")
-                    self._capped += 1
+                    dropped.append(i)
                     continue
                 if s is _REFUSED:
                     bad.append((i, self._refusal))
                     continue
+                if s.__class__ is not NumberSeries:
+                    overflowed = True
+                    folded.append(i)
+            elif overflowed and s.__class__ is not NumberSeries:
+                folded.append(i)
             t = p.time_unix_nano
             # Points of one request mostly share a timestamp: keep one int object for them.
             if t == shared_t:
@@ -721,13 +751,18 @@ class SeriesStore:
         gives for the same attributes, computed on a copy without them."""
         return attributes_key(p), bool(p.flags & NO_RECORDED_VALUE)
 
-    def _mark_stale(self, stream: _Stream, key: bytes, p: Any) -> None:
-        """A point flagged "no recorded value" ends its series now (Prometheus staleness)."""
+    def _mark_stale(self, stream: _Stream, key: bytes, p: Any) -> bool:
+        """A point flagged "no recorded value" ends its series now (Prometheus staleness).
+        True when the series is an overflowed one (its end is the overflow series' business)."""
         s = stream.series.get(key)
         if s is None:
             s = stream.by_labels.get(_point_labels(stream, p))
-        if s is not None:
-            s.updated = -math.inf
+        if s is None:
+            return False
+        if s.__class__ is not NumberSeries:
+            return True
+        s.updated = -math.inf
+        return False
 
     def _generic_key(self, stream: _Stream, p: Any, factory: type) -> Any:
         key = histogram_key(p)
@@ -737,7 +772,13 @@ class SeriesStore:
         return s
 
     def _ingest_structured(
-        self, stream: _Stream, dps: Any, now: float, kind: Kind
+        self,
+        stream: _Stream,
+        dps: Any,
+        now: float,
+        kind: Kind,
+        folded: list[int],
+        dropped: list[int],
     ) -> list[tuple[int, str]]:
         """Histograms, exponential histograms and summaries: fewer points than numbers and
         more work each, so their identity key is built from the attributes directly."""
@@ -754,11 +795,13 @@ class SeriesStore:
             s = self._generic_key(stream, p, kind.factory)
             if s is None:
                 self.counters.drop("cardinality_limit")
-                self._capped += 1
+                dropped.append(i)
                 continue
             if s is _REFUSED:
                 bad.append((i, self._refusal))
                 continue
+            if s.__class__ is not kind.factory:
+                folded.append(i)
             t = p.time_unix_nano
             if stream.cumulative:
                 if t < s.time:
