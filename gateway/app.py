@@ -285,6 +285,9 @@ class Gateway:
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views
         t.gauge("gateway.active_series", lambda: float(store.series_count))
+        cap = float(store.limiter.config.max_series_total)
+        t.gauge("gateway.series.limit", lambda: cap)
+        t.counter("gateway.points.capped", "", lambda: {"": store.counters.capped})
         input_limits = self.input_limits
 
         def rejected() -> dict[str, int]:

@@ -356,6 +356,23 @@ CATALOGUE: tuple[Metric, ...] = (
         _G,
     ),
     Metric(
+        "gateway.points.capped",
+        "{point}",
+        _C,
+        (),
+        "Data points of new series refused because the gateway holds "
+        "cardinality.max_series_total series (all services together).",
+        _G,
+    ),
+    Metric(
+        "gateway.series.limit",
+        "{series}",
+        _GA,
+        (),
+        "The gateway-wide series cap, cardinality.max_series_total (0: none).",
+        _G,
+    ),
+    Metric(
         "gateway.series.truncated",
         "{series}",
         _C,

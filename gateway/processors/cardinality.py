@@ -92,6 +92,10 @@ class CardinalityConfig(BaseModel):
     max_label_value_length: int = Field(512, ge=0)
     #: overflowed series whose last value is remembered, per stream (memory: ~200 bytes each)
     max_tracked_overflow_series: int = Field(10_000, ge=0)
+    #: most series the gateway holds over all services together: past it, a new series goes
+    #: into its stream's overflow series if the stream has one, else its points are refused
+    #: (`gateway.points.capped`), and a new service or metric gets no series at all; 0: no cap
+    max_series_total: int = Field(1_000_000, ge=0)
 
 
 class LimiterCounters:
@@ -355,16 +359,26 @@ class CardinalityLimiter:
     # ------------------------------------------------------------------ overflow
 
     def overflow(
-        self, stream: Any, labels: str, factory: type, overflow_labels: str
+        self,
+        stream: Any,
+        labels: str,
+        factory: type,
+        overflow_labels: str,
+        *,
+        may_create: bool = True,
     ) -> tuple[Any, Any]:
         """The member standing for the over-limit series `labels`, and the overflow series if
-        the store must add it now; (None, None) when the point cannot be taken (counted)."""
+        the store must add it now; (None, None) when the point cannot be taken (counted), or
+        when the stream has no overflow series and `may_create` is False (at the
+        gateway-wide series cap)."""
         metric = stream.family.name
         if factory is not NumberSeries and factory is not HistogramSeries:
             return None, None  # the store counts it as dropped (cardinality_limit)
         state = self._overflows.get(stream)
         new_series = None
         if state is None or stream.by_labels.get(overflow_labels) is not state.series:
+            if not may_create:
+                return None, None
             # First overflow of the stream, or its overflow series went stale and was dropped.
             new_series = factory(overflow_labels)
             state = self._overflows[stream] = _Overflow(new_series)

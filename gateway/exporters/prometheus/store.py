@@ -69,6 +69,8 @@ _OVERFLOW_KEY = b"\x00overflow"
 _KINDS = {"histogram": HISTOGRAM, "exponential_histogram": EXPONENTIAL, "summary": SUMMARY}
 # What `_series_for` returns for a point whose attributes break the input limits.
 _REFUSED: Any = object()
+# What `_series_for` returns for a new series refused at the gateway-wide series cap.
+_CAPPED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,9 @@ class IngestCounters:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    #: points of new series refused at `cardinality.max_series_total` (all services): the
+    #: gateway-wide cap's own accounting, apart from the per-stream limits'
+    capped: int = 0
 
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
@@ -273,6 +278,12 @@ def _point_labels(stream: _Stream, point: Any) -> str:
     )
 
 
+_CAPPED_MESSAGE = (
+    "metric {name!r}: points of new series refused: the gateway holds "
+    "cardinality.max_series_total series (all services together)"
+)
+
+
 def _join(*parts: str) -> str:
     return ",".join(p for p in parts if p)
 
@@ -296,6 +307,10 @@ class SeriesStore:
         #: (`InputLimits.point_problem`); None: no limits
         self._point_check = point_check
         self._refusal = ""
+        #: points of the metric being ingested dropped at a cardinality limit, and refused at
+        #: the gateway-wide cap
+        self._limited_now = 0
+        self._capped_now = 0
         self.counters = IngestCounters()
         # Without a cardinality section (tests, benchmarks) only the per-stream limit applies.
         self.limiter = CardinalityLimiter(
@@ -421,10 +436,20 @@ class SeriesStore:
 
     def consume(self, batch: MetricsBatch) -> None:
         now = self._clock()
+        if self._full():
+            # At the cap, stale series make room first (expiry otherwise runs on scrapes).
+            self.expire()
         for ri, rm in enumerate(batch.request.resource_metrics):
             rkey = resource_identity(rm.resource)
             resource = self._resources.get(rkey)
             if resource is None:
+                if self._full():
+                    # A resource the store does not know has no series: every point of it
+                    # would be a new series. Refused before anything of it is kept, so that
+                    # many services cannot grow the store past the cap.
+                    for si, sm in enumerate(rm.scope_metrics):
+                        self._cap_scope(batch, sm, (ri, si))
+                    continue
                 resource = self._new_resource(rkey, rm.resource)
             resource.updated = now
             rkey = resource.key
@@ -432,12 +457,37 @@ class SeriesStore:
                 skey = scope_identity(sm)
                 scope = self._scopes.get(skey)
                 if scope is None:
+                    if self._full():
+                        self._cap_scope(batch, sm, (ri, si))
+                        continue
                     scope = self._new_scope(skey, sm.scope, sm.schema_url)
                 skey, scope_labels = scope
                 for mi, metric in enumerate(sm.metrics):
                     self._consume_metric(
                         batch, metric, rkey, skey, resource, scope_labels, now, (ri, si, mi)
                     )
+
+    def _full(self) -> bool:
+        """Whether the store holds `cardinality.max_series_total` series (0: no cap)."""
+        cap = self.limiter.config.max_series_total
+        return bool(cap) and self._series_count >= cap
+
+    def _cap_scope(self, batch: MetricsBatch, sm: Any, at: tuple[int, int]) -> None:
+        """Refuses every point of a scope's metrics at the gateway-wide cap."""
+        for mi, metric in enumerate(sm.metrics):
+            self._cap_metric(batch, metric, (*at, mi))
+
+    def _cap_metric(
+        self, batch: MetricsBatch, metric: metrics_pb2.Metric, position: tuple[int, int, int]
+    ) -> None:
+        kind = metric.WhichOneof("data")
+        n = len(getattr(metric, kind).data_points) if kind is not None else 0
+        if not n:
+            return
+        self.counters.capped += n
+        batch.reject(n, _CAPPED_MESSAGE.format(name=metric.name))
+        # The forward path drops them too (upstream shows what /metrics shows).
+        batch.overflowed[position] = Overflowed([], list(range(n)))
 
     def _new_resource(self, rkey: bytes, raw: Resource) -> _Resource:
         settings = self.settings
@@ -490,6 +540,9 @@ class SeriesStore:
             self._drop_stream(key, stream)
             stream = None
         if stream is None:
+            if self._full():
+                self._cap_metric(batch, metric, position)
+                return
             problem = self._check_metric(metric, kind, temporality)
             if problem is None:
                 stream, problem = self._new_stream(
@@ -505,12 +558,15 @@ class SeriesStore:
             bad = self._ingest_numbers(stream, dps, now, folded, dropped)
         else:
             bad = self._ingest_structured(stream, dps, now, _KINDS[kind], folded, dropped)
-        capped = len(dropped)
-        if capped:
+        limited, self._limited_now = self._limited_now, 0
+        if self._capped_now:
+            batch.reject(self._capped_now, _CAPPED_MESSAGE.format(name=metric.name))
+            self._capped_now = 0
+        if limited:
             # Dropped, not folded into the overflow series: OTLP says the client must hear of
             # it (partial_success). Folded points are accepted and not reported.
             batch.reject(
-                capped,
+                limited,
                 f"metric {metric.name!r}: points of new series dropped at the cardinality limit "
                 "(overflow cannot take them: exponential histograms, summaries, or more than "
                 "cardinality.max_tracked_overflow_series overflowed series)",
@@ -649,16 +705,25 @@ class SeriesStore:
         labels = _point_labels(stream, limiter.shorten(stream, point))
         series = stream.by_labels.get(labels)
         if series is None:
-            if limiter.over_limit(stream, len(stream.by_labels)):
+            full = self._full()
+            if full or limiter.over_limit(stream, len(stream.by_labels)):
                 overflow_labels = stream.overflow_labels
                 if overflow_labels is None:
                     overflow_labels = stream.overflow_labels = _point_labels(stream, OVERFLOW_POINT)
-                series, new_overflow = limiter.overflow(stream, labels, factory, overflow_labels)
+                # At the gateway-wide cap a stream's overflow series takes the new series if
+                # the stream has one already; no new overflow series is made.
+                series, new_overflow = limiter.overflow(
+                    stream, labels, factory, overflow_labels, may_create=not full
+                )
                 if new_overflow is not None:
                     stream.by_labels[overflow_labels] = new_overflow
                     stream.series[_OVERFLOW_KEY] = new_overflow
                     self._series_count += 1
                 if series is None:
+                    if full:
+                        self.counters.capped += 1
+                        self._capped_now += 1
+                        return _CAPPED
                     return None
             else:
                 series = factory(labels)
@@ -709,6 +774,10 @@ class SeriesStore:
                 s = self._series_for(stream, key, p, NumberSeries)
                 if s is None:
                     self.counters.drop("cardinality_limit")
+                    self._limited_now += 1
+                    dropped.append(i)
+                    continue
+                if s is _CAPPED:
                     dropped.append(i)
                     continue
                 if s is _REFUSED:
@@ -795,6 +864,10 @@ class SeriesStore:
             s = self._generic_key(stream, p, kind.factory)
             if s is None:
                 self.counters.drop("cardinality_limit")
+                self._limited_now += 1
+                dropped.append(i)
+                continue
+            if s is _CAPPED:
                 dropped.append(i)
                 continue
             if s is _REFUSED:

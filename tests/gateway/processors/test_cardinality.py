@@ -254,3 +254,49 @@ def test_sum_of_output_equals_sum_of_input_and_series_stay_bounded(
     for s in (store, upstream):
         assert total(scrape(s), "events_total") == sum(cumulative.values())
         assert s.counters.dropped == {}
+
+
+def test_the_gateway_wide_cap_refuses_new_series_streams_and_services() -> None:
+    clock = Clock()
+    store = make_store(clock, max_series_total=3, max_series_per_stream=2)
+    # a: 2 series and an overflow series (3 in all: the cap)
+    push(store, Req().sum("a", [({"k": str(i)}, 1, 0, 10) for i in range(3)]))
+    assert store.series_count == 3
+    # At the cap: a's overflow series takes a new series of a; a new metric and a new service
+    # get nothing, and the client hears of it.
+    batch = push(store, Req().sum("a", [({"k": "new"}, 5, 0, 20)]))
+    assert batch.rejected_points == 0
+    batch = push(store, Req().sum("b", [({"k": "x"}, 1, 0, 20)]))
+    assert batch.rejected_points == 1 and "max_series_total" in batch.error_message
+    batch = push(store, Req(service="other").sum("a", [({"k": "x"}, 1, 0, 20)]))
+    assert batch.rejected_points == 1
+    s = scrape(store)
+    assert store.series_count == 3
+    assert s.value("a_total", **OVERFLOW) == 1 + 5
+    assert s.all("b_total") == [] and s.all("a_total", job="other") == []
+    assert store.counters.capped == 2
+    # Held series keep updating.
+    push(store, Req().sum("a", [({"k": "0"}, 7, 0, 30)]))
+    assert scrape(store).value("a_total", k="0") == 7
+    # Once the held series go stale, the cap makes room by itself (no scrape needed).
+    clock.now += 301
+    batch = push(store, Req().sum("b", [({"k": "x"}, 1, 0, 40)]))
+    assert batch.rejected_points == 0
+    assert scrape(store).value("b_total", k="x") == 1
+
+
+def test_at_the_cap_a_stream_without_an_overflow_series_drops_and_so_does_the_forward() -> None:
+    store = make_store(max_series_total=2)
+    sent: list[MetricsBatch] = []
+
+    class Capture:
+        def consume(self, batch: MetricsBatch) -> None:
+            sent.append(batch)
+
+    folder = OverflowFolder(store, Capture())
+    folder.consume(push(store, Req().gauge("g", [({"k": str(i)}, 1.0, 10) for i in range(4)])))
+    (batch,) = sent
+    assert batch.rejected_points == 2
+    dps = batch.request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points
+    assert sorted(p.attributes[0].value.string_value for p in dps) == ["0", "1"]
+    assert store.counters.capped == 2
