@@ -38,6 +38,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check gateway instrumentation demo dashboards tests bench
 	$(BIN)/ruff format --check gateway instrumentation demo dashboards tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from gateway.exporters.prometheus.naming import metric_name
+from gateway.naming import metric_name
 from instrumentation.semconv import DEFAULT_NAMESPACE  # shared with the service-side package
 
 __all__ = ["CATALOGUE", "DEFAULT_NAMESPACE", "RENAMED", "Kind", "Layer", "Metric", "by_name"]

@@ -49,14 +49,14 @@ would need rescaling that no runaway label is worth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries
 from gateway.pipeline.batch import MetricsBatch
+from gateway.pipeline.consumer import Consumer
 from gateway.pipeline.identity import resource_identity, scope_identity
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "CardinalityLimiter",
     "LimiterCounters",
     "OverflowFolder",
+    "SeriesIndex",
 ]
 
 #: the attribute (and, sanitised, the label) of the overflow series, as the OpenTelemetry SDKs
@@ -365,14 +366,17 @@ class CardinalityLimiter:
         factory: type,
         overflow_labels: str,
         *,
+        shape: Literal["number", "histogram"] | None,
         may_create: bool = True,
     ) -> tuple[Any, Any]:
-        """The member standing for the over-limit series `labels`, and the overflow series if
-        the store must add it now; (None, None) when the point cannot be taken (counted), or
-        when the stream has no overflow series and `may_create` is False (at the
-        gateway-wide series cap)."""
+        """The member standing for the over-limit series `labels`, and the overflow series
+        (made by `factory`) if the store must add it now; (None, None) when the point cannot
+        be taken (counted), or when the stream has no overflow series and `may_create` is
+        False (at the gateway-wide series cap). `shape`: what the store's series hold, a
+        number or explicit-bucket histogram; None for what cannot be added up (exponential
+        histograms, summaries)."""
         metric = stream.family.name
-        if factory is not NumberSeries and factory is not HistogramSeries:
+        if shape is None:
             return None, None  # the store counts it as dropped (cardinality_limit)
         state = self._overflows.get(stream)
         new_series = None
@@ -388,7 +392,7 @@ class CardinalityLimiter:
                 return None, new_series  # dropped and counted by the store
             member = (
                 _OverflowMember(state.series, stream.monotonic, metric, self.counters)
-                if factory is NumberSeries
+                if shape == "number"
                 else _HistogramMember(state.series, metric, self.counters)
             )
             state.members[labels] = member
@@ -435,6 +439,17 @@ class CardinalityLimiter:
         return bool(self._overflows)
 
 
+class SeriesIndex(Protocol):
+    """What the overflow folder reads of the series store (`SeriesStore` is one): the limiter
+    that holds the overflow state, and the stream a metric of a request fed."""
+
+    limiter: CardinalityLimiter
+
+    def stream_of(
+        self, resource_key: bytes, scope_key: bytes, metric: metrics_pb2.Metric, kind: str
+    ) -> Any: ...
+
+
 class OverflowFolder:
     """Folds, in a batch on its way to the OTLP forwarder, the points the series store put into
     overflow series, so that what a Collector's Prometheus exporter serves matches the
@@ -452,7 +467,7 @@ class OverflowFolder:
     are dropped here too.
     """
 
-    def __init__(self, store: Any, downstream: Any) -> None:
+    def __init__(self, store: SeriesIndex, downstream: Consumer) -> None:
         self._store = store
         self._downstream = downstream
 

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -32,17 +32,18 @@ from gateway.exporters.prometheus.labels import (
     point_labels,
     render_pairs,
 )
-from gateway.exporters.prometheus.naming import (
-    metric_name,
-    sanitize_label_name,
-    unit_suffix,
-)
 from gateway.exporters.prometheus.series import (
     EXPONENTIAL,
     HISTOGRAM,
     SUMMARY,
+    HistogramSeries,
     Kind,
     NumberSeries,
+)
+from gateway.naming import (
+    metric_name,
+    sanitize_label_name,
+    unit_suffix,
 )
 from gateway.pipeline.batch import MetricsBatch, Overflowed
 from gateway.pipeline.identity import (
@@ -67,6 +68,11 @@ _MAX_NAME_LENGTH = 255
 # expiry sees it as live while its members are.
 _OVERFLOW_KEY = b"\x00overflow"
 _KINDS = {"histogram": HISTOGRAM, "exponential_histogram": EXPONENTIAL, "summary": SUMMARY}
+# Series an overflow series can add up (`CardinalityLimiter.overflow`).
+_OVERFLOW_SHAPES: dict[type, Literal["number", "histogram"]] = {
+    NumberSeries: "number",
+    HistogramSeries: "histogram",
+}
 # What `_series_for` returns for a point whose attributes break the input limits.
 _REFUSED: Any = object()
 # What `_series_for` returns for a new series refused at the gateway-wide series cap.
@@ -713,7 +719,12 @@ class SeriesStore:
                 # At the gateway-wide cap a stream's overflow series takes the new series if
                 # the stream has one already; no new overflow series is made.
                 series, new_overflow = limiter.overflow(
-                    stream, labels, factory, overflow_labels, may_create=not full
+                    stream,
+                    labels,
+                    factory,
+                    overflow_labels,
+                    shape=_OVERFLOW_SHAPES.get(factory),
+                    may_create=not full,
                 )
                 if new_overflow is not None:
                     stream.by_labels[overflow_labels] = new_overflow
