@@ -667,9 +667,12 @@ class SeriesStore:
                         f"name conflict: {metric.name!r} maps to {name}, whose {taken} is "
                         f"already used by {owner}"
                     )
-            # promtool wants help text; without a description the OTel name and unit say most.
-            help_text = metric.description or (
-                f"{metric.name} ({metric.unit})" if metric.unit else metric.name
+            # promtool wants help text; without a description (or with only whitespace, which
+            # promtool reads as none) the OTel name and unit say most.
+            help_text = (
+                metric.description
+                if metric.description.strip()
+                else (f"{metric.name} ({metric.unit})" if metric.unit else metric.name)
             )
             family = Family(name, prom_kind, help_text, unit_suffix(metric.unit))
             self._families[name] = family
