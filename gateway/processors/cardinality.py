@@ -153,6 +153,27 @@ class _OverflowMember:
         overflowed = self._counters.overflowed
         overflowed[self._metric] = overflowed.get(self._metric, 0) + 1
 
+    def observe(self, v: float, t: int, now: float) -> bool:
+        """A point of a cumulative stream, all at once: what setting `value`, `time` and
+        `updated` in turn does, in one call (the store's hot loop under a cardinality attack),
+        except counting the point, which the store does per batch (`count_overflowed`).
+        False, and nothing changed, for a point older than the last."""
+        if t < self.time:
+            return False
+        last = self._last
+        increase = v if self._monotonic and (v < last or self._reset) else v - last
+        self._reset = False
+        self._last = v
+        self.time = t
+        self._updated = now
+        target = self._target
+        target.value += increase
+        if now > target.updated:
+            target.updated = now
+        if t > target.time:
+            target.time = t
+        return True
+
     @property
     def start(self) -> int:
         return self._start
@@ -311,6 +332,12 @@ class CardinalityLimiter:
 
     def limit(self, stream: Any) -> int:
         return self.config.per_metric.get(stream.family.name, self.config.max_series_per_stream)
+
+    def count_overflowed(self, stream: Any, n: int) -> None:
+        """`n` more points of `stream` went into its overflow series."""
+        overflowed = self.counters.overflowed
+        metric = stream.family.name
+        overflowed[metric] = overflowed.get(metric, 0) + n
 
     def max_keys(self, stream: Any) -> int:
         """Identity keys the store may index for a stream: two per series (the same attributes

@@ -758,6 +758,7 @@ class SeriesStore:
         # Once a stream has overflowed, a series may be an overflow member: one class test
         # per point then, none before.
         overflowed = stream.overflow_labels is not None
+        observed = 0  # points of overflowed series taken by `observe`
         series_map = stream.series
         get = series_map.get
         cumulative = stream.cumulative
@@ -802,6 +803,14 @@ class SeriesStore:
                     folded.append(i)
             elif overflowed and s.__class__ is not NumberSeries:
                 folded.append(i)
+                if cumulative:
+                    # An overflowed series of a cumulative stream: one call does what the
+                    # three property stores below would (`_OverflowMember.observe`).
+                    if s.observe(v, p.time_unix_nano, now):
+                        observed += 1
+                    else:
+                        self.counters.drop("out_of_order")
+                    continue
             t = p.time_unix_nano
             # Points of one request mostly share a timestamp: keep one int object for them.
             if t == shared_t:
@@ -826,6 +835,8 @@ class SeriesStore:
                     continue
             s.time = t
             s.updated = now
+        if observed:
+            self.limiter.count_overflowed(stream, observed)
         return bad
 
     @staticmethod
