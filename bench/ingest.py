@@ -23,8 +23,9 @@ catalogue views and cardinality limits), each on two workloads:
 Overflow (`--only overflow` runs just this part): 10,000 series in ONE stream, the gateway's
 limit at 2,000 series per stream (the default), so 80 % of the series go to the stream's
 overflow series, next to the same bodies with a limit of 20,000 (every series admitted); over
-HTTP (the store alone, no forwarder), and in-process as CPU time per point of the store plus the
-forward path's overflow folding, runs interleaved. Target: overflow >= 0.8x the admitted rate.
+HTTP (the store alone, no forwarder; two runs of each, interleaved, the best of each), and
+in-process as CPU time per point of the store plus the forward path's overflow folding, runs
+interleaved. Target: overflow >= 0.8x the admitted rate.
 """
 
 from __future__ import annotations
@@ -308,18 +309,31 @@ def run_overflow(args: argparse.Namespace, tmp: Path) -> None:
         f"({100 - OVERFLOW_LIMIT * 100 // SERIES} % of the series over it)"
     )
     config = "views: []\ncardinality: {{max_series_per_stream: {}}}\n"
-    admitted = run_gateway_variant(
-        "one stream, all admitted", config.format(SERIES * 2), bodies, args, tmp
+    # Interleaved, twice each, the best of each kept: one run after the other drifts with
+    # what else the machine does.
+    admitted = over = 0.0
+    for _ in range(2):
+        admitted = max(
+            admitted,
+            run_gateway_variant(
+                "one stream, all admitted", config.format(SERIES * 2), bodies, args, tmp
+            ),
+        )
+        over = max(
+            over,
+            run_gateway_variant(
+                "one stream, 80 % overflow",
+                config.format(OVERFLOW_LIMIT),
+                bodies,
+                args,
+                tmp,
+                OVERFLOW_LIMIT + 1,
+            ),
+        )
+    print(
+        f"overflow over HTTP (best of 2 each): {over / admitted:.2f}x the admitted rate "
+        "(target >= 0.8x)"
     )
-    over = run_gateway_variant(
-        "one stream, 80 % overflow",
-        config.format(OVERFLOW_LIMIT),
-        bodies,
-        args,
-        tmp,
-        OVERFLOW_LIMIT + 1,
-    )
-    print(f"overflow over HTTP: {over / admitted:.2f}x the admitted rate (target >= 0.8x)")
     plain, folded = overflow_cpu(bodies)
     print(
         f"overflow in-process (store + forward folding): {plain * 1e6:.2f} us/point admitted, "
