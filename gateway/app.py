@@ -47,6 +47,7 @@ from gateway.memory import MemoryLimiter
 from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
+from gateway.pipeline.lifecycle import Graceful, Lifecycle, Timed, Untimed
 from gateway.preflight import read_tls
 from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
@@ -266,6 +267,18 @@ class Gateway:
                 )
             )
         self.components.append(self.health)
+        #: every component in start order, consumers first (stopped in reverse, producers
+        #: first); adding one is one line here
+        grace = config.server.shutdown_grace_seconds
+        stages: list[Timed] = [Untimed(self.memory_limiter)]
+        if self.forwarder is not None:
+            # Flushes last, with what is left but a margin for closing its connections.
+            stages.append(Graceful(self.forwarder, margin=min(1.0, grace / 10)))
+        if self.grpc_receiver is not None:
+            # A quarter of what is left for in-flight calls; the rest is the forwarder's.
+            stages.append(Graceful(self.grpc_receiver, share=0.25))
+        stages += [Untimed(component) for component in self.components]
+        self.lifecycle = Lifecycle(stages)
         self.accepting = False
         self.app = self._build_app()
         self._server: _Server | None = None
@@ -287,6 +300,9 @@ class Gateway:
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views
         t.gauge("gateway.active_series", lambda: float(store.series_count))
+        cap = float(store.limiter.config.max_series_total)
+        t.gauge("gateway.series.limit", lambda: cap)
+        t.counter("gateway.points.capped", "", lambda: {"": store.counters.capped})
         input_limits = self.input_limits
 
         def rejected() -> dict[str, int]:
@@ -409,14 +425,8 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Consumers first: the forwarder, then the producers."""
-        await self.memory_limiter.start()
-        if self.forwarder is not None:
-            await self.forwarder.start()
-        if self.grpc_receiver is not None:
-            await self.grpc_receiver.start()
-        for component in self.components:
-            await component.start()
+        """Consumers first: the forwarder, then the producers (`self.lifecycle`)."""
+        await self.lifecycle.start()
 
     async def shutdown(self) -> None:
         """Producers first, then flush the forwarder, all within the grace period counted from
@@ -424,19 +434,8 @@ class Gateway:
         calls, the forwarder the rest but a margin for closing (with the disk queue whatever
         it cannot deliver stays on disk for the next start)."""
         self.accepting = False
-        grace = self.config.server.shutdown_grace_seconds
         started = self._stop_requested or time.monotonic()
-
-        def left() -> float:
-            return max(0.0, started + grace - time.monotonic())
-
-        for component in reversed(self.components):
-            await component.shutdown()
-        if self.grpc_receiver is not None:
-            await self.grpc_receiver.shutdown(left() / 4)
-        if self.forwarder is not None:
-            await self.forwarder.shutdown(max(0.0, left() - min(1.0, grace / 10)))
-        await self.memory_limiter.shutdown()
+        await self.lifecycle.shutdown(started + self.config.server.shutdown_grace_seconds)
 
     def request_stop(self) -> None:
         """SIGTERM: not ready first; after `server.drain_delay_seconds` (for load balancers to

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from gateway.exporters.prometheus.naming import metric_name
+from gateway.naming import metric_name
 from instrumentation.semconv import DEFAULT_NAMESPACE  # shared with the service-side package
 
 __all__ = ["CATALOGUE", "DEFAULT_NAMESPACE", "RENAMED", "Kind", "Layer", "Metric", "by_name"]
@@ -354,6 +354,23 @@ CATALOGUE: tuple[Metric, ...] = (
         _C,
         ("metric",),
         "Data points folded into the overflow series by the cardinality limiter.",
+        _G,
+    ),
+    Metric(
+        "gateway.points.capped",
+        "{point}",
+        _C,
+        (),
+        "Data points of new series refused because the gateway holds "
+        "cardinality.max_series_total series (all services together).",
+        _G,
+    ),
+    Metric(
+        "gateway.series.limit",
+        "{series}",
+        _GA,
+        (),
+        "The gateway-wide series cap, cardinality.max_series_total (0: none).",
         _G,
     ),
     Metric(

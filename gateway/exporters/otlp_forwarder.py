@@ -141,12 +141,15 @@ class OtlpForwarder:
         *,
         sleep: Callable[[float], object] = asyncio.sleep,
         full_retry_after_seconds: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._config = config
         # not `queue or ...`: an empty queue is falsy (it has __len__)
         self._queue: ForwardQueue = queue if queue is not None else MemoryQueue(config.queue_size)
         self._full_retry_after = full_retry_after_seconds
         self._sleep = sleep
+        #: the HTTP transport (unit tests pass an `httpx.MockTransport`); None: the network
+        self._transport = transport
         self.counters = ForwarderCounters()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -219,7 +222,9 @@ class OtlpForwarder:
         if self._config.protocol == "grpc":
             self._channel = grpc.aio.insecure_channel(self._config.endpoint)
         else:
-            self._http = httpx.AsyncClient(timeout=self._config.timeout_seconds)
+            self._http = httpx.AsyncClient(
+                timeout=self._config.timeout_seconds, transport=self._transport
+            )
         self._task = asyncio.create_task(self._run(), name="otlp-forwarder")
         if len(self._queue):
             self._wakeup.set()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-__all__ = ["MetricsBatch", "count_points"]
+__all__ = ["MetricsBatch", "Overflowed", "count_points"]
 
 
 def count_points(request: ExportMetricsServiceRequest) -> int:
@@ -21,6 +22,18 @@ def count_points(request: ExportMetricsServiceRequest) -> int:
                 if kind is not None:
                     total += len(getattr(m, kind).data_points)
     return total
+
+
+class Overflowed(NamedTuple):
+    """What the series store did with the points of one metric whose stream is over its
+    cardinality limit, by index in the metric's `data_points` (after the store removed the
+    points it refused)."""
+
+    #: points of overflowed series, which the forward path folds into one overflow point
+    folded: list[int]
+    #: points the store dropped at a limit (and reported in `reject()`): the forward path
+    #: drops them too, so that upstream shows what /metrics shows
+    dropped: list[int]
 
 
 @dataclass(slots=True)
@@ -40,6 +53,12 @@ class MetricsBatch:
     rejected_points: int = 0
     #: first few rejection messages, English, for `partial_success.error_message`
     errors: list[str] = field(default_factory=list)
+    #: the series store's cardinality decisions, by the metric's position in `request`
+    #: (resource, scope, metric index), for the overflow folder that follows the store on the
+    #: forward path: it reads them instead of computing every point's identity a second time
+    #: (that doubled the cost of a point under a cardinality attack). Empty until a stream
+    #: overflows.
+    overflowed: dict[tuple[int, int, int], Overflowed] = field(default_factory=dict)
 
     _MAX_ERRORS = 5
 

@@ -49,13 +49,15 @@ would need rescaling that no runaway label is worth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries, scope_identity
+from gateway.pipeline.batch import MetricsBatch
+from gateway.pipeline.consumer import Consumer
+from gateway.pipeline.identity import resource_identity, scope_identity
 
 __all__ = [
     "OVERFLOW_ATTRIBUTE",
@@ -63,6 +65,7 @@ __all__ = [
     "CardinalityLimiter",
     "LimiterCounters",
     "OverflowFolder",
+    "SeriesIndex",
 ]
 
 #: the attribute (and, sanitised, the label) of the overflow series, as the OpenTelemetry SDKs
@@ -90,6 +93,10 @@ class CardinalityConfig(BaseModel):
     max_label_value_length: int = Field(512, ge=0)
     #: overflowed series whose last value is remembered, per stream (memory: ~200 bytes each)
     max_tracked_overflow_series: int = Field(10_000, ge=0)
+    #: most series the gateway holds over all services together: past it, a new series goes
+    #: into its stream's overflow series if the stream has one, else its points are refused
+    #: (`gateway.points.capped`), and a new service or metric gets no series at all; 0: no cap
+    max_series_total: int = Field(1_000_000, ge=0)
 
 
 class LimiterCounters:
@@ -146,6 +153,27 @@ class _OverflowMember:
         overflowed = self._counters.overflowed
         overflowed[self._metric] = overflowed.get(self._metric, 0) + 1
 
+    def observe(self, v: float, t: int, now: float) -> bool:
+        """A point of a cumulative stream, all at once: what setting `value`, `time` and
+        `updated` in turn does, in one call (the store's hot loop under a cardinality attack),
+        except counting the point, which the store does per batch (`count_overflowed`).
+        False, and nothing changed, for a point older than the last."""
+        if t < self.time:
+            return False
+        last = self._last
+        increase = v if self._monotonic and (v < last or self._reset) else v - last
+        self._reset = False
+        self._last = v
+        self.time = t
+        self._updated = now
+        target = self._target
+        target.value += increase
+        if now > target.updated:
+            target.updated = now
+        if t > target.time:
+            target.time = t
+        return True
+
     @property
     def start(self) -> int:
         return self._start
@@ -163,11 +191,14 @@ class _OverflowMember:
 
     @updated.setter
     def updated(self, now: float) -> None:
+        # The store sets `time`, then `updated`: the overflow series keeps the latest of its
+        # members' times, which the forward path's overflow point ends at.
         self._updated = now
         target = self._target
         if now > target.updated:
             target.updated = now
-            target.time = max(target.time, self.time)
+        if self.time > target.time:
+            target.time = self.time
 
 
 class _HistogramMember:
@@ -241,13 +272,16 @@ class _HistogramMember:
 
 
 class _Overflow:
-    __slots__ = ("forwarded_end", "members", "series")
+    __slots__ = ("forwarded_end", "forwarded_value", "members", "series")
 
     def __init__(self, series: Any) -> None:
         self.series = series
         #: end time of the last delta overflow point forwarded: the next one starts there, so
         #: that the upstream sees one contiguous delta stream
         self.forwarded_end = 0
+        #: the overflow series' value when the last delta point was forwarded: the next point
+        #: is the increase since (what the members added, out-of-order points not included)
+        self.forwarded_value = 0.0
         self.members: dict[str, _OverflowMember | _HistogramMember] = {}
 
 
@@ -299,6 +333,19 @@ class CardinalityLimiter:
     def limit(self, stream: Any) -> int:
         return self.config.per_metric.get(stream.family.name, self.config.max_series_per_stream)
 
+    def count_overflowed(self, stream: Any, n: int) -> None:
+        """`n` more points of `stream` went into its overflow series."""
+        overflowed = self.counters.overflowed
+        metric = stream.family.name
+        overflowed[metric] = overflowed.get(metric, 0) + n
+
+    def max_keys(self, stream: Any) -> int:
+        """Identity keys the store may index for a stream: two per series (the same attributes
+        in another order are another key) and one per tracked overflowed series, so that a
+        point of an overflowed series is found by one lookup, as any other point is. Without
+        the latter, 80 % of a stream over the limit cut ingest to 0.18x (bench/ingest.py)."""
+        return 2 * self.limit(stream) + self.config.max_tracked_overflow_series
+
     def over_limit(self, stream: Any, held: int) -> bool:
         """Whether a stream holding `held` series may not take one more."""
         if held >= self.limit(stream):
@@ -340,16 +387,29 @@ class CardinalityLimiter:
     # ------------------------------------------------------------------ overflow
 
     def overflow(
-        self, stream: Any, labels: str, factory: type, overflow_labels: str
+        self,
+        stream: Any,
+        labels: str,
+        factory: type,
+        overflow_labels: str,
+        *,
+        shape: Literal["number", "histogram"] | None,
+        may_create: bool = True,
     ) -> tuple[Any, Any]:
-        """The member standing for the over-limit series `labels`, and the overflow series if
-        the store must add it now; (None, None) when the point cannot be taken (counted)."""
+        """The member standing for the over-limit series `labels`, and the overflow series
+        (made by `factory`) if the store must add it now; (None, None) when the point cannot
+        be taken (counted), or when the stream has no overflow series and `may_create` is
+        False (at the gateway-wide series cap). `shape`: what the store's series hold, a
+        number or explicit-bucket histogram; None for what cannot be added up (exponential
+        histograms, summaries)."""
         metric = stream.family.name
-        if factory is not NumberSeries and factory is not HistogramSeries:
+        if shape is None:
             return None, None  # the store counts it as dropped (cardinality_limit)
         state = self._overflows.get(stream)
         new_series = None
         if state is None or stream.by_labels.get(overflow_labels) is not state.series:
+            if not may_create:
+                return None, None
             # First overflow of the stream, or its overflow series went stale and was dropped.
             new_series = factory(overflow_labels)
             state = self._overflows[stream] = _Overflow(new_series)
@@ -359,7 +419,7 @@ class CardinalityLimiter:
                 return None, new_series  # dropped and counted by the store
             member = (
                 _OverflowMember(state.series, stream.monotonic, metric, self.counters)
-                if factory is NumberSeries
+                if shape == "number"
                 else _HistogramMember(state.series, metric, self.counters)
             )
             state.members[labels] = member
@@ -406,27 +466,15 @@ class CardinalityLimiter:
         return bool(self._overflows)
 
 
-_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))  # NumberDataPoint's fixed fields (store.py)
+class SeriesIndex(Protocol):
+    """What the overflow folder reads of the series store (`SeriesStore` is one): the limiter
+    that holds the overflow state, and the stream a metric of a request fed."""
 
+    limiter: CardinalityLimiter
 
-def _number_key(p: Any) -> bytes:
-    """The store's identity key of a number point (SeriesStore._ingest_numbers)."""
-    b: bytes = p.SerializeToString()
-    n = len(b)
-    j = 0
-    while j < n and b[j] in _FIXED_TAGS:
-        j += 9
-    key = b[j:]
-    if key and (key[0] == 0x2A or (n > 1 and b[-2] == 0x40)):
-        q = metrics_pb2.NumberDataPoint()
-        q.attributes.extend(p.attributes)
-        key = q.SerializeToString()
-    return key
-
-
-def _histogram_key(p: Any) -> bytes:
-    """The store's identity key of a histogram point (SeriesStore._generic_key)."""
-    return b"".join([kv.SerializeToString() for kv in p.attributes])
+    def stream_of(
+        self, resource_key: bytes, scope_key: bytes, metric: metrics_pb2.Metric, kind: str
+    ) -> Any: ...
 
 
 class OverflowFolder:
@@ -434,98 +482,107 @@ class OverflowFolder:
     overflow series, so that what a Collector's Prometheus exporter serves matches the
     gateway's /metrics: at most limit + 1 series per stream, nothing lost or counted twice.
 
-    A `Consumer` wrapped around the forwarder and placed after the store in the fan-out (it
-    reads the store's decisions for this very batch). It costs nothing until some stream has
-    overflowed; then a lookup per metric, and per point only in the streams that overflowed.
+    A `Consumer` wrapped around the forwarder and placed after the store in the fan-out: it
+    reads the store's decisions for this very batch (`MetricsBatch.overflowed`: which points
+    went to an overflow series, which were dropped), so it costs nothing until some stream
+    overflows and then no identity work per point (recomputing every point's key here once
+    doubled a point's cost under a cardinality attack).
     The folded point carries `otel.metric.overflow=true`: for cumulative sums and gauges the
     store's overflow value, for delta sums the sum of this batch's folded points, for
     cumulative histograms the overflow histogram, for delta histograms the folded points'
-    buckets added up (those with the first one's bounds).
+    buckets added up (those with the first one's bounds). Points the store dropped at a limit
+    are dropped here too.
     """
 
-    def __init__(self, store: Any, downstream: Any) -> None:
+    def __init__(self, store: SeriesIndex, downstream: Consumer) -> None:
         self._store = store
         self._downstream = downstream
 
-    def consume(self, batch: Any) -> None:
-        if self._store.limiter.overflowing:
-            self._fold(batch.request)
+    def consume(self, batch: MetricsBatch) -> None:
+        if batch.overflowed:
+            self._fold(batch)
         self._downstream.consume(batch)
 
-    def _fold(self, request: Any) -> None:
-        limiter = self._store.limiter
-        streams = self._store._streams  # the store's own index; read only
-        for rm in request.resource_metrics:
-            rkey = rm.resource.SerializeToString()
-            for sm in rm.scope_metrics:
-                skey = scope_identity(sm)
-                for m in sm.metrics:
-                    kind = m.WhichOneof("data")
-                    if kind not in ("sum", "gauge", "histogram"):
-                        continue
-                    stream = streams.get((rkey, skey, m.name, m.unit, kind))
-                    if stream is None:
-                        continue
-                    state = limiter.overflow_state(stream)
-                    if state is not None:
-                        self._fold_metric(stream, state, getattr(m, kind), kind)
-
-    def _fold_metric(self, stream: Any, state: _Overflow, data: Any, kind: str) -> None:
-        dps = data.data_points
-        key_of = _histogram_key if kind == "histogram" else _number_key
-        members = (_OverflowMember, _HistogramMember)
-        limiter = self._store.limiter
-        removed: list[int] = []
-        folded: list[Any] = []
-        for i, p in enumerate(dps):
-            s = stream.series.get(key_of(p))
-            if s is None:
-                labels = self._store.series_labels(stream, limiter.cut(p))
-                s = stream.by_labels.get(labels) or state.members.get(labels)
-                if s is None:  # the store dropped it (untracked overflow): so does the forward
-                    removed.append(i)
-                    continue
-            if isinstance(s, members):
-                removed.append(i)
-                folded.append(p)
-        if not removed:
-            return
-        point = self._overflow_point(stream, state, folded, kind) if folded else None
-        for i in reversed(removed):
-            del dps[i]
-        if point is not None:
-            dps.append(point)
+    def _fold(self, batch: MetricsBatch) -> None:
+        store = self._store
+        resources = batch.request.resource_metrics
+        for (ri, si, mi), decision in batch.overflowed.items():
+            rm = resources[ri]
+            sm = rm.scope_metrics[si]
+            m = sm.metrics[mi]
+            kind = m.WhichOneof("data")
+            if kind is None:
+                continue
+            dps = getattr(m, kind).data_points
+            point = None
+            if decision.folded:
+                stream = store.stream_of(
+                    resource_identity(rm.resource), scope_identity(sm), m, kind
+                )
+                state = store.limiter.overflow_state(stream) if stream is not None else None
+                if state is not None:
+                    point = self._overflow_point(stream, state, dps, decision.folded, kind)
+            removed = decision.folded
+            if decision.dropped:
+                removed = sorted(removed + decision.dropped)
+            _delete(dps, removed)
+            if point is not None:
+                dps.append(point)
 
     @staticmethod
-    def _overflow_point(stream: Any, state: _Overflow, folded: list[Any], kind: str) -> Any:
+    def _overflow_point(
+        stream: Any, state: _Overflow, dps: Any, indexes: list[int], kind: str
+    ) -> Any:
+        """The point standing for the folded points (`dps[i]` for i in `indexes`) upstream, or
+        None when there is nothing new to say (a delta stream whose folded points were all
+        out of order). Number points are not read again: the overflow series holds the value
+        and the latest time (reading 800 points of a 1,000-point request cost more than the
+        store's whole walk over them); only its start time comes from the points, once."""
+        target = state.series
+        if not target.start:
+            target.start = min(dps[i].start_time_unix_nano for i in indexes)
+        if kind == "histogram":
+            return OverflowFolder._histogram_point(stream, state, [dps[i] for i in indexes])
+        point = metrics_pb2.NumberDataPoint()
+        end = target.time
+        if stream.cumulative:
+            point.as_double = target.value
+            point.start_time_unix_nano = target.start
+        else:
+            if end <= state.forwarded_end:
+                return None
+            point.as_double = target.value - state.forwarded_value
+            point.start_time_unix_nano = state.forwarded_end or target.start
+            state.forwarded_value = target.value
+            state.forwarded_end = end
+        point.time_unix_nano = end
+        kv = point.attributes.add()
+        kv.key = OVERFLOW_ATTRIBUTE
+        kv.value.bool_value = True
+        return point
+
+    @staticmethod
+    def _histogram_point(stream: Any, state: _Overflow, folded: list[Any]) -> Any:
         target = state.series
         start = min(p.start_time_unix_nano for p in folded)
-        if not target.start or start < target.start:
+        if start < target.start:
             target.start = start
-        point: Any
-        if kind == "histogram":
-            point = metrics_pb2.HistogramDataPoint()
-            if stream.cumulative:
-                bounds, counts, count, total = (
-                    target.bounds,
-                    target.counts,
-                    target.count,
-                    target.sum,
-                )
-            else:
-                bounds = list(folded[0].explicit_bounds)
-                same = [p for p in folded if list(p.explicit_bounds) == bounds]
-                counts = [sum(c) for c in zip(*[p.bucket_counts for p in same], strict=True)]
-                count, total = sum(p.count for p in same), sum(p.sum for p in same)
-            point.explicit_bounds.extend(bounds)
-            point.bucket_counts.extend(counts)
-            point.count, point.sum = count, total
+        point = metrics_pb2.HistogramDataPoint()
+        if stream.cumulative:
+            bounds, counts, count, total = (
+                target.bounds,
+                target.counts,
+                target.count,
+                target.sum,
+            )
         else:
-            point = metrics_pb2.NumberDataPoint()
-            if stream.cumulative or kind == "gauge":
-                point.as_double = target.value
-            else:
-                point.as_double = sum(p.as_double or p.as_int for p in folded)
+            bounds = list(folded[0].explicit_bounds)
+            same = [p for p in folded if list(p.explicit_bounds) == bounds]
+            counts = [sum(c) for c in zip(*[p.bucket_counts for p in same], strict=True)]
+            count, total = sum(p.count for p in same), sum(p.sum for p in same)
+        point.explicit_bounds.extend(bounds)
+        point.bucket_counts.extend(counts)
+        point.count, point.sum = count, total
         end = max(p.time_unix_nano for p in folded)
         if stream.cumulative:
             point.start_time_unix_nano = target.start
@@ -537,3 +594,17 @@ class OverflowFolder:
         kv.key = OVERFLOW_ATTRIBUTE
         kv.value.bool_value = True
         return point
+
+
+def _delete(dps: Any, indexes: list[int]) -> None:
+    """Removes `dps[i]` for the ascending `indexes`: one slice deletion when they are one run
+    (the usual case under a cardinality attack: the series past the limit come in a row),
+    else one deletion each."""
+    if not indexes:
+        return
+    first, last = indexes[0], indexes[-1]
+    if last - first == len(indexes) - 1:
+        del dps[first : last + 1]
+        return
+    for i in reversed(indexes):
+        del dps[i]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.common import eventually, post
 from tests.support.otlp import Req
 from tests.support.promtext import parse
 from tests.support.servers import GatewayProcess, run_gateway
@@ -29,18 +29,8 @@ QUIET = (
 )
 
 
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def push(gw: GatewayProcess, req: Req) -> None:
-    r = httpx.post(gw.otlp_http, content=req.bytes(), headers=PB)
-    assert r.status_code == 200, r.content
+    post(gw.otlp_http, req)
 
 
 def self_metric(gw: GatewayProcess, name: str, **labels: str) -> float:

@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import math
 from collections.abc import Iterable
-from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from gateway.exporters.prometheus.naming import sanitize_label_name
+from gateway.naming import sanitize_label_name
+from gateway.pipeline.attributes import any_value_to_python, attribute_string
 
-__all__ = ["any_value_to_python", "attribute_string", "escape_help", "escape_value", "render_pairs"]
-
-
-def any_value_to_python(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_value_to_python(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    return getattr(value, kind)
-
-
-def attribute_string(value: AnyValue) -> str:
-    """An attribute value as Prometheus sees it: strings as they are, booleans `true`/`false`,
-    numbers in their shortest form, arrays and maps as JSON (the compatibility spec's rule)."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        d = value.double_value
-        return repr(d) if math.isfinite(d) else ("NaN" if d != d else ("+Inf" if d > 0 else "-Inf"))
-    if kind is None:
-        return ""
-    return json.dumps(any_value_to_python(value), separators=(",", ":"), sort_keys=True)
+__all__ = [
+    "RESERVED_LABELS",
+    "any_value_to_python",
+    "attribute_string",
+    "escape_help",
+    "escape_value",
+    "point_labels",
+    "render_pairs",
+]
 
 
 def escape_value(value: str) -> str:
@@ -79,3 +53,31 @@ def render_pairs(attributes: Iterable[KeyValue], *, reserved: frozenset[str] = _
         text = values[0][1] if len(values) == 1 else ";".join(v for _, v in sorted(values))
         parts.append(f'{name}="{escape_value(text)}"')
     return ",".join(parts)
+
+
+#: labels the gateway sets itself, by Prometheus type: an attribute with such a key becomes
+#: `exported_<key>` (a histogram's `le` attribute would otherwise repeat the bucket label)
+RESERVED_LABELS = {
+    "counter": frozenset(("job", "instance")),
+    "gauge": frozenset(("job", "instance")),
+    "histogram": frozenset(("job", "instance", "le")),
+    "summary": frozenset(("job", "instance", "quantile")),
+}
+
+
+def point_labels(
+    kind: str, attributes: Iterable[KeyValue], copied: tuple[KeyValue, ...], after: bool
+) -> str:
+    """A series' own labels: `a="1",b="2"`, with a leading comma when they follow other labels
+    (`after`: the stream's job, instance and scope labels are not empty).
+
+    `kind` is the family's Prometheus type (its reserved labels); `copied` are the resource
+    attributes `resource_to_labels` copies onto every series. A point attribute whose label
+    name is also a copied one's is merged with it, the values joined with `;` sorted by
+    original key, as the compatibility spec says for colliding label names (it once gave a
+    repeated label: an unparsable /metrics). The one function for a series' labels: the store
+    and the forwarder's overflow folding must find the same series.
+    """
+    attrs = [*attributes, *copied] if copied else attributes
+    pairs = render_pairs(attrs, reserved=RESERVED_LABELS[kind])
+    return "," + pairs if after and pairs else pairs

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.proto.metrics.v1 import metrics_pb2
-
 __all__ = [
     "EXPONENTIAL",
     "HISTOGRAM",
@@ -23,15 +21,7 @@ __all__ = [
     "Kind",
     "NumberSeries",
     "SummarySeries",
-    "scope_identity",
 ]
-
-
-def scope_identity(sm: metrics_pb2.ScopeMetrics) -> bytes:
-    """The identity of a ScopeMetrics' scope: the scope's encoding, and its schema URL, which
-    OTLP keeps beside the scope (and the compatibility spec turns into a label of its own)."""
-    key: bytes = sm.scope.SerializeToString()
-    return key + b"\x00" + sm.schema_url.encode() if sm.schema_url else key
 
 
 class NumberSeries:

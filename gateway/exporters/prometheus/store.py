@@ -5,42 +5,57 @@ out-of-order checks, staleness bookkeeping. Separate passes would each cost abou
 the whole walk (a Python loop over protobuf points is the bottleneck of the gateway), so the
 stages are functions this walk calls rather than processors of their own.
 
-Series identity. A number point's identity is its attributes (and flags). Rather than decoding
-the attributes of every point, the store serialises the point and drops the fixed-size fields
-in front of the attributes (timestamps and the value); what remains identifies the series and
-is a dict key. The protobuf runtime writes fields in field-number order, and the attributes
-(field 7) come after all the fixed fields (2, 3, 4, 6). Only on the first sight of a key are the
-attributes decoded into labels. Attributes that arrive in another order give another key, so a
-second index by rendered labels catches them and aliases the key to the same series.
+Series identity is `gateway.pipeline.identity`'s: a point's attributes as bytes, a dict key.
+The number loop inlines `identity.number_key` (it is the hottest loop of the gateway); a
+property test pins the two together. Only on the first sight of a key are the attributes
+decoded into labels (`labels.point_labels`). Attributes that arrive in another order give
+another key, so a second index by rendered labels catches them and aliases the key to the same
+series.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from gateway.exporters.prometheus.labels import attribute_string, escape_value, render_pairs
-from gateway.exporters.prometheus.naming import (
-    metric_name,
-    sanitize_label_name,
-    unit_suffix,
+from gateway.exporters.prometheus.labels import (
+    attribute_string,
+    escape_value,
+    point_labels,
+    render_pairs,
 )
 from gateway.exporters.prometheus.series import (
     EXPONENTIAL,
     HISTOGRAM,
     SUMMARY,
+    HistogramSeries,
     Kind,
     NumberSeries,
+)
+from gateway.naming import (
+    metric_name,
+    sanitize_label_name,
+    unit_suffix,
+)
+from gateway.pipeline.batch import MetricsBatch, Overflowed
+from gateway.pipeline.identity import (
+    EXEMPLARS_TAG,
+    FLAGS_TAG,
+    NO_RECORDED_VALUE,
+    NUMBER_FIXED_TAGS,
+    attributes_key,
+    histogram_key,
+    resource_identity,
     scope_identity,
 )
-from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
 from gateway.processors.delta import Outcome, accumulate
 
@@ -48,19 +63,20 @@ __all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings", "StreamVi
 
 _CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 _DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
-_NO_RECORDED_VALUE = 1
-# Wire tags of NumberDataPoint's fixed-size fields: start_time (2), time (3), as_double (4),
-# as_int (6); each takes 1 tag byte + 8 bytes.
-_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))
-_EXEMPLARS_TAG = 0x2A
-_FLAGS_TAG = 0x40
 _MAX_NAME_LENGTH = 255
 # The overflow series' entry in a stream's identity index (no point serialises to it), so that
 # expiry sees it as live while its members are.
 _OVERFLOW_KEY = b"\x00overflow"
 _KINDS = {"histogram": HISTOGRAM, "exponential_histogram": EXPONENTIAL, "summary": SUMMARY}
+# Series an overflow series can add up (`CardinalityLimiter.overflow`).
+_OVERFLOW_SHAPES: dict[type, Literal["number", "histogram"]] = {
+    NumberSeries: "number",
+    HistogramSeries: "histogram",
+}
 # What `_series_for` returns for a point whose attributes break the input limits.
 _REFUSED: Any = object()
+# What `_series_for` returns for a new series refused at the gateway-wide series cap.
+_CAPPED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +100,9 @@ class IngestCounters:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    #: points of new series refused at `cardinality.max_series_total` (all services): the
+    #: gateway-wide cap's own accounting, apart from the per-stream limits'
+    capped: int = 0
 
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
@@ -136,6 +155,7 @@ class _Stream:
         "cumulative",
         "family",
         "monotonic",
+        "overflow_labels",
         "prefix",
         "resource",
         "series",
@@ -164,6 +184,8 @@ class _Stream:
         self.series: dict[bytes, Any] = {}
         #: rendered point labels -> series: the canonical index
         self.by_labels: dict[str, Any] = {}
+        #: labels of the stream's overflow series, rendered on its first overflow
+        self.overflow_labels: str | None = None
 
 
 class StreamView(NamedTuple):
@@ -255,25 +277,17 @@ def _reason_label(message: str) -> str:
     return message.split(":", 1)[0].replace(" ", "_")
 
 
-# Labels the gateway sets itself: an attribute with such a key becomes `exported_<key>`.
-_RESERVED_LABELS = {
-    "counter": frozenset(("job", "instance")),
-    "gauge": frozenset(("job", "instance")),
-    "histogram": frozenset(("job", "instance", "le")),
-    "summary": frozenset(("job", "instance", "quantile")),
-}
-
-
 def _point_labels(stream: _Stream, point: Any) -> str:
-    """A series' own labels, as they follow the stream's prefix: `,a="1",b="2"` (no leading
-    comma when the prefix is empty), with the resource attributes copied by
-    `resource_to_labels`. A point attribute whose label name is also a copied one's is merged
-    with it, the values joined with `;` sorted by original key, as the compatibility spec
-    says for colliding label names (it once gave a repeated label: an unparsable /metrics)."""
-    copied = stream.resource.copied
-    attributes = [*point.attributes, *copied] if copied else point.attributes
-    pairs = render_pairs(attributes, reserved=_RESERVED_LABELS[stream.family.kind])
-    return "," + pairs if stream.prefix and pairs else pairs
+    """A series' own labels, as they follow the stream's prefix (`labels.point_labels`)."""
+    return point_labels(
+        stream.family.kind, point.attributes, stream.resource.copied, bool(stream.prefix)
+    )
+
+
+_CAPPED_MESSAGE = (
+    "metric {name!r}: points of new series refused: the gateway holds "
+    "cardinality.max_series_total series (all services together)"
+)
 
 
 def _join(*parts: str) -> str:
@@ -299,8 +313,10 @@ class SeriesStore:
         #: (`InputLimits.point_problem`); None: no limits
         self._point_check = point_check
         self._refusal = ""
-        #: points of the metric being ingested dropped at a cardinality limit
-        self._capped = 0
+        #: points of the metric being ingested dropped at a cardinality limit, and refused at
+        #: the gateway-wide cap
+        self._limited_now = 0
+        self._capped_now = 0
         self.counters = IngestCounters()
         # Without a cardinality section (tests, benchmarks) only the per-stream limit applies.
         self.limiter = CardinalityLimiter(
@@ -342,6 +358,18 @@ class SeriesStore:
         for name, kind in families:
             for claimed in _claimed_names(name, kind):
                 self._reserved[claimed] = (name, kind)
+
+    def stream_of(
+        self, resource_key: bytes, scope_key: bytes, metric: metrics_pb2.Metric, kind: str
+    ) -> _Stream | None:
+        """The stream a metric of a request fed, by the identities of its resource and scope as
+        they arrived (`identity.resource_identity`, `identity.scope_identity`): another
+        encoding of a known resource or scope finds the same stream, as ingest does."""
+        resource = self._resources.get(resource_key)
+        scope = self._scopes.get(scope_key)
+        if resource is None or scope is None:
+            return None
+        return self._streams.get((resource.key, scope[0], metric.name, metric.unit, kind))
 
     @staticmethod
     def series_labels(stream: _Stream, point: Any) -> str:
@@ -414,21 +442,58 @@ class SeriesStore:
 
     def consume(self, batch: MetricsBatch) -> None:
         now = self._clock()
-        for rm in batch.request.resource_metrics:
-            rkey = rm.resource.SerializeToString()
+        if self._full():
+            # At the cap, stale series make room first (expiry otherwise runs on scrapes).
+            self.expire()
+        for ri, rm in enumerate(batch.request.resource_metrics):
+            rkey = resource_identity(rm.resource)
             resource = self._resources.get(rkey)
             if resource is None:
+                if self._full():
+                    # A resource the store does not know has no series: every point of it
+                    # would be a new series. Refused before anything of it is kept, so that
+                    # many services cannot grow the store past the cap.
+                    for si, sm in enumerate(rm.scope_metrics):
+                        self._cap_scope(batch, sm, (ri, si))
+                    continue
                 resource = self._new_resource(rkey, rm.resource)
             resource.updated = now
             rkey = resource.key
-            for sm in rm.scope_metrics:
+            for si, sm in enumerate(rm.scope_metrics):
                 skey = scope_identity(sm)
                 scope = self._scopes.get(skey)
                 if scope is None:
+                    if self._full():
+                        self._cap_scope(batch, sm, (ri, si))
+                        continue
                     scope = self._new_scope(skey, sm.scope, sm.schema_url)
                 skey, scope_labels = scope
-                for metric in sm.metrics:
-                    self._consume_metric(batch, metric, rkey, skey, resource, scope_labels, now)
+                for mi, metric in enumerate(sm.metrics):
+                    self._consume_metric(
+                        batch, metric, rkey, skey, resource, scope_labels, now, (ri, si, mi)
+                    )
+
+    def _full(self) -> bool:
+        """Whether the store holds `cardinality.max_series_total` series (0: no cap)."""
+        cap = self.limiter.config.max_series_total
+        return bool(cap) and self._series_count >= cap
+
+    def _cap_scope(self, batch: MetricsBatch, sm: Any, at: tuple[int, int]) -> None:
+        """Refuses every point of a scope's metrics at the gateway-wide cap."""
+        for mi, metric in enumerate(sm.metrics):
+            self._cap_metric(batch, metric, (*at, mi))
+
+    def _cap_metric(
+        self, batch: MetricsBatch, metric: metrics_pb2.Metric, position: tuple[int, int, int]
+    ) -> None:
+        kind = metric.WhichOneof("data")
+        n = len(getattr(metric, kind).data_points) if kind is not None else 0
+        if not n:
+            return
+        self.counters.capped += n
+        batch.reject(n, _CAPPED_MESSAGE.format(name=metric.name))
+        # The forward path drops them too (upstream shows what /metrics shows).
+        batch.overflowed[position] = Overflowed([], list(range(n)))
 
     def _new_resource(self, rkey: bytes, raw: Resource) -> _Resource:
         settings = self.settings
@@ -460,6 +525,7 @@ class SeriesStore:
         resource: _Resource,
         scope_labels: str,
         now: float,
+        position: tuple[int, int, int],
     ) -> None:
         kind = metric.WhichOneof("data")
         if kind is None:
@@ -480,6 +546,9 @@ class SeriesStore:
             self._drop_stream(key, stream)
             stream = None
         if stream is None:
+            if self._full():
+                self._cap_metric(batch, metric, position)
+                return
             problem = self._check_metric(metric, kind, temporality)
             if problem is None:
                 stream, problem = self._new_stream(
@@ -489,16 +558,21 @@ class SeriesStore:
                 self._reject_all(batch, dps, problem or "invalid metric")
                 return
             self._streams[key] = stream
-        self._capped = 0
+        folded: list[int] = []
+        dropped: list[int] = []
         if kind == "sum" or kind == "gauge":
-            bad = self._ingest_numbers(stream, dps, now)
+            bad = self._ingest_numbers(stream, dps, now, folded, dropped)
         else:
-            bad = self._ingest_structured(stream, dps, now, _KINDS[kind])
-        if self._capped:
+            bad = self._ingest_structured(stream, dps, now, _KINDS[kind], folded, dropped)
+        limited, self._limited_now = self._limited_now, 0
+        if self._capped_now:
+            batch.reject(self._capped_now, _CAPPED_MESSAGE.format(name=metric.name))
+            self._capped_now = 0
+        if limited:
             # Dropped, not folded into the overflow series: OTLP says the client must hear of
             # it (partial_success). Folded points are accepted and not reported.
             batch.reject(
-                self._capped,
+                limited,
                 f"metric {metric.name!r}: points of new series dropped at the cardinality limit "
                 "(overflow cannot take them: exponential histograms, summaries, or more than "
                 "cardinality.max_tracked_overflow_series overflowed series)",
@@ -509,6 +583,13 @@ class SeriesStore:
             for _, reason in bad:
                 self.counters.reject(_reason_label(reason))
             batch.reject(len(bad), f"metric {metric.name!r}: {bad[0][1]}")
+        if folded or dropped:
+            if bad:
+                # Indexes after the refused points' removal (the sets are disjoint).
+                gone = [index for index, _ in bad]
+                folded = [i - bisect_left(gone, i) for i in folded]
+                dropped = [i - bisect_left(gone, i) for i in dropped]
+            batch.overflowed[position] = Overflowed(folded, dropped)
         self.counters.accepted += len(dps)
 
     def _drop_stream(self, key: tuple[Any, ...], stream: _Stream) -> None:
@@ -586,9 +667,12 @@ class SeriesStore:
                         f"name conflict: {metric.name!r} maps to {name}, whose {taken} is "
                         f"already used by {owner}"
                     )
-            # promtool wants help text; without a description the OTel name and unit say most.
-            help_text = metric.description or (
-                f"{metric.name} ({metric.unit})" if metric.unit else metric.name
+            # promtool wants help text; without a description (or with only whitespace, which
+            # promtool reads as none) the OTel name and unit say most.
+            help_text = (
+                metric.description
+                if metric.description.strip()
+                else (f"{metric.name} ({metric.unit})" if metric.unit else metric.name)
             )
             family = Family(name, prom_kind, help_text, unit_suffix(metric.unit))
             self._families[name] = family
@@ -630,31 +714,56 @@ class SeriesStore:
         labels = _point_labels(stream, limiter.shorten(stream, point))
         series = stream.by_labels.get(labels)
         if series is None:
-            if limiter.over_limit(stream, len(stream.by_labels)):
-                overflow_labels = _point_labels(stream, OVERFLOW_POINT)
-                series, new_overflow = limiter.overflow(stream, labels, factory, overflow_labels)
+            full = self._full()
+            if full or limiter.over_limit(stream, len(stream.by_labels)):
+                overflow_labels = stream.overflow_labels
+                if overflow_labels is None:
+                    overflow_labels = stream.overflow_labels = _point_labels(stream, OVERFLOW_POINT)
+                # At the gateway-wide cap a stream's overflow series takes the new series if
+                # the stream has one already; no new overflow series is made.
+                series, new_overflow = limiter.overflow(
+                    stream,
+                    labels,
+                    factory,
+                    overflow_labels,
+                    shape=_OVERFLOW_SHAPES.get(factory),
+                    may_create=not full,
+                )
                 if new_overflow is not None:
                     stream.by_labels[overflow_labels] = new_overflow
                     stream.series[_OVERFLOW_KEY] = new_overflow
                     self._series_count += 1
                 if series is None:
+                    if full:
+                        self.counters.capped += 1
+                        self._capped_now += 1
+                        return _CAPPED
                     return None
             else:
                 series = factory(labels)
                 stream.by_labels[labels] = series
                 self._series_count += 1
                 limiter.admitted(stream)
-        if len(stream.series) < 2 * limiter.limit(stream):
+        if len(stream.series) < limiter.max_keys(stream):
             stream.series[key] = series
         return series
 
-    def _ingest_numbers(self, stream: _Stream, dps: Any, now: float) -> list[tuple[int, str]]:
+    def _ingest_numbers(
+        self, stream: _Stream, dps: Any, now: float, folded: list[int], dropped: list[int]
+    ) -> list[tuple[int, str]]:
+        """Number points into their series; returns the refused (index, reason). Appends the
+        indexes of points that went to an overflow series to `folded`, of points dropped at a
+        limit to `dropped` (`MetricsBatch.overflowed`)."""
         bad: list[tuple[int, str]] = []
+        # Once a stream has overflowed, a series may be an overflow member: one class test
+        # per point then, none before.
+        overflowed = stream.overflow_labels is not None
+        observed = 0  # points of overflowed series taken by `observe`
         series_map = stream.series
         get = series_map.get
         cumulative = stream.cumulative
         monotonic = stream.monotonic
-        fixed = _FIXED_TAGS
+        fixed = NUMBER_FIXED_TAGS
         shared_t = 0
         i = -1
         for p in dps:
@@ -669,20 +778,38 @@ class SeriesStore:
             while j < n and b[j] in fixed:
                 j += 9
             key = b[j:]
-            if key and (key[0] == _EXEMPLARS_TAG or (n > 1 and b[-2] == _FLAGS_TAG)):
+            if key and (key[0] == EXEMPLARS_TAG or (n > 1 and b[-2] == FLAGS_TAG)):
                 key, stale = self._number_key_slow(p)
                 if stale:
-                    self._mark_stale(stream, key, p)
+                    if self._mark_stale(stream, key, p):
+                        dropped.append(i)  # an overflowed series' end: nothing to forward
                     continue
             s = get(key)
             if s is None:
                 s = self._series_for(stream, key, p, NumberSeries)
                 if s is None:
                     self.counters.drop("cardinality_limit")
-                    self._capped += 1
+                    self._limited_now += 1
+                    dropped.append(i)
+                    continue
+                if s is _CAPPED:
+                    dropped.append(i)
                     continue
                 if s is _REFUSED:
                     bad.append((i, self._refusal))
+                    continue
+                if s.__class__ is not NumberSeries:
+                    overflowed = True
+                    folded.append(i)
+            elif overflowed and s.__class__ is not NumberSeries:
+                folded.append(i)
+                if cumulative:
+                    # An overflowed series of a cumulative stream: one call does what the
+                    # three property stores below would (`_OverflowMember.observe`).
+                    if s.observe(v, p.time_unix_nano, now):
+                        observed += 1
+                    else:
+                        self.counters.drop("out_of_order")
                     continue
             t = p.time_unix_nano
             # Points of one request mostly share a timestamp: keep one int object for them.
@@ -708,34 +835,44 @@ class SeriesStore:
                     continue
             s.time = t
             s.updated = now
+        if observed:
+            self.limiter.count_overflowed(stream, observed)
         return bad
 
     @staticmethod
     def _number_key_slow(p: Any) -> tuple[bytes, bool]:
         """The identity key of a point with exemplars or flags: the same bytes the fast path
         gives for the same attributes, computed on a copy without them."""
-        stale = bool(p.flags & _NO_RECORDED_VALUE)
-        q = metrics_pb2.NumberDataPoint()
-        q.attributes.extend(p.attributes)
-        return q.SerializeToString(), stale
+        return attributes_key(p), bool(p.flags & NO_RECORDED_VALUE)
 
-    def _mark_stale(self, stream: _Stream, key: bytes, p: Any) -> None:
-        """A point flagged "no recorded value" ends its series now (Prometheus staleness)."""
+    def _mark_stale(self, stream: _Stream, key: bytes, p: Any) -> bool:
+        """A point flagged "no recorded value" ends its series now (Prometheus staleness).
+        True when the series is an overflowed one (its end is the overflow series' business)."""
         s = stream.series.get(key)
         if s is None:
             s = stream.by_labels.get(_point_labels(stream, p))
-        if s is not None:
-            s.updated = -math.inf
+        if s is None:
+            return False
+        if s.__class__ is not NumberSeries:
+            return True
+        s.updated = -math.inf
+        return False
 
     def _generic_key(self, stream: _Stream, p: Any, factory: type) -> Any:
-        key = b"".join([kv.SerializeToString() for kv in p.attributes])
+        key = histogram_key(p)
         s = stream.series.get(key)
         if s is None:
             s = self._series_for(stream, key, p, factory)
         return s
 
     def _ingest_structured(
-        self, stream: _Stream, dps: Any, now: float, kind: Kind
+        self,
+        stream: _Stream,
+        dps: Any,
+        now: float,
+        kind: Kind,
+        folded: list[int],
+        dropped: list[int],
     ) -> list[tuple[int, str]]:
         """Histograms, exponential histograms and summaries: fewer points than numbers and
         more work each, so their identity key is built from the attributes directly."""
@@ -743,7 +880,7 @@ class SeriesStore:
         i = -1
         for p in dps:
             i += 1
-            if p.flags & _NO_RECORDED_VALUE:
+            if p.flags & NO_RECORDED_VALUE:
                 continue
             problem, state = kind.check(p)
             if problem is not None:
@@ -752,11 +889,17 @@ class SeriesStore:
             s = self._generic_key(stream, p, kind.factory)
             if s is None:
                 self.counters.drop("cardinality_limit")
-                self._capped += 1
+                self._limited_now += 1
+                dropped.append(i)
+                continue
+            if s is _CAPPED:
+                dropped.append(i)
                 continue
             if s is _REFUSED:
                 bad.append((i, self._refusal))
                 continue
+            if s.__class__ is not kind.factory:
+                folded.append(i)
             t = p.time_unix_nano
             if stream.cumulative:
                 if t < s.time:

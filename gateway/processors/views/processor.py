@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from gateway.catalogue import DEFAULT_NAMESPACE
-from gateway.exporters.prometheus.labels import attribute_string
+from gateway.pipeline.attributes import attribute_string
 from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.views.config import COMPATIBLE, ViewConfig
 from gateway.processors.views.counters import ViewCounters

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.catalogue import CATALOGUE, Kind, by_name
-from gateway.exporters.prometheus.labels import attribute_string
+from gateway.pipeline.attributes import attribute_string
 from gateway.processors.views.attributes import NO_RATE, AttributePlan, Outcome
 from gateway.processors.views.config import ViewConfig
 from gateway.processors.views.counters import ViewCounters

@@ -2,7 +2,7 @@
 
 Why by hand: the views' cost is dominated by reading and building points, and the protobuf
 library has no way to take a point's attributes as one comparable value or to write a point
-from pieces. Serializing a point and splitting its bytes (the series store's trick) gives both:
+from pieces. Serializing a point and splitting its bytes (`gateway.pipeline.identity`) gives both:
 the attribute bytes are equal exactly when the attributes are, so they key the views' caches,
 and the fixed-size fields in front of them (times, values, counts) are copied or unpacked with
 `struct` instead of read field by field. Any unusual layout (a field left at its default,
@@ -19,7 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.proto.metrics.v1 import metrics_pb2
+from gateway.pipeline.identity import (
+    EXEMPLARS_TAG,
+    FLAGS_TAG,
+    HIST_ATTR_TAG,
+    HIST_EXEMPLARS_TAG,
+    HIST_FIXED_TAGS,
+    NUMBER_ATTR_TAG,
+    NUMBER_FIXED_TAGS,
+    attributes_key,
+)
 
 __all__ = [
     "HIST_ATTR_TAG",
@@ -30,14 +39,6 @@ __all__ = [
     "field",
     "point",
 ]
-
-_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x31))  # NumberDataPoint fixed fields (store.py)
-_EXEMPLARS_TAG = 0x2A
-_FLAGS_TAG = 0x40
-_HIST_FIXED_TAGS = frozenset((0x11, 0x19, 0x21, 0x29))  # start, time, count, sum
-NUMBER_ATTR_TAG = 0x3A  # NumberDataPoint.attributes = 7
-HIST_ATTR_TAG = 0x4A  # HistogramDataPoint.attributes = 9
-_HIST_EXEMPLARS_TAG = 0x42  # HistogramDataPoint.exemplars = 8
 
 
 def _varint(n: int) -> bytes:
@@ -81,19 +82,12 @@ def _read_varint(b: bytes, i: int) -> tuple[int, int]:
 Decoded = tuple[Any, bytes, bytes | None, bytes]
 
 
-def _slow_key(p: Any) -> bytes:
-    q = metrics_pb2.NumberDataPoint()
-    q.attributes.extend(p.attributes)
-    out: bytes = q.SerializeToString()
-    return out
-
-
 def decode_numbers(dps: Any) -> list[Decoded]:
     """The store's trick: serialize, and the fixed-size fields in front are the value; what
     follows is the attributes. Exemplars (in front of the attributes) and flags (behind)
     take the slow path."""
     out: list[Decoded] = []
-    fixed = _FIXED_TAGS
+    fixed = NUMBER_FIXED_TAGS
     for p in dps:
         b: bytes = p.SerializeToString()
         n = len(b)
@@ -101,8 +95,8 @@ def decode_numbers(dps: Any) -> list[Decoded]:
         while j < n and b[j] in fixed:
             j += 9
         key = b[j:]
-        if key and (key[0] == _EXEMPLARS_TAG or (n > 1 and b[-2] == _FLAGS_TAG)):
-            out.append((p, _slow_key(p), None, b""))
+        if key and (key[0] == EXEMPLARS_TAG or (n > 1 and b[-2] == FLAGS_TAG)):
+            out.append((p, attributes_key(p), None, b""))
         else:
             out.append((p, key, b[:j], b""))
     return out
@@ -113,7 +107,7 @@ def decode_histograms(dps: Any) -> list[Decoded]:
     counts and bounds) are the head, the attributes the key, min/max/flags behind them the
     tail. The usual layout (every field set, short packed fields) is read without a loop."""
     out: list[Decoded] = []
-    fixed = _HIST_FIXED_TAGS
+    fixed = HIST_FIXED_TAGS
     for p in dps:
         b: bytes = p.SerializeToString()
         n = len(b)
@@ -140,8 +134,8 @@ def decode_histograms(dps: Any) -> list[Decoded]:
                     j += length
                 else:
                     break
-        if j < n and b[j] == _HIST_EXEMPLARS_TAG:
-            out.append((p, _slow_key(p), None, b""))  # exemplars: the slow, sure way
+        if j < n and b[j] == HIST_EXEMPLARS_TAG:
+            out.append((p, attributes_key(p), None, b""))  # exemplars: the slow, sure way
             continue
         k = j
         while k < n and b[k] == HIST_ATTR_TAG:

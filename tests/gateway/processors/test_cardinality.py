@@ -7,37 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
-from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.cardinality import CardinalityConfig, OverflowFolder
+from tests.support.common import FakeClock, Sink, push, scrape
 from tests.support.otlp import CUMULATIVE, DELTA, Req
-from tests.support.promtext import Samples, parse
+from tests.support.promtext import Samples
 
 OVERFLOW = {"otel_metric_overflow": "true"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_store(clock: Clock | None = None, **limits: object) -> SeriesStore:
+def make_store(clock: FakeClock | None = None, **limits: object) -> SeriesStore:
     config = CardinalityConfig.model_validate(limits)
-    return SeriesStore(StoreSettings(cardinality=config), clock=clock or Clock())
-
-
-def push(store: SeriesStore, req: Req) -> MetricsBatch:
-    batch = MetricsBatch(req.request)
-    store.consume(batch)
-    return batch
-
-
-def scrape(store: SeriesStore) -> Samples:
-    return parse(render(store).decode())
+    return SeriesStore(StoreSettings(cardinality=config), clock=clock or FakeClock())
 
 
 def total(samples: Samples, name: str) -> float:
@@ -108,7 +89,7 @@ def test_untracked_overflowed_series_are_dropped_and_counted() -> None:
 
 
 def test_overflow_series_expires_with_its_members_and_starts_again() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = make_store(clock, max_series_per_stream=1)
     push(store, Req().sum("c", [({"k": "a"}, 1, 0, 10), ({"k": "b"}, 7, 0, 10)]))
     clock.now += 400
@@ -197,16 +178,11 @@ def test_forwarded_batches_fold_histograms_and_gauges_like_the_store() -> None:
 
 def test_the_folder_leaves_batches_alone_until_a_stream_overflows() -> None:
     store = make_store(max_series_per_stream=10)
-    seen: list[bytes] = []
-
-    class Capture:
-        def consume(self, batch: MetricsBatch) -> None:
-            seen.append(batch.request.SerializeToString())
-
+    sink = Sink()
     req = Req().sum("c", [({"k": str(i)}, 1, 0, 10) for i in range(5)])
     before = req.request.SerializeToString()
-    OverflowFolder(store, Capture()).consume(push(store, req))
-    assert seen == [before]
+    OverflowFolder(store, sink).consume(push(store, req))
+    assert [b.request.SerializeToString() for b in sink.batches] == [before]
 
 
 # A stream of updates: (series index, increase), pushed in requests of a few points.
@@ -254,3 +230,44 @@ def test_sum_of_output_equals_sum_of_input_and_series_stay_bounded(
     for s in (store, upstream):
         assert total(scrape(s), "events_total") == sum(cumulative.values())
         assert s.counters.dropped == {}
+
+
+def test_the_gateway_wide_cap_refuses_new_series_streams_and_services() -> None:
+    clock = FakeClock()
+    store = make_store(clock, max_series_total=3, max_series_per_stream=2)
+    # a: 2 series and an overflow series (3 in all: the cap)
+    push(store, Req().sum("a", [({"k": str(i)}, 1, 0, 10) for i in range(3)]))
+    assert store.series_count == 3
+    # At the cap: a's overflow series takes a new series of a; a new metric and a new service
+    # get nothing, and the client hears of it.
+    batch = push(store, Req().sum("a", [({"k": "new"}, 5, 0, 20)]))
+    assert batch.rejected_points == 0
+    batch = push(store, Req().sum("b", [({"k": "x"}, 1, 0, 20)]))
+    assert batch.rejected_points == 1 and "max_series_total" in batch.error_message
+    batch = push(store, Req(service="other").sum("a", [({"k": "x"}, 1, 0, 20)]))
+    assert batch.rejected_points == 1
+    s = scrape(store)
+    assert store.series_count == 3
+    assert s.value("a_total", **OVERFLOW) == 1 + 5
+    assert s.all("b_total") == [] and s.all("a_total", job="other") == []
+    assert store.counters.capped == 2
+    # Held series keep updating.
+    push(store, Req().sum("a", [({"k": "0"}, 7, 0, 30)]))
+    assert scrape(store).value("a_total", k="0") == 7
+    # Once the held series go stale, the cap makes room by itself (no scrape needed).
+    clock.now += 301
+    batch = push(store, Req().sum("b", [({"k": "x"}, 1, 0, 40)]))
+    assert batch.rejected_points == 0
+    assert scrape(store).value("b_total", k="x") == 1
+
+
+def test_at_the_cap_a_stream_without_an_overflow_series_drops_and_so_does_the_forward() -> None:
+    store = make_store(max_series_total=2)
+    sink = Sink()
+    folder = OverflowFolder(store, sink)
+    folder.consume(push(store, Req().gauge("g", [({"k": str(i)}, 1.0, 10) for i in range(4)])))
+    (batch,) = sink.batches
+    assert batch.rejected_points == 2
+    dps = batch.request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points
+    assert sorted(p.attributes[0].value.string_value for p in dps) == ["0", "1"]
+    assert store.counters.capped == 2

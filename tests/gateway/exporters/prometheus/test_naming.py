@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.exporters.prometheus.naming import metric_name, sanitize_label_name, unit_suffix
+from gateway.naming import metric_name, sanitize_label_name, unit_suffix
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.exporters.prometheus.naming import metric_name, sanitize_label_name
+from gateway.naming import metric_name, sanitize_label_name
 
 TRANSLATOR = "github.com/prometheus/otlptranslator v1.0.0"
 # otlptranslator.MetricType

@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
 from gateway.pipeline.batch import MetricsBatch
+from tests.support.common import FakeClock
 
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
@@ -365,14 +366,6 @@ def _add_metric(m: metrics_pb2.Metric, spec: dict[str, Any], shift: int) -> None
             p.count, p.sum = pt["count"], pt["sum"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _reordered(req: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest:
     """The same request with every resource's and scope's attributes in reverse order."""
     out = ExportMetricsServiceRequest()
@@ -389,7 +382,7 @@ def _reordered(req: ExportMetricsServiceRequest) -> ExportMetricsServiceRequest:
 
 
 def ingest(plans: list[list[dict[str, Any]]], reorder: bool) -> SeriesStore:
-    clock = Clock()
+    clock = FakeClock()
     store = SeriesStore(StoreSettings(max_series_per_stream=50), clock=clock)
     for i, plan in enumerate(plans):
         batch = MetricsBatch(build(plan, shift=10 * i))
@@ -522,7 +515,7 @@ def test_cumulative_value_is_the_latest_in_time_order(
 ) -> None:
     if monotonic:
         data = [(t, abs(v)) for t, v in data]
-    store = SeriesStore(clock=Clock())
+    store = SeriesStore(clock=FakeClock())
     points = [(0, t, v) for t, v in data]
     # Arrival order is the generated order; a push holds `split` points.
     for i in range(0, len(points), split):
@@ -544,7 +537,7 @@ def test_contiguous_deltas_add_up(
 ) -> None:
     if monotonic:
         values = [abs(v) for v in values]
-    store = SeriesStore(clock=Clock())
+    store = SeriesStore(clock=FakeClock())
     t = first_start
     expected: float = 0
     for value, step in zip(values, steps, strict=False):
@@ -603,7 +596,7 @@ def test_special_floats_render_parseably(value: float, kind: str) -> None:
         qv.quantile, qv.value = 0.5, float(value)
         p.count, p.sum = 1, float(value)
     p.time_unix_nano = S
-    store = SeriesStore(clock=Clock())
+    store = SeriesStore(clock=FakeClock())
     store.consume(MetricsBatch(req))
     text = render(store).decode()
     check_text(text)

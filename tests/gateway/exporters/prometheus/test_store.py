@@ -13,37 +13,18 @@ from prometheus_client.openmetrics.parser import (
 
 from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
-from gateway.pipeline.batch import MetricsBatch
+from tests.support.common import FakeClock, push, scrape
 from tests.support.otlp import CUMULATIVE, DELTA, Req, S
-from tests.support.promtext import Samples, parse
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def store(clock: Clock) -> SeriesStore:
+def store(clock: FakeClock) -> SeriesStore:
     return SeriesStore(StoreSettings(expiration_seconds=300), clock=clock)
-
-
-def push(store: SeriesStore, req: Req) -> MetricsBatch:
-    batch = MetricsBatch(req.request)
-    store.consume(batch)
-    return batch
-
-
-def scrape(store: SeriesStore) -> Samples:
-    return parse(render(store).decode())
 
 
 A = {"route": "/a"}
@@ -118,7 +99,7 @@ def test_delta_histogram_accumulates_buckets(store: SeriesStore) -> None:
     assert s.value("lat_seconds_sum", route="/a") == 10.5
 
 
-def test_series_not_updated_for_expiration_disappear(store: SeriesStore, clock: Clock) -> None:
+def test_series_not_updated_for_expiration_disappear(store: SeriesStore, clock: FakeClock) -> None:
     push(store, Req().sum("c", [({"k": "old"}, 1, 0, 10)]))
     clock.now += 200
     push(store, Req().sum("c", [({"k": "new"}, 1, 0, 20)]))
@@ -212,7 +193,7 @@ def test_label_values_are_escaped(store: SeriesStore) -> None:
     assert scrape(store).value("g", q='say "hi"\\\n') == 1
 
 
-def test_per_stream_limit_bounds_series(clock: Clock) -> None:
+def test_per_stream_limit_bounds_series(clock: FakeClock) -> None:
     store = SeriesStore(StoreSettings(max_series_per_stream=3), clock=clock)
     push(store, Req().sum("c", [({"i": str(i)}, 1, 0, 10) for i in range(10)]))
     assert store.series_count <= 4
@@ -373,7 +354,7 @@ def test_metric_name_without_letters_or_digits_is_rejected(store: SeriesStore) -
     assert "invalid name" in batch.error_message
 
 
-def test_series_beyond_the_key_index_still_expire_and_fresh_ones_stay(clock: Clock) -> None:
+def test_series_beyond_the_key_index_still_expire_and_fresh_ones_stay(clock: FakeClock) -> None:
     """The key index holds at most twice the stream limit: a series first seen after it is
     full lives only in the label index, and the sweep must judge it by its own time."""
     store = SeriesStore(StoreSettings(max_series_per_stream=2, expiration_seconds=60), clock=clock)
@@ -414,7 +395,7 @@ def test_scope_schema_url_becomes_a_label_and_part_of_the_identity(store: Series
     assert [v for labels, v in s.all("g") if "otel_scope_schema_url" not in labels] == [2]
 
 
-def test_one_target_info_per_resource_across_stores(clock: Clock) -> None:
+def test_one_target_info_per_resource_across_stores(clock: FakeClock) -> None:
     """The gateway renders its data store and its self-metrics store together; its own
     resource appears in both and must give one target_info series, not two."""
     stores = [SeriesStore(StoreSettings(expiration_seconds=300), clock=clock) for _ in range(2)]
