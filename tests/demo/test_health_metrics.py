@@ -21,22 +21,14 @@ from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.defaults import default_views
 from gateway.processors.views import ViewProcessor
 from instrumentation import Instrumentation, InstrumentationSettings, setup
-from tests.gateway.health.otlp_points import ListConsumer
-from tests.instrumentation.support import collect, value_of
+from tests.support.fakes import FakeClock, ListConsumer
+from tests.support.instrumentation import collect, value_of
 
 STATUS = by_name("health.check.status").otel_name()
 DURATION = by_name("health.check.duration").otel_name()
 STATE = by_name("circuit_breaker.state").otel_name()
 TRANSITIONS = by_name("circuit_breaker.transitions").otel_name()
 NAMES = {STATUS, DURATION, STATE, TRANSITIONS}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Switch:
@@ -78,7 +70,7 @@ def registry_with(
 def test_results_and_every_breaker_transition_are_recorded(
     handle: Instrumentation, reader: InMemoryMetricReader
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     registry, db, hub = registry_with(handle, clock)
 
     async def run(*names: str) -> None:
@@ -155,7 +147,7 @@ def test_default_views_pass_the_names_through_and_drop_the_scope_like_the_gatewa
 ) -> None:
     """What the service exports and what the gateway's own health metrics produce end up with
     the same names, no scope (no otel_scope_* labels), and no view needed."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     registry, _, _ = registry_with(handle, clock)
     sink = ListConsumer()
     registry.add_listener(PipelineHealthMetrics(sink))

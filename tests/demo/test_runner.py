@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from demo.runner import _port_free, run_demo
-from tests.demo.conftest import DSN
+from tests.support.postgres import DSN
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from instrumentation import Instrumentation
 from instrumentation._asyncpg import operation_name
-from tests.instrumentation.support import collect, value_of
+from tests.support.instrumentation import collect, value_of
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.metrics.v1 import (
 )
 
 from instrumentation import Instrumentation, InstrumentationSettings, setup
-from tests.instrumentation.support import OtlpHttpReceiver, otlp_http_receiver
+from tests.support.instrumentation import OtlpHttpReceiver, otlp_http_receiver
 
 ALL_OTEL = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",

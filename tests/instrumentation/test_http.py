@@ -9,7 +9,7 @@ from fastapi import FastAPI, HTTPException
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from instrumentation import Instrumentation, InstrumentationSettings, instrument_app
-from tests.instrumentation.support import collect, otlp_http_receiver, value_of
+from tests.support.instrumentation import collect, otlp_http_receiver, value_of
 
 pytestmark = pytest.mark.anyio
 

@@ -8,19 +8,9 @@ import pytest
 
 from gateway.health.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from gateway.health.config import BreakerConfig
+from tests.support.fakes import FakeClock
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make(**overrides: object) -> tuple[CircuitBreaker, FakeClock, list[tuple[str, str, str]]]:

@@ -7,7 +7,8 @@ import asyncio
 from gateway.health import PipelineCounters, build_registry
 from gateway.health.config import HealthConfig
 from gateway.health.model import Status
-from tests.gateway.health.otlp_points import ListConsumer, points
+from tests.support.fakes import ListConsumer
+from tests.support.points import points
 
 
 class Forwarder:

@@ -12,15 +12,8 @@ from gateway.health.config import BreakerConfig
 from gateway.health.metrics import PipelineHealthMetrics
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 from gateway.health.registry import HealthRegistry
-from tests.gateway.health.otlp_points import ListConsumer, breaker_states, points
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.fakes import FakeClock, ListConsumer
+from tests.support.points import breaker_states, points
 
 
 def const(value: object):  # type: ignore[no-untyped-def]
@@ -163,7 +156,7 @@ def test_readiness_needs_accepting_and_every_required_check() -> None:
 
 def test_breaker_shapes_status_and_stops_calling_the_dependency() -> None:
     async def scenario() -> None:
-        clock = FakeClock()
+        clock = FakeClock(0.0)
         up = {"value": False}
         calls = 0
 

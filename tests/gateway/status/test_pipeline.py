@@ -3,14 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.status.pipeline import WINDOW_SECONDS, PipelineReadings, quantile
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.fakes import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -34,7 +27,7 @@ def test_quantile_of_an_empty_histogram_is_none() -> None:
 
 
 def test_rates_need_a_second_reading_and_use_the_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     r = PipelineReadings(clock=clock)
     base, now = r.add({"http": 10}, {})
     first = r.rates(base, now)
@@ -53,7 +46,7 @@ def test_rates_need_a_second_reading_and_use_the_window() -> None:
 
 
 def test_recent_latency_is_the_difference_between_readings() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     r = PipelineReadings(clock=clock)
     bounds = (0.1, 1.0)
     r.add({}, {"http": (bounds, [10, 0, 0], 0.5)})
