@@ -115,13 +115,19 @@ class OtlpForwarder:
         queue: ForwardQueue | None = None,
         *,
         sleep: Callable[[float], object] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
         full_retry_after_seconds: float = 5.0,
     ) -> None:
+        """`sleep` and `clock` (a monotonic one) time the retries and the shutdown grace;
+        `transport` carries the HTTP requests (tests pass an in-process one)."""
         self._config = config
         # not `queue or ...`: an empty queue is falsy (it has __len__)
         self._queue: ForwardQueue = queue if queue is not None else MemoryQueue(config.queue_size)
         self._full_retry_after = full_retry_after_seconds
         self._sleep = sleep
+        self._clock = clock
+        self._transport = transport
         self.counters = ForwarderCounters()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -189,7 +195,9 @@ class OtlpForwarder:
         if self._config.protocol == "grpc":
             self._channel = grpc.aio.insecure_channel(self._config.endpoint)
         else:
-            self._http = httpx.AsyncClient(timeout=self._config.timeout_seconds)
+            self._http = httpx.AsyncClient(
+                timeout=self._config.timeout_seconds, transport=self._transport
+            )
         self._task = asyncio.create_task(self._run(), name="otlp-forwarder")
         if len(self._queue):
             self._wakeup.set()
@@ -200,9 +208,9 @@ class OtlpForwarder:
             return
         self._stopping = True
         self._wakeup.set()
-        deadline = time.monotonic() + grace_seconds
-        while len(self._queue) and time.monotonic() < deadline and not self._task.done():
-            await asyncio.sleep(0.05)
+        deadline = self._clock() + grace_seconds
+        while len(self._queue) and self._clock() < deadline and not self._task.done():
+            await self._sleep(0.05)  # type: ignore[misc]
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -281,7 +289,7 @@ class OtlpForwarder:
 
     async def _deliver(self, payload: bytes, points: int) -> None:
         config = self._config
-        started = time.monotonic()
+        started = self._clock()
         backoff = config.initial_backoff_seconds
         while True:
             try:
@@ -290,7 +298,7 @@ class OtlpForwarder:
             except _Retry as exc:
                 if exc.unknown:
                     self.counters.redelivered += points
-                elapsed = time.monotonic() - started
+                elapsed = self._clock() - started
                 if config.max_elapsed_seconds and elapsed >= config.max_elapsed_seconds:
                     raise _GiveUp(f"retries_exhausted: {exc}") from None
                 wait = exc.after if exc.after is not None else backoff * (0.5 + random.random())
