@@ -3,6 +3,8 @@ test says so, and a sink that keeps every batch a pipeline stage sends on."""
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.pipeline.batch import MetricsBatch
 
 __all__ = ["FakeClock", "ListConsumer"]
@@ -10,7 +12,7 @@ __all__ = ["FakeClock", "ListConsumer"]
 
 class FakeClock:
     """A monotonic clock for code that takes `clock: Callable[[], float]`; `sleep` is its
-    matching async sleep, which returns at once after moving the clock and records the wait."""
+    matching async sleep, which moves the clock, records the wait and returns at once."""
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
@@ -25,6 +27,7 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        await asyncio.sleep(0)  # still a suspension point: other tasks run, as with a real one
 
 
 class ListConsumer:
