@@ -45,6 +45,12 @@ typecheck: setup
 test: setup system-deps services collector k8s-tools lint typecheck
 	$(BIN)/pytest
 
+# The fast set: every test not marked `integration`, in-process only. tests/support/unit_guard.py
+# fails any of them that starts a server or a subprocess or connects anywhere (mark it
+# `integration` instead). No system packages, services or Collector needed; under a minute.
+unit: setup
+	$(BIN)/python -m pytest -m "not integration" -p tests.support.unit_guard -q
+
 bench: setup system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/exposition.py

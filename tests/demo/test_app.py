@@ -18,7 +18,8 @@ from instrumentation import InstrumentationSettings, setup
 from tests.support.instrumentation import collect, value_of
 from tests.support.postgres import DSN
 
-pytestmark = pytest.mark.anyio
+# integration: it talks to PostgreSQL
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 def make(reader: InMemoryMetricReader, **settings: object) -> FastAPI:

@@ -120,6 +120,7 @@ def serve(app: FastAPI) -> Iterator[Served]:
         thread.join(10)
 
 
+@pytest.mark.integration
 def test_hub_check_counts_open_websockets_warns_near_and_fails_at_capacity() -> None:
     reader = InMemoryMetricReader()
     app = make(reader, database_url=NO_DB, health_interval_s=0.02, websocket_max_connections=10)
@@ -168,6 +169,7 @@ def test_hub_check_counts_open_websockets_warns_near_and_fails_at_capacity() -> 
     assert events == {"authenticated": 10, "closed": 10, "rejected": 1}
 
 
+@pytest.mark.integration
 def test_the_hub_is_closed_outside_the_lifespan_and_says_so() -> None:
     reader = InMemoryMetricReader()
     app = make(reader, database_url=NO_DB, health_interval_s=0.02)
@@ -234,6 +236,7 @@ async def until(reader: InMemoryMetricReader, ready: Callable[[Points], bool]) -
     return points
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_database_cut_opens_the_breaker_and_the_metrics_follow(
     proxied_demo: tuple[FastAPI, InMemoryMetricReader, TcpProxy],
@@ -290,6 +293,7 @@ def loop_errors(loop: asyncio.AbstractEventLoop) -> Iterator[list[dict[str, Any]
         loop.set_exception_handler(previous)
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_shutdown_while_the_database_check_hangs_leaves_no_orphaned_errors() -> None:
     """The database was down at start, so the check keeps its own pool; at shutdown a run is

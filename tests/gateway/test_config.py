@@ -50,6 +50,7 @@ def test_config_is_frozen() -> None:
         config.server.http_port = 1  # type: ignore[misc]
 
 
+@pytest.mark.integration
 def test_check_config_command_prints_every_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  http_port: nope\nlimits:\n  max_body_bytes: 0\n")

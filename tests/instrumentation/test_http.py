@@ -139,6 +139,7 @@ async def test_excluded_paths_and_websockets_are_not_measured(
     assert sum(p.count for _, p in points[DURATION]) == 1
 
 
+@pytest.mark.integration
 async def test_lifespan_sets_up_and_flushes_on_shutdown() -> None:
     app = make_app()
     with otlp_http_receiver() as receiver:

@@ -15,6 +15,8 @@ from gateway.observers.system import SystemObserver
 from tests.support.observers import NOW, Collect, FakeClock, FakeSampler, cpu_after
 from tests.support.servers import free_port, wait_http
 
+pytestmark = pytest.mark.integration  # starts a server or a subprocess
+
 Setup = tuple[SystemObserver, FakeSampler, FakeClock, httpx.Client]
 
 
