@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 from tests.support.prometheus import query, values
 from tests.support.promtext import parse
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.integration
 
 READ = "read-3f1c9a"
 INGEST = "ingest-c41d0e"
-PB = {"Content-Type": "application/x-protobuf"}
 GUARDED = (
     "/metrics",
     "/api/metrics",

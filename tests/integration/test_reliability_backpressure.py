@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from tests.support.fault_stream import Recorder, recorder, request_body
-from tests.support.gateway_client import self_metric
+from tests.support.gateway_client import PB, self_metric
 from tests.support.gateway_config import NO_OBSERVERS
 from tests.support.otlp import Req
 from tests.support.servers import GatewayProcess, run_gateway
@@ -26,7 +26,6 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-PB = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 
 

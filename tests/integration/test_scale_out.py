@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from tests.support.collector import COLLECTOR_DIR, CollectorProcess, load_config, run_collector
-from tests.support.gateway_client import scrape
+from tests.support.gateway_client import PB, scrape
 from tests.support.gateway_config import QUIET
 from tests.support.otlp import DELTA, Req
 from tests.support.prometheus import scalar
@@ -41,7 +41,6 @@ pytestmark = pytest.mark.integration
 SERVICES = 50
 SERIES = 20  # cumulative counter series per service, and as many delta series
 HIST_BOUNDS = [0.1, 0.5, 1.0]
-PB = {"Content-Type": "application/x-protobuf"}
 
 
 def _request(service: int, round_: int) -> bytes:

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 from tests.support.servers import free_port
 from tests.support.waiting import eventually
@@ -25,9 +26,6 @@ METRIC = "fault.seq"
 
 
 LANES = 50  # points per request, one series each
-
-
-PB = {"Content-Type": "application/x-protobuf"}
 
 
 class Recorder:

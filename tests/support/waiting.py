@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["eventually"]
+__all__ = ["eventually", "settled"]
 
 T = TypeVar("T")
 
@@ -30,4 +30,25 @@ def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(what() if callable(what) else what)
+        time.sleep(interval)
+
+
+def settled(
+    sample: Callable[[], T],
+    ready: Callable[[T], bool],
+    timeout: float = 15.0,
+    settle: float = 0.8,
+    interval: float = 0.2,
+) -> T:
+    """Samples until `ready` holds, waits `settle` seconds more and samples again (an exact
+    count must stay exact: nothing may arrive late). After `timeout` it returns the last sample
+    instead of failing, so the test's own assertions say what is missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = sample()
+        if ready(value):
+            time.sleep(settle)
+            return sample()
+        if time.monotonic() > deadline:
+            return value
         time.sleep(interval)

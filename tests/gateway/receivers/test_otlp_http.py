@@ -25,9 +25,9 @@ from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.selftelemetry import SelfTelemetry
 from tests.support.fakes import ListConsumer
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 
-PB = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
 
