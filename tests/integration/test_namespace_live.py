@@ -21,17 +21,15 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.catalogue import CATALOGUE
 from gateway.render import RenderOptions, render
 from tests.support.dashboards_live import (
     SCRAPE_SECONDS,
     Traffic,
     blackbox_exporter,
-    grafana_regex,
-    label_values,
+    opened_with_all,
     prometheus_config,
     substitute,
-    variable_query,
+    wait_for_every_metric,
     wait_for_series,
 )
 from tests.support.prometheus import query_response
@@ -44,32 +42,9 @@ DASHBOARD = "https://grafana.acme.test/d/acme-overview/acme-overview"
 _OURS = re.compile(r"(?<![\w:])acme_\w+|\b[a-z_]+:acme_\w+:\w+")
 
 
-def wait_for_every_metric(prometheus: str, timeout: float = 45.0) -> None:
-    wanted = {m.prometheus_name("acme") for m in CATALOGUE}
-    deadline = time.monotonic() + timeout
-    missing = wanted
-    while time.monotonic() < deadline:
-        result = query_response(prometheus, 'count by (__name__) ({__name__=~"acme_.+"})')
-        names = {
-            re.sub(r"_(bucket|sum|count)$", "", s["metric"]["__name__"])
-            for s in result["data"]["result"]
-        }
-        missing = wanted - names
-        if not missing:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"Prometheus never got {sorted(missing)}")
-
-
 def _panel_failures(prometheus: str, board: dict[str, Any]) -> tuple[list[str], int]:
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    selector, label = variable_query(variables["service"])
-    services = label_values(prometheus, label, selector)
-    assert {"demo", "telemetry-gateway"} <= set(services), services
-    all_services = grafana_regex(services)
-    selector, label = variable_query(variables["instance"])
-    instances = label_values(prometheus, label, selector.replace("$service", all_services))
-    all_instances = grafana_regex(instances)
+    _, all_services, all_instances = opened_with_all(prometheus, variables)
     failures: list[str] = []
     with_data = 0
     for panel in (p for p in board["panels"] if p["type"] != "row"):
@@ -107,7 +82,7 @@ def test_the_rendered_rules_and_dashboard_work_on_an_acme_gateway(tmp_path: Path
         traffic = Traffic(gw.otlp_http)
         traffic.start()
         try:
-            wait_for_every_metric(prom.url)
+            wait_for_every_metric(prom.url, timeout=45.0, namespace="acme")
             wait_for_series(prom.url, "job:acme_api_requests:rate5m", 60)
             time.sleep(4 * SCRAPE_SECONDS + 1)  # every rate() window has its samples
             failures, with_data = _panel_failures(prom.url, board)

@@ -363,12 +363,15 @@ def dashboard_variables() -> dict[str, Mapping[str, Any]]:
     return {v["name"]: v for v in board["templating"]["list"]}
 
 
-def wait_for_every_metric(prometheus: str, timeout: float = 30.0) -> None:
-    wanted = {m.prometheus_name(DEFAULT_NAMESPACE) for m in CATALOGUE}
+def wait_for_every_metric(
+    prometheus: str, timeout: float = 30.0, namespace: str = DEFAULT_NAMESPACE
+) -> None:
+    """Until Prometheus has a series of every catalogue metric under `namespace`."""
+    wanted = {m.prometheus_name(namespace) for m in CATALOGUE}
     deadline = time.monotonic() + timeout
     missing: set[str] = wanted
     while time.monotonic() < deadline:
-        result = query_response(prometheus, 'count by (__name__) ({__name__=~"coderunner_.+"})')
+        result = query_response(prometheus, f'count by (__name__) ({{__name__=~"{namespace}_.+"}})')
         names = {
             re.sub(r"_(bucket|sum|count)$", "", s["metric"]["__name__"])
             for s in result["data"]["result"]
@@ -380,8 +383,11 @@ def wait_for_every_metric(prometheus: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"Prometheus never got {sorted(missing)}")
 
 
-def run_panels(prometheus: str) -> list[str]:
-    variables = dashboard_variables()
+def opened_with_all(
+    prometheus: str, variables: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[str], str, str]:
+    """The dashboard as it opens, "All" in both variables: the services Prometheus has, and the
+    regexes $service and $instance then stand for."""
     selector, label = variable_query(variables["service"])
     services = label_values(prometheus, label, selector)
     assert {"demo", "telemetry-gateway"} <= set(services), services
@@ -389,6 +395,12 @@ def run_panels(prometheus: str) -> list[str]:
     selector, label = variable_query(variables["instance"])
     instances = label_values(prometheus, label, selector.replace("$service", all_services))
     all_instances = grafana_regex(instances)
+    return services, all_services, all_instances
+
+
+def run_panels(prometheus: str) -> list[str]:
+    variables = dashboard_variables()
+    services, all_services, all_instances = opened_with_all(prometheus, variables)
 
     failures = []
     checked = 0
