@@ -291,6 +291,11 @@ def prometheus_config(gateway: str, blackbox: str, others: Mapping[str, str] = {
     return json.dumps(config)  # JSON is YAML
 
 
+# The SLO period's rules run in one 1-minute group per SLO, each at its own offset: the SLO
+# panels have data once every SLO's group has run. (From main, where the tests wait for it.)
+EVERY_SLO_RECORDED = "count(count by (slo) (slo:period_error_budget_remaining:ratio)) >= 2"
+
+
 def wait_for_series(prometheus: str, expr: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not query_response(prometheus, expr)["data"]["result"]:

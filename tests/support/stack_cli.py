@@ -19,8 +19,14 @@ from tests.support.servers import REPO, free_port
 def run_stack(
     directory: Path, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    # The demo gets tables of its own, apart from other tests' demos in the shared database.
-    env = {**os.environ, "DEMO_TABLE_PREFIX": "stacktest_"}
+    # The demo gets tables of its own, apart from other tests' demos in the shared database;
+    # the pointer to the last stack (`up` writes it, on main) goes next to the test's
+    # directory, not into the user's state directory.
+    env = {
+        **os.environ,
+        "DEMO_TABLE_PREFIX": "stacktest_",
+        "XDG_STATE_HOME": str(directory.parent / "state"),
+    }
     return subprocess.run(
         [sys.executable, "-m", "gateway", "stack", "--dir", str(directory), *args],
         capture_output=True,
