@@ -14,9 +14,14 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.support.collector import COLLECTOR_CONFIG, CollectorPorts, collector_binary, localize
-from tests.support.collector import load_config as load_collector_config
-from tests.support.servers import wait_http
+from gateway.stack.collector_config import (
+    CollectorPorts,
+    built_collector,
+    load_collector_config,
+    localize_collector_config,
+)
+from gateway.stack.components import REPO
+from tests.support.servers import free_port, wait_http
 
 __all__ = ["Peer", "rss_bytes", "start_collector", "start_gateway"]
 
@@ -47,16 +52,24 @@ def rss_bytes(pid: int) -> int:
 
 
 def start_collector(tmp: Path, pin: Callable[[], None]) -> Peer:
-    ports = CollectorPorts()
+    ports = CollectorPorts(
+        otlp_grpc=free_port(),
+        otlp_http=free_port(),
+        health=free_port(),
+        telemetry=free_port(),
+        prometheus=free_port(),
+    )
     queue = tmp / "collector-queue"
     queue.mkdir(parents=True, exist_ok=True)
-    config = localize(load_collector_config(COLLECTOR_CONFIG), ports, queue)
+    config = localize_collector_config(
+        load_collector_config(REPO / "otel-collector" / "config.yaml"), ports, queue
+    )
     config_path = tmp / "collector.yaml"
     config_path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["LONGTERM_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
     proc = subprocess.Popen(
-        [str(collector_binary("main")), f"--config={config_path}"],
+        [str(built_collector(REPO, "main")), f"--config={config_path}"],
         preexec_fn=pin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -30,8 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ingest import load
 from bench.otlp_requests import counter_requests
-from tests.support.collector import COLLECTOR_DIR, CollectorPorts, collector_binary, localize
-from tests.support.collector import load_config as load_collector_config
+from gateway.stack.collector_config import (
+    CollectorPorts,
+    built_collector,
+    load_collector_config,
+    localize_collector_config,
+)
+from gateway.stack.components import REPO
 from tests.support.servers import free_port, wait_http
 
 SERVICES = 40
@@ -75,9 +80,11 @@ def run(replicas: int, bodies: list[bytes], args: argparse.Namespace, tmp: Path)
             argv += ["--grpc-port", str(grpc), "--log-level", "warning", "--config", str(config)]
             procs.append(subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1]))
             wait_http(f"http://127.0.0.1:{http}/live", proc=procs[-1])
-        lb_ports = CollectorPorts()
-        config = localize(
-            load_collector_config(COLLECTOR_DIR / "loadbalancer.yaml"), lb_ports, home
+        lb_ports = CollectorPorts(
+            otlp_grpc=free_port(), otlp_http=free_port(), health=free_port(), telemetry=free_port()
+        )
+        config = localize_collector_config(
+            load_collector_config(REPO / "otel-collector" / "loadbalancer.yaml"), lb_ports, home
         )
         config["exporters"]["load_balancing"]["resolver"]["static"]["hostnames"] = [
             f"127.0.0.1:{g}" for _, g in ports
@@ -89,7 +96,7 @@ def run(replicas: int, bodies: list[bytes], args: argparse.Namespace, tmp: Path)
             queue.pop("batch", None)
         (home / "lb.yaml").write_text(yaml.safe_dump(config))
         lb = subprocess.Popen(
-            [str(collector_binary("loadbalancer")), f"--config={home / 'lb.yaml'}"],
+            [str(built_collector(REPO, "loadbalancer")), f"--config={home / 'lb.yaml'}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -20,7 +20,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from demo.scenarios import SCENARIOS, Scenario
 from demo.settings import DEFAULT_DATABASE_URL
 from demo.traffic import MAX_RATE, TrafficGenerator, TrafficStats
 from gateway.catalogue import DEFAULT_NAMESPACE, by_name
+from gateway.stack.processes import port_free, start_logged
 
 __all__ = ["DemoError", "add_arguments", "parse_prometheus_text", "run_demo", "run_from_args"]
 
@@ -133,16 +133,6 @@ async def _get_json(url: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 async def _wait_live(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     async with httpx.AsyncClient(timeout=1.0) as client:
@@ -155,18 +145,6 @@ async def _wait_live(url: str, proc: subprocess.Popen[bytes], log: Path) -> None
                     return
             await asyncio.sleep(0.2)
     raise DemoError(f"{url} did not answer within {_START_TIMEOUT_S:.0f}s (log: {log})")
-
-
-def _spawn(argv: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=_REPO,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
-        )
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
@@ -488,7 +466,7 @@ async def _run(
         if gateway_config:
             raise DemoError("--config configures the demo's own gateway: not with --gateway")
     for name, port in ports:
-        if not _port_free(host, port):
+        if not port_free(port, host):
             raise DemoError(f"port {port} is in use: pass another {name}")
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="telemetry-demo-"))
     logs.mkdir(parents=True, exist_ok=True)
@@ -548,7 +526,7 @@ async def _run(
             # status page (a config file, or the environment, decides otherwise).
             gateway_env.setdefault("GATEWAY_HEALTH__DETAILS", "always")
         if external_gateway is None:
-            gateway = _spawn(gw_argv, logs / "gateway.log", gateway_env)
+            gateway = start_logged(gw_argv, logs / "gateway.log", gateway_env, _REPO)
             await _wait_live(gateway_url + "/live", gateway, logs / "gateway.log")
         else:
             # Any HTTP answer will do: behind `stack up --replicas`, the URL is the
@@ -558,7 +536,7 @@ async def _run(
                     await client.get(gateway_url + "/live")
             except httpx.HTTPError as exc:
                 raise DemoError(f"nothing answers at {gateway_url}: {exc}") from None
-        demo = _spawn(demo_argv, logs / "demo.log", demo_env)
+        demo = start_logged(demo_argv, logs / "demo.log", demo_env, _REPO)
         await _wait_live(demo_url + "/live", demo, logs / "demo.log")
         if proxy is not None:
             database = (await _get_json(demo_url + "/")).get("database", "")

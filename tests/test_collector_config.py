@@ -49,6 +49,7 @@ def _problems(out: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in lines if re.search(r"\t(warn|error)\t|^Error:", line)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("distribution", "files"),
     [(d, files) for d, sets in CONFIGS.items() for files in sets],
@@ -60,6 +61,7 @@ def test_every_config_passes_the_real_validate(distribution: str, files: tuple[P
     assert _problems(out) == []
 
 
+@pytest.mark.integration
 def test_validate_refuses_what_the_collector_refuses(tmp_path: Path) -> None:
     """The check above can fail: an undefined exporter, an unknown component type and a queue
     whose storage extension is not enabled are each refused by the binary."""
@@ -121,6 +123,7 @@ def _used(config: dict[str, Any]) -> dict[str, set[str]]:
     return {kind: {cid.split("/", 1)[0] for cid in config.get(kind) or {}} for kind in _KINDS}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("distribution", sorted(CONFIGS))
 def test_manifest_names_exactly_the_components_the_configs_use(distribution: str) -> None:
     used: dict[str, set[str]] = {kind: set() for kind in _KINDS}

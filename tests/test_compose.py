@@ -67,6 +67,7 @@ def test_config_validates_with_the_grafana_password(compose: dict[str, Any]) -> 
     assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "test-only-password"
 
 
+@pytest.mark.integration
 def test_config_refuses_to_run_without_the_grafana_password() -> None:
     result = _compose_config({})
     assert result.returncode != 0
@@ -236,6 +237,7 @@ def test_demo_is_behind_a_profile(compose: dict[str, Any]) -> None:
     assert traffic["network_mode"] == "service:demo"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(
     shutil.which("prometheus-blackbox-exporter") is None, reason="run make system-deps"
 )

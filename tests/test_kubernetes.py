@@ -20,6 +20,8 @@ import yaml
 
 from tests.support.collector import collector_binary
 
+pytestmark = pytest.mark.integration  # starts a server or a subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "kubernetes"
 

@@ -140,15 +140,18 @@ class OtlpForwarder:
         queue: ForwardQueue | None = None,
         *,
         sleep: Callable[[float], object] = asyncio.sleep,
-        full_retry_after_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
+        full_retry_after_seconds: float = 5.0,
     ) -> None:
+        """`sleep` and `clock` (a monotonic one) time the retries and the shutdown grace;
+        `transport` carries the HTTP requests (tests pass an in-process one)."""
         self._config = config
         # not `queue or ...`: an empty queue is falsy (it has __len__)
         self._queue: ForwardQueue = queue if queue is not None else MemoryQueue(config.queue_size)
         self._full_retry_after = full_retry_after_seconds
         self._sleep = sleep
-        #: the HTTP transport (unit tests pass an `httpx.MockTransport`); None: the network
+        self._clock = clock
         self._transport = transport
         self.counters = ForwarderCounters()
         self._wakeup = asyncio.Event()
@@ -235,9 +238,9 @@ class OtlpForwarder:
             return
         self._stopping = True
         self._wakeup.set()
-        deadline = time.monotonic() + grace_seconds
-        while len(self._queue) and time.monotonic() < deadline and not self._task.done():
-            await asyncio.sleep(0.05)
+        deadline = self._clock() + grace_seconds
+        while len(self._queue) and self._clock() < deadline and not self._task.done():
+            await self._sleep(0.05)  # type: ignore[misc]
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -331,7 +334,7 @@ class OtlpForwarder:
         if self._trouble == kind:
             return False
         if self._trouble is None:
-            self._trouble_since = time.monotonic()
+            self._trouble_since = self._clock()
         self._trouble = kind
         return True
 
@@ -344,7 +347,7 @@ class OtlpForwarder:
             "forwarder: upstream %s recovered after %.1fs (last trouble: %s; %d points "
             "dropped meanwhile)",
             self._config.endpoint,
-            time.monotonic() - self._trouble_since,
+            self._clock() - self._trouble_since,
             self._trouble,
             self._trouble_dropped,
         )
@@ -353,7 +356,7 @@ class OtlpForwarder:
 
     async def _deliver(self, payload: bytes, points: int) -> None:
         config = self._config
-        started = time.monotonic()
+        started = self._clock()
         backoff = config.initial_backoff_seconds
         while True:
             try:
@@ -362,7 +365,7 @@ class OtlpForwarder:
             except _Retry as exc:
                 if exc.unknown:
                     self.counters.redelivered += points
-                elapsed = time.monotonic() - started
+                elapsed = self._clock() - started
                 if config.max_elapsed_seconds and elapsed >= config.max_elapsed_seconds:
                     raise _GiveUp(f"retries_exhausted: {exc}") from None
                 wait = exc.after if exc.after is not None else backoff * (0.5 + random.random())

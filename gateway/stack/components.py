@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -17,6 +16,12 @@ import yaml
 
 from gateway.catalogue import DEFAULT_NAMESPACE
 from gateway.render import RenderOptions, local_links, render
+from gateway.stack.collector_config import (
+    CollectorNotBuilt,
+    CollectorPorts,
+    built_collector,
+    localize_collector_config,
+)
 from gateway.stack.notifications import write_alertmanager_config
 
 __all__ = [
@@ -214,17 +219,10 @@ def write_prometheus_config(s: StackSettings) -> Path:
 
 def collector_binary(s: StackSettings, distribution: str) -> str:
     """The built Collector binary (`make collector`), or a StackError saying how to build it."""
-    script = s.repo / "scripts" / "build-collector.sh"
-    out = subprocess.run(
-        ["bash", str(script), "--path", distribution], capture_output=True, text=True, check=False
-    )
-    path = Path(out.stdout.strip())
-    if out.returncode != 0 or not path.is_file():
-        raise StackError(
-            f"the {distribution} Collector is not built: run `make collector` (Go toolchain and "
-            "the Go module proxy needed)"
-        )
-    return str(path)
+    try:
+        return str(built_collector(s.repo, distribution))
+    except CollectorNotBuilt as exc:
+        raise StackError(str(exc)) from None
 
 
 def _replica_ports(s: StackSettings) -> list[tuple[int, int]]:
@@ -243,37 +241,36 @@ def write_collector_configs(s: StackSettings) -> dict[str, Path]:
     home = s.directory / "otel-collector"
     home.mkdir(parents=True, exist_ok=True)
     if s.collector:
-        config = yaml.safe_load((s.repo / "otel-collector" / "config.yaml").read_text())
-        config["extensions"]["health_check"]["endpoint"] = f"127.0.0.1:{s.collector_health_port}"
         queue = home / "queue"
         queue.mkdir(exist_ok=True)
-        config["extensions"]["file_storage/queue"]["directory"] = str(queue)
-        config["extensions"]["file_storage/queue"]["compaction"]["directory"] = str(queue)
-        protocols = config["receivers"]["otlp"]["protocols"]
-        protocols["grpc"]["endpoint"] = f"127.0.0.1:{s.collector_grpc_port}"
-        protocols["http"]["endpoint"] = f"127.0.0.1:{s.collector_http_port}"
-        config["exporters"]["prometheus"]["endpoint"] = f"127.0.0.1:{s.collector_exporter_port}"
-        _telemetry_port(config, s.collector_telemetry_port)
+        config = localize_collector_config(
+            yaml.safe_load((s.repo / "otel-collector" / "config.yaml").read_text()),
+            CollectorPorts(
+                otlp_grpc=s.collector_grpc_port,
+                otlp_http=s.collector_http_port,
+                health=s.collector_health_port,
+                telemetry=s.collector_telemetry_port,
+                prometheus=s.collector_exporter_port,
+            ),
+            queue,
+        )
         out["otel-collector"] = home / "config.yaml"
         out["otel-collector"].write_text(yaml.safe_dump(config, sort_keys=False))
     if s.replicas > 1:
-        config = yaml.safe_load((s.repo / "otel-collector" / "loadbalancer.yaml").read_text())
-        health = s.loadbalancer_health_port
-        config["extensions"]["health_check"]["endpoint"] = f"127.0.0.1:{health}"
-        protocols = config["receivers"]["otlp"]["protocols"]
-        protocols["grpc"]["endpoint"] = f"127.0.0.1:{s.gateway_grpc_port}"
-        protocols["http"]["endpoint"] = f"127.0.0.1:{s.gateway_port}"
-        _telemetry_port(config, s.loadbalancer_telemetry_port)
+        config = localize_collector_config(
+            yaml.safe_load((s.repo / "otel-collector" / "loadbalancer.yaml").read_text()),
+            CollectorPorts(
+                otlp_grpc=s.gateway_grpc_port,
+                otlp_http=s.gateway_port,
+                health=s.loadbalancer_health_port,
+                telemetry=s.loadbalancer_telemetry_port,
+            ),
+        )
         resolver = config["exporters"]["load_balancing"]["resolver"]
         resolver["static"]["hostnames"] = [f"127.0.0.1:{g}" for _, g in _replica_ports(s)]
         out["loadbalancer"] = home / "loadbalancer.yaml"
         out["loadbalancer"].write_text(yaml.safe_dump(config, sort_keys=False))
     return out
-
-
-def _telemetry_port(config: dict[str, Any], port: int) -> None:
-    for reader in config["service"]["telemetry"]["metrics"]["readers"]:
-        reader["pull"]["exporter"]["prometheus"].update(host="127.0.0.1", port=port)
 
 
 def build_components(s: StackSettings, environ: Mapping[str, str]) -> list[Component]:

@@ -30,6 +30,7 @@ __all__ = [
     "is_alive",
     "port_free",
     "spawn",
+    "start_logged",
     "stop_process",
     "tail",
 ]
@@ -48,14 +49,14 @@ class ProcessRecord:
     optional: bool = False
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether a server could listen on the port now. SO_REUSEADDR, as the servers themselves
     set it: without it, connections in TIME_WAIT (a stopped component's last scrapes and
     health polls) make a free port look taken, and `restart` fails."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
         return True
@@ -78,24 +79,35 @@ def tail(path: Path, lines: int) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def start_logged(
+    argv: Sequence[str], log: Path, env: Mapping[str, str], cwd: Path
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a session of its own, its output appended to `log` after a line saying
+    when it started. Its own session: Ctrl-C at the terminal reaches only the caller, which
+    stops its children in order, and a signal to the process group reaches all it spawned.
+    Raises OSError when the binary cannot run."""
+    with log.open("ab") as sink:
+        sink.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting\n".encode())
+        sink.flush()
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
 def spawn(
     component: Component, log: Path, environ: Mapping[str, str], cwd: Path
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
     """Start the component detached from this process (its own session, so it outlives the
     command and `stop` can signal its whole process group). Raises OSError when the binary
     cannot run."""
-    with log.open("ab") as sink:
-        sink.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting\n".encode())
-        sink.flush()
-        proc = subprocess.Popen(
-            component.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=dict(component.env if component.env is not None else environ),
-            cwd=component.cwd or cwd,
-            start_new_session=True,
-        )
+    env = component.env if component.env is not None else environ
+    proc = start_logged(component.argv, log, env, component.cwd or cwd)
     record = ProcessRecord(
         proc.pid,
         psutil.Process(proc.pid).create_time(),

@@ -8,8 +8,6 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from instrumentation import Instrumentation, InstrumentationSettings, setup
 
-DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -15,10 +15,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from demo.app import create_app
 from demo.settings import DemoSettings
 from instrumentation import InstrumentationSettings, setup
-from tests.demo.conftest import DSN
-from tests.instrumentation.support import collect, value_of
+from tests.support.instrumentation import collect, value_of
+from tests.support.postgres import DSN
 
-pytestmark = pytest.mark.anyio
+# integration: it talks to PostgreSQL
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 def make(reader: InMemoryMetricReader, **settings: object) -> FastAPI:

@@ -30,10 +30,11 @@ from demo.db import token_for
 from demo.settings import DemoSettings
 from gateway.catalogue import by_name
 from instrumentation import InstrumentationSettings, setup
-from tests.demo.conftest import DSN
-from tests.instrumentation.support import Points, collect
+from tests.support.instrumentation import Points, collect
+from tests.support.postgres import DSN
 from tests.support.servers import free_port
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import eventually
 
 STATUS = by_name("health.check.status").otel_name()
 DURATION = by_name("health.check.duration").otel_name()
@@ -119,13 +120,7 @@ def serve(app: FastAPI) -> Iterator[Served]:
         thread.join(10)
 
 
-def wait_until(probe: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
+@pytest.mark.integration
 def test_hub_check_counts_open_websockets_warns_near_and_fails_at_capacity() -> None:
     reader = InMemoryMetricReader()
     app = make(reader, database_url=NO_DB, health_interval_s=0.02, websocket_max_connections=10)
@@ -143,7 +138,7 @@ def test_hub_check_counts_open_websockets_warns_near_and_fails_at_capacity() -> 
                 and e["status"] == status
             )
 
-        wait_until(hub_says(0, "pass"))
+        eventually(hub_says(0, "pass"))
         entries = demo.hub_entries()
         assert entries["open"]["observedUnit"] == "connections"
         assert entries["open"]["componentType"] == "component"
@@ -151,12 +146,12 @@ def test_hub_check_counts_open_websockets_warns_near_and_fails_at_capacity() -> 
         assert status_of(collect(reader)[0], "websocket") == 1.0
 
         open_sockets(9)
-        wait_until(hub_says(9, "warn"))
+        eventually(hub_says(9, "warn"))
         assert "nearly full: 9 of 10" in demo.hub_entries()["open"]["output"]
         assert status_of(collect(reader)[0], "websocket") == 0.5
 
         open_sockets(1)
-        wait_until(hub_says(10, "fail"))
+        eventually(hub_says(10, "fail"))
         assert status_of(collect(reader)[0], "websocket") == 0.0
         # An optional component: the service still answers ready, overall only warns.
         assert demo.client.get("/ready").status_code == 200
@@ -167,13 +162,14 @@ def test_hub_check_counts_open_websockets_warns_near_and_fails_at_capacity() -> 
         assert refused.value.response.headers["Retry-After"] == "5"
 
         sockets.close()  # everyone leaves
-        wait_until(hub_says(0, "pass"))
+        eventually(hub_says(0, "pass"))
         assert status_of(collect(reader)[0], "websocket") == 1.0
     points, _ = collect(reader)
     events = {a["status"]: p.value for a, p in points[WS_EVENTS]}
     assert events == {"authenticated": 10, "closed": 10, "rejected": 1}
 
 
+@pytest.mark.integration
 def test_the_hub_is_closed_outside_the_lifespan_and_says_so() -> None:
     reader = InMemoryMetricReader()
     app = make(reader, database_url=NO_DB, health_interval_s=0.02)
@@ -186,7 +182,7 @@ def test_the_hub_is_closed_outside_the_lifespan_and_says_so() -> None:
             ws.send("x")
             ws.recv(timeout=5)
             assert hub.open_connections == 1
-        wait_until(lambda: hub.open_connections == 0)
+        eventually(lambda: hub.open_connections == 0)
     assert hub.accepting is False
 
 
@@ -240,6 +236,7 @@ async def until(reader: InMemoryMetricReader, ready: Callable[[Points], bool]) -
     return points
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_database_cut_opens_the_breaker_and_the_metrics_follow(
     proxied_demo: tuple[FastAPI, InMemoryMetricReader, TcpProxy],
@@ -296,6 +293,7 @@ def loop_errors(loop: asyncio.AbstractEventLoop) -> Iterator[list[dict[str, Any]
         loop.set_exception_handler(previous)
 
 
+@pytest.mark.integration
 @pytest.mark.anyio
 async def test_shutdown_while_the_database_check_hangs_leaves_no_orphaned_errors() -> None:
     """The database was down at start, so the check keeps its own pool; at shutdown a run is

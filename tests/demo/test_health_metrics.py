@@ -21,9 +21,8 @@ from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.defaults import default_views
 from gateway.processors.views import ViewProcessor
 from instrumentation import Instrumentation, InstrumentationSettings, setup
-from tests.gateway.health.otlp_points import ListConsumer
-from tests.instrumentation.support import collect, value_of
-from tests.support.common import FakeClock
+from tests.support.fakes import FakeClock, ListConsumer
+from tests.support.instrumentation import collect, value_of
 
 STATUS = by_name("health.check.status").otel_name()
 DURATION = by_name("health.check.duration").otel_name()

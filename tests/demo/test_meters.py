@@ -7,7 +7,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from demo.meters import Meters
 from gateway.catalogue import by_name
 from instrumentation import Instrumentation
-from tests.instrumentation.support import collect, value_of
+from tests.support.instrumentation import collect, value_of
 
 
 @pytest.fixture

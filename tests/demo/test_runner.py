@@ -14,8 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from demo.runner import _port_free, run_demo
-from tests.demo.conftest import DSN
+from demo.runner import run_demo
+from gateway.stack.processes import port_free
+from tests.support.postgres import DSN
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def test_demo_runs_summarises_and_stops_on_ctrl_c(
     assert "demo stopped" in text
     # Everything it started is gone: the ports are free again.
     for port in (http, grpc, demo):
-        assert _port_free("127.0.0.1", port), port
+        assert port_free(port), port
     assert (tmp_path / "gateway.log").exists() and (tmp_path / "demo.log").exists()
 
 

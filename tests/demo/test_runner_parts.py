@@ -1,6 +1,8 @@
 import io
 import socket
 
+import pytest
+
 from demo.runner import GatewayFigures, Summary, parse_prometheus_text, run_demo
 
 TEXT = """# HELP x
@@ -34,6 +36,7 @@ def test_summary_from_samples_and_rate() -> None:
     assert later.requests_per_s == 10.0
 
 
+@pytest.mark.integration
 def test_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

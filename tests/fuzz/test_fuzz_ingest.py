@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from tests.fuzz.corpus import PROTOBUF, Payload, bad_payloads, fixed_corpus
+from tests.support.fuzz_corpus import PROTOBUF, Payload, bad_payloads, fixed_corpus
 from tests.support.otlp import Req
 from tests.support.promtext import parse
 from tests.support.servers import GatewayProcess, run_gateway

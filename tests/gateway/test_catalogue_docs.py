@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.catalogue import CATALOGUE, RENAMED
 from gateway.catalogue_docs import DOC_PATH, render
 
@@ -24,6 +26,7 @@ def test_every_metric_and_every_rename_is_listed() -> None:
         assert original in text and new in text
 
 
+@pytest.mark.integration
 def test_check_mode_fails_on_a_stale_file(tmp_path: Path) -> None:
     copy = tmp_path / "metrics.md"
 

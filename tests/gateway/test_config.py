@@ -50,6 +50,7 @@ def test_config_is_frozen() -> None:
         config.server.http_port = 1  # type: ignore[misc]
 
 
+@pytest.mark.integration
 def test_check_config_command_prints_every_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  http_port: nope\nlimits:\n  max_body_bytes: 0\n")
@@ -188,6 +189,7 @@ def test_a_section_error_blames_what_set_its_keys() -> None:
     ]
 
 
+@pytest.mark.integration  # runs `telemetry-gateway check-config` as a subprocess
 def test_check_config_names_where_each_value_came_from(tmp_path: Path) -> None:
     f = tmp_path / "g.yaml"
     f.write_text("server: {http_port: 4400}\nhealth: {postgres: {dsn: 'postgresql://a:pw@h/d'}}\n")
@@ -224,6 +226,7 @@ def test_check_config_names_where_each_value_came_from(tmp_path: Path) -> None:
     assert "server.grpc_port = 4317  (default)" in every.stdout
 
 
+@pytest.mark.integration  # runs `telemetry-gateway check-config` as a subprocess
 def test_check_config_blames_an_environment_typo_on_the_variable(tmp_path: Path) -> None:
     f = tmp_path / "g.yaml"
     f.write_text("queue: {kind: memory}\n")
@@ -240,6 +243,7 @@ def test_check_config_blames_an_environment_typo_on_the_variable(tmp_path: Path)
     )
 
 
+@pytest.mark.integration  # runs `telemetry-gateway check-config` as a subprocess
 def test_check_config_names_gateway_variables_that_are_no_setting(tmp_path: Path) -> None:
     f = tmp_path / "g.yaml"
     f.write_text("{}\n")

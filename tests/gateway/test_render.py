@@ -93,6 +93,7 @@ def test_no_trace_of_the_default_namespace_remains(acme: Path) -> None:
     assert "acme_api_requests_total" in (acme / "docs" / "metrics.md").read_text()
 
 
+@pytest.mark.integration
 def test_rendered_promtool_tests_pass_against_rendered_rules(acme: Path) -> None:
     prom = acme / "prometheus"
     rules = sorted(str(p) for p in (prom / "rules").glob("*.yml"))
@@ -233,6 +234,7 @@ def test_command_writes_local_links_by_default(
     assert "letters, digits and underscores" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_the_local_stack_renders_its_rules_for_its_namespace_and_urls(tmp_path: Path) -> None:
     """`stack up --namespace acme --prometheus-external-url URL`: Prometheus loads rules
     rendered for acme that link to the stack's own gateway, and has the external URL."""

@@ -10,11 +10,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from instrumentation import Instrumentation
 from instrumentation._asyncpg import operation_name
-from tests.instrumentation.support import collect, value_of
+from tests.support.instrumentation import collect, value_of
+from tests.support.postgres import DSN
 
 pytestmark = pytest.mark.anyio
 
-DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 METRIC = "db.client.operation.duration"
 
 
@@ -33,6 +33,7 @@ def test_operation_name(sql: object, op: str) -> None:
     assert operation_name(sql) == op
 
 
+@pytest.mark.integration
 async def test_operations_counted_by_verb_and_outcome(
     handle: Instrumentation, reader: InMemoryMetricReader
 ) -> None:
@@ -67,6 +68,7 @@ async def test_operations_counted_by_verb_and_outcome(
     assert metrics[METRIC].unit == "s"
 
 
+@pytest.mark.integration
 async def test_pool_queries_are_counted_once(
     handle: Instrumentation, reader: InMemoryMetricReader
 ) -> None:
@@ -81,6 +83,7 @@ async def test_pool_queries_are_counted_once(
     assert value_of(points, METRIC, **select).count == 4
 
 
+@pytest.mark.integration
 async def test_after_shutdown_queries_are_not_recorded(reader: InMemoryMetricReader) -> None:
     from instrumentation import InstrumentationSettings, setup
 

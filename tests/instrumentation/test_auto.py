@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from instrumentation import Instrumentation, instrument_app
 from instrumentation._auto import AppInstrumentor, GatewayConfigurator, GatewayDistro
-from tests.instrumentation.support import collect
+from tests.support.instrumentation import collect
 
 pytestmark = pytest.mark.anyio
 

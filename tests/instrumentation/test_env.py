@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.metrics.v1 import (
 )
 
 from instrumentation import Instrumentation, InstrumentationSettings, setup
-from tests.instrumentation.support import OtlpHttpReceiver, otlp_http_receiver
+from tests.support.instrumentation import OtlpHttpReceiver, otlp_http_receiver
 
 ALL_OTEL = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -58,6 +58,7 @@ def export_once(**kwargs: object) -> None:
     h.shutdown()  # flushes: one export
 
 
+@pytest.mark.integration
 def test_endpoint_gets_the_signal_path(
     receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,6 +67,7 @@ def test_endpoint_gets_the_signal_path(
     assert [r.path for r in receiver.received] == ["/v1/metrics"]
 
 
+@pytest.mark.integration
 def test_metrics_endpoint_is_used_as_is_and_wins(
     receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,6 +77,7 @@ def test_metrics_endpoint_is_used_as_is_and_wins(
     assert [r.path for r in receiver.received] == ["/custom/ingest"]
 
 
+@pytest.mark.integration
 def test_explicit_endpoint_argument_wins_over_the_environment(
     receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +86,7 @@ def test_explicit_endpoint_argument_wins_over_the_environment(
     assert [r.path for r in receiver.received] == ["/v1/metrics"]
 
 
+@pytest.mark.integration
 def test_headers(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=blue,authorization=Bearer%20t0k")
@@ -92,6 +96,7 @@ def test_headers(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch) ->
     assert headers["authorization"] == "Bearer t0k"
 
 
+@pytest.mark.integration
 def test_metrics_headers_win_over_general_headers(
     receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,6 +107,7 @@ def test_metrics_headers_win_over_general_headers(
     assert receiver.received[0].headers["x-tenant"] == "metrics"
 
 
+@pytest.mark.integration
 def test_service_name(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
@@ -111,6 +117,7 @@ def test_service_name(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatc
     assert attrs["service.name"] == "billing"  # OTEL_SERVICE_NAME wins, as the spec says
 
 
+@pytest.mark.integration
 def test_resource_attributes_override_defaults_not_arguments(
     receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,6 +137,7 @@ def test_resource_attributes_override_defaults_not_arguments(
     assert len(attrs["service.instance.id"]) == 36
 
 
+@pytest.mark.integration
 def test_export_interval(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")  # ms
@@ -145,6 +153,7 @@ def test_export_interval(receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyP
         h.shutdown()
 
 
+@pytest.mark.integration
 def test_sdk_disabled_sends_nothing(
     receiver: OtlpHttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, HTTPException
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from instrumentation import Instrumentation, InstrumentationSettings, instrument_app
-from tests.instrumentation.support import collect, otlp_http_receiver, value_of
+from tests.support.instrumentation import collect, otlp_http_receiver, value_of
 
 pytestmark = pytest.mark.anyio
 
@@ -139,6 +139,7 @@ async def test_excluded_paths_and_websockets_are_not_measured(
     assert sum(p.count for _, p in points[DURATION]) == 1
 
 
+@pytest.mark.integration
 async def test_lifespan_sets_up_and_flushes_on_shutdown() -> None:
     app = make_app()
     with otlp_http_receiver() as receiver:

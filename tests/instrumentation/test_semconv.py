@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from gateway.catalogue import DEFAULT_NAMESPACE
@@ -46,6 +47,7 @@ def test_the_catalogue_shares_the_namespace() -> None:
     assert DEFAULT_NAMESPACE == semconv.DEFAULT_NAMESPACE
 
 
+@pytest.mark.integration
 def test_importing_the_names_loads_neither_the_sdk_nor_the_gateway() -> None:
     code = (
         "import sys, instrumentation.semconv\n"

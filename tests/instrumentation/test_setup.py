@@ -38,6 +38,7 @@ def test_a_provider_inherited_through_fork_is_reported(
     assert len(caplog.records) == open_handles - 1
 
 
+@pytest.mark.integration  # its exporter connects to a collector address
 @pytest.mark.parametrize(
     ("resource_attributes", "environment", "warned"),
     [

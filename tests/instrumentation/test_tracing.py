@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from instrumentation import Instrumentation, instrument_app
-from tests.instrumentation.support import collect, value_of
+from tests.support.instrumentation import collect, value_of
 
 pytestmark = pytest.mark.anyio
 

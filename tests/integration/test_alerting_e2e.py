@@ -36,6 +36,7 @@ from opentelemetry.sdk.resources import Resource
 
 from gateway.catalogue import by_name
 from tests.alertmanager.amconfig import with_webhook
+from tests.support.alert_rules import rules_with_short_for
 from tests.support.collector import run_collector
 from tests.support.servers import (
     REPO,
@@ -48,30 +49,6 @@ from tests.support.servers import (
 pytestmark = pytest.mark.integration
 
 SERVICE = "coderunner-api"
-_DURATION = re.compile(r"^(\d+)([smh])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600}
-
-
-def _shorten_for(duration: str) -> str:
-    """`for:` divided by 30: 2m -> 4s, 5m -> 10s, 15m -> 30s. (By 60, the 3 s between the
-    critical and its warning twin was too little on a loaded machine: the warning reached the
-    webhook before the critical could inhibit it, about one run in five.)"""
-    match = _DURATION.match(duration)
-    assert match, f"unexpected for: {duration}"
-    seconds = int(match.group(1)) * _SECONDS[match.group(2)]
-    return f"{max(1, seconds // 30)}s"
-
-
-def _rules_with_short_for() -> dict[str, str]:
-    files = {}
-    for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
-        data = yaml.safe_load(path.read_text())
-        for group in data["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = _shorten_for(rule["for"])
-        files[f"rules/{path.name}"] = yaml.safe_dump(data, sort_keys=False)
-    return files
 
 
 def _prometheus_config(
@@ -177,7 +154,10 @@ def test_error_rate_pages_inhibits_the_warning_then_resolves(
         run_prometheus(
             tmp_path,
             _prometheus_config(gateway.http_port, int(am.url.rsplit(":", 1)[1]), collector),
-            extra_files=_rules_with_short_for(),
+            # By 60, the 3 s between the critical and its warning twin was too little on a loaded
+            # machine: the warning reached the webhook before the critical could inhibit it,
+            # about one run in five.
+            extra_files=rules_with_short_for(divisor=30),
         ) as prom,
     ):
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gateway.catalogue import by_name
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 from tests.support.promtext import parse
 from tests.support.servers import run_gateway
@@ -27,7 +28,6 @@ cardinality:
   per_metric: {wide_total: 50}
   max_label_value_length: 16
 """
-PB = {"Content-Type": "application/x-protobuf"}
 
 
 def test_overflow_and_truncation_through_a_real_gateway(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,28 +25,16 @@ from demo.meters import Meters
 from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Kind, Layer, Metric, by_name
 from instrumentation import InstrumentationSettings, instrument_app, setup
 from instrumentation import _asyncpg as asyncpg_metrics
+from tests.support.gateway_config import QUIET
 from tests.support.promtext import Samples, parse
 from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-QUIET = (
-    "observers:\n  enabled: false\n"
-    "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
-    "  system: {enabled: false}\n"
-)
 SERVICE_LABELS = {"job", "instance"}
 LAYERS = (Layer.APPLICATION, Layer.BUSINESS)
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def _service_app() -> FastAPI:

@@ -18,18 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_reliability_fault import LANES, Stream, recorder, wait_for
 from tests.support.collector import COLLECTOR_DIR, CollectorPorts, load_config, run_collector
+from tests.support.fault_stream import LANES, Stream, recorder
+from tests.support.gateway_client import self_metric
 from tests.support.promtext import parse
-from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.servers import run_gateway
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 TOTAL = 300  # requests of LANES points
-
-
-def _self_metric(gw: GatewayProcess, name: str) -> float:
-    return sum(v for _, v in parse(httpx.get(gw.url + "/metrics/self").text).all(name))
 
 
 def _collector_queue_size(telemetry: str) -> float:
@@ -68,13 +66,13 @@ queue: {{kind: disk, path: {tmp_path / "gateway-queue" / "forward.db"}}}
                 collector.proc.kill()
                 collector.proc.wait()
             stream.wait_accepted(120)
-            assert _self_metric(gw, "coderunner_gateway_forward_queue_length") > 0
+            assert self_metric(gw, "coderunner_gateway_forward_queue_length") > 0
             with run_collector(tmp_path, config, ports=ports, env=env) as collector:
                 stream.wait_accepted(160)
                 # 2. The final upstream goes away: the Collector's persistent queue fills...
                 upstream.stop()
                 stream.wait_accepted(230)
-                wait_for(
+                eventually(
                     lambda: _collector_queue_size(collector.telemetry_target) > 0,
                     timeout=15,
                     what="the Collector's persistent queue never held anything",
@@ -85,14 +83,14 @@ queue: {{kind: disk, path: {tmp_path / "gateway-queue" / "forward.db"}}}
             with run_collector(tmp_path, config, ports=ports, env=env) as collector:
                 upstream.start()
                 assert stream.done.wait(90), "the stream did not finish"
-                wait_for(
+                eventually(
                     lambda: not upstream.missing(stream.accepted),
                     timeout=60,
                     what=f"never arrived: {sorted(upstream.missing(stream.accepted))[:20]}",
                 )
-                redelivered = _self_metric(gw, "coderunner_gateway_points_redelivered_total")
+                redelivered = self_metric(gw, "coderunner_gateway_points_redelivered_total")
                 # The queues drain: nothing is left on its way.
-                wait_for(
+                eventually(
                     lambda: _collector_queue_size(collector.telemetry_target) == 0,
                     timeout=20,
                     what="the Collector's persistent queue did not drain",

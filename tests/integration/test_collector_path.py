@@ -48,22 +48,23 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 from demo.traffic import TrafficGenerator
 from gateway.catalogue import by_name
 from tests.alertmanager.amconfig import with_webhook
-from tests.integration.test_dashboards_live import (
+from tests.support.collector import CollectorProcess, run_collector
+from tests.support.dashboards_live import (
     EVERY_SLO_RECORDED,
     SCRAPE_SECONDS,
-    _blackbox_exporter,
-    _hostport,
-    _peer_config,
-    _prometheus_config,
-    _rule_files,
-    _run_panels,
-    _Traffic,
-    _wait_for_every_metric,
-    _wait_for_series,
+    Traffic,
+    blackbox_exporter,
+    hostport,
+    peer_config,
+    prometheus_config,
+    rule_files,
+    run_panels,
+    wait_for_every_metric,
+    wait_for_series,
 )
-from tests.integration.test_observers_node_exporter import node_exporter
-from tests.support.collector import CollectorProcess, run_collector
 from tests.support.exporters import postgres_exporter, redis_exporter
+from tests.support.gateway_config import QUIET
+from tests.support.node_exporter import node_exporter
 from tests.support.otlp import DELTA, Req
 from tests.support.servers import (
     GatewayProcess,
@@ -78,12 +79,6 @@ pytestmark = pytest.mark.integration
 DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Only the test's data is forwarded: no observers, no health checks (whose values change
 # between the two scrapes).
-QUIET = (
-    "observers:\n  enabled: false\n"
-    "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
-    "  system: {enabled: false}\n"
-    "memory_limiter: {soft_limit_bytes: 0}\n"
-)
 OPENMETRICS = {"Accept": "application/openmetrics-text;version=1.0.0"}
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 
@@ -308,24 +303,24 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
         run_gateway(
             tmp_path, grpc=False, config=f"forwarder:\n  endpoint: {collector.otlp_http_url}\n"
         ) as gw,
-        _blackbox_exporter(tmp_path) as blackbox,
+        blackbox_exporter(tmp_path) as blackbox,
         run_alertmanager(tmp_path, with_webhook("http://127.0.0.1:9/unused")) as am,
         node_exporter(tmp_path) as node,
         postgres_exporter(tmp_path) as pg_exporter,
         redis_exporter(tmp_path) as redis,
-        run_prometheus(tmp_path, _peer_config(am.url), extra_files=_rule_files()) as peer,
+        run_prometheus(tmp_path, peer_config(am.url), extra_files=rule_files()) as peer,
     ):
         config = json.loads(
-            _prometheus_config(
+            prometheus_config(
                 gw.url.removeprefix("http://"),
                 blackbox,
                 {
-                    "prometheus": _hostport(peer.url),
-                    "alertmanager": _hostport(am.url),
-                    "node": _hostport(node.url),
+                    "prometheus": hostport(peer.url),
+                    "alertmanager": hostport(am.url),
+                    "node": hostport(node.url),
                     "otel-collector-self": collector.telemetry_target,
-                    "postgres": _hostport(pg_exporter.url),
-                    "redis": _hostport(redis.url),
+                    "postgres": hostport(pg_exporter.url),
+                    "redis": hostport(redis.url),
                 },
             )
         )
@@ -335,14 +330,14 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
             {"job_name": "otel-collector", "honor_labels": True,
              "static_configs": [{"targets": [collector.exporter_target]}]}
         )  # fmt: skip
-        with run_prometheus(tmp_path, json.dumps(config), extra_files=_rule_files()) as prom:
-            traffic = _Traffic(gw.otlp_http)
+        with run_prometheus(tmp_path, json.dumps(config), extra_files=rule_files()) as prom:
+            traffic = Traffic(gw.otlp_http)
             traffic.start()
             try:
-                _wait_for_every_metric(prom.url)
-                _wait_for_series(prom.url, EVERY_SLO_RECORDED, 150)
+                wait_for_every_metric(prom.url)
+                wait_for_series(prom.url, EVERY_SLO_RECORDED, 150)
                 time.sleep(4 * SCRAPE_SECONDS + 1)
-                failures = _run_panels(prom.url)
+                failures = run_panels(prom.url)
             finally:
                 traffic.stop()
     assert failures == [], "\n".join(failures)

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 from tests.support.promtext import parse
 from tests.support.servers import GatewayProcess, run_gateway
@@ -24,7 +25,6 @@ from tests.support.servers import GatewayProcess, run_gateway
 pytestmark = pytest.mark.integration
 
 LIMIT = 1024 * 1024
-PB = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 
 

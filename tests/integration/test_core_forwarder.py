@@ -10,32 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.common import eventually, post
+from tests.support.gateway_client import PB, push, self_metric
+from tests.support.gateway_config import QUIET
 from tests.support.otlp import Req
 from tests.support.promtext import parse
-from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.servers import run_gateway
 from tests.support.upstream import run_upstream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-PB = {"Content-Type": "application/x-protobuf"}
 # Only the test's own points travel upstream: the system observer and the health checks
 # (whose metrics go through the pipeline too, the memory limiter's included) are off.
-QUIET = (
-    "observers:\n  enabled: false\n"
-    "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
-    "  system: {enabled: false}\n"
-    "memory_limiter: {soft_limit_bytes: 0}\n"
-)
-
-
-def push(gw: GatewayProcess, req: Req) -> None:
-    post(gw.otlp_http, req)
-
-
-def self_metric(gw: GatewayProcess, name: str, **labels: str) -> float:
-    found = parse(httpx.get(gw.url + "/metrics/self").text).all(name, **labels)
-    return sum(v for _, v in found)
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])

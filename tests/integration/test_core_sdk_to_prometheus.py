@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.prometheus import query, values
 from tests.support.promtext import Samples, parse
 from tests.support.servers import REPO, GatewayProcess, run_gateway, run_prometheus
 
@@ -133,11 +134,7 @@ scrape_configs:
         deadline = time.monotonic() + 30
         result: list[dict[str, object]] = []
         while time.monotonic() < deadline:
-            r = httpx.get(
-                prom.url + "/api/v1/query",
-                params={"query": 'app_requests_total{job="svc-grpc-delta"}'},
-            ).json()
-            result = r["data"]["result"]
+            result = query(prom.url, 'app_requests_total{job="svc-grpc-delta"}')
             if result:
                 break
             time.sleep(0.5)
@@ -149,8 +146,7 @@ scrape_configs:
             "histogram_quantile(0.5, sum by (le) "
             '(app_duration_seconds_bucket{job="svc-http-delta"}))'
         )
-        r = httpx.get(prom.url + "/api/v1/query", params={"query": q}).json()
-        assert 0 < float(r["data"]["result"][0]["value"][1]) <= 5
+        assert 0 < values(prom.url, q)[0] <= 5
         targets = httpx.get(prom.url + "/api/v1/targets").json()["data"]["activeTargets"]
         assert targets[0]["health"] == "up", targets[0]
         assert targets[0]["lastError"] == ""

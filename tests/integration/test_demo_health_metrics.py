@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tests.support.servers import (
     run_prometheus,
 )
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -136,19 +136,18 @@ def test_demo_database_cut_shows_in_gateway_metrics_and_fires_the_alert(tmp_path
                 if a["labels"].get("alertname") == ALERT and a["labels"].get("job") == JOB
             ]
 
-        def eventually(what: str, ready: Callable[[], bool], timeout: float = 15.0) -> None:
-            deadline = time.monotonic() + timeout
-            while not ready():
-                if time.monotonic() > deadline:
-                    health = http.get(demo + "/api/health").json()
-                    raise AssertionError(
-                        f"{what} not seen within {timeout}s\n"
-                        f"demo health: {health}\n"
-                        f"gateway: {[s for s in scrape().get(STATUS, [])]}"
-                        f" {scrape().get(STATE, [])}\n"
-                        f"alerts: {alert_states()}\n{gateway.log_text()[-1500:]}"
-                    )
-                time.sleep(0.1)
+        def diagnosis(what: str, timeout: float) -> str:
+            health = http.get(demo + "/api/health").json()
+            return (
+                f"{what} not seen within {timeout}s\n"
+                f"demo health: {health}\n"
+                f"gateway: {[s for s in scrape().get(STATUS, [])]}"
+                f" {scrape().get(STATE, [])}\n"
+                f"alerts: {alert_states()}\n{gateway.log_text()[-1500:]}"
+            )
+
+        def seen(what: str, ready: Callable[[], bool], timeout: float = 15.0) -> None:
+            eventually(ready, timeout, lambda: diagnosis(what, timeout))
 
         def db_is(status: float, state: str) -> Callable[[], bool]:
             def check() -> bool:
@@ -161,7 +160,7 @@ def test_demo_database_cut_shows_in_gateway_metrics_and_fires_the_alert(tmp_path
             return check
 
         # Healthy: the demo's checks reach the gateway under the catalogue's names.
-        eventually("postgresql pass, breaker closed", db_is(1.0, "closed"))
+        seen("postgresql pass, breaker closed", db_is(1.0, "closed"))
         samples = scrape()
         assert value(samples, STATUS, component="websocket") == 1.0
         assert value(samples, DURATION, component="postgresql") is not None
@@ -182,17 +181,17 @@ def test_demo_database_cut_shows_in_gateway_metrics_and_fires_the_alert(tmp_path
 
         # Cut: the check fails, the breaker opens, the project's alert fires for the demo.
         proxy.cut()
-        eventually("postgresql fail, breaker open", db_is(0.0, "open"))
+        seen("postgresql fail, breaker open", db_is(0.0, "open"))
         samples = scrape()
         assert value(samples, STATE, component="postgresql", state="closed") == 0.0
         trips = value(samples, TRANSITIONS, component="postgresql", **{"from": "closed"})
         assert trips == 1.0
         assert http.get(demo + "/live").status_code == 200
-        eventually(f"{ALERT} firing for {JOB}", lambda: alert_states() == ["firing"])
+        seen(f"{ALERT} firing for {JOB}", lambda: alert_states() == ["firing"])
 
         # Restore: after the cooldown a half-open trial passes; back to 1 and closed.
         proxy.restore()
-        eventually("postgresql pass, breaker closed again", db_is(1.0, "closed"))
+        seen("postgresql pass, breaker closed again", db_is(1.0, "closed"))
         samples = scrape()
         edges = {
             (labels["from"], labels["to"]): v
@@ -203,4 +202,4 @@ def test_demo_database_cut_shows_in_gateway_metrics_and_fires_the_alert(tmp_path
         assert (
             edges[("closed", "open")] + edges[("half_open", "open")] == edges[("open", "half_open")]
         )
-        eventually(f"{ALERT} resolved", lambda: alert_states() == [])
+        seen(f"{ALERT} resolved", lambda: alert_states() == [])

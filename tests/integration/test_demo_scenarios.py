@@ -32,8 +32,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.demo.conftest import DSN
 from tests.support.alert_rules import local_prometheus_config, rules_with_short_for
+from tests.support.postgres import DSN
+from tests.support.prometheus import values
 from tests.support.servers import REPO, free_port, run_prometheus
 
 pytestmark = pytest.mark.integration
@@ -61,11 +62,6 @@ def firing(prom_url: str) -> dict[str, dict[str, Any]]:
         for a in alerts
         if a["state"] == "firing" and a["labels"]["alertname"] not in HOST_ALERTS
     }
-
-
-def query(prom_url: str, promql: str) -> list[float]:
-    result = httpx.get(prom_url + "/api/v1/query", params={"query": promql}).json()
-    return [float(r["value"][1]) for r in result["data"]["result"]]
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: Callable[[], str]) -> None:
@@ -135,19 +131,19 @@ def test_error_spike_fires_and_resolves_and_steady_state_is_quiet(tmp_path: Path
         # runtime's handful of builds says little.
         run.wait_for(
             "demo deployments in Prometheus",
-            lambda: bool(query(run.prom_url, "job_type:coderunner_deployments:rate15m > 0")),
+            lambda: bool(values(run.prom_url, "job_type:coderunner_deployments:rate15m > 0")),
             WARMUP_S,
         )
         while time.monotonic() - run.started < WARMUP_S - 2:
             assert firing(run.prom_url) == {}, run.logs()
             time.sleep(1)
-        failed = query(
+        failed = values(
             run.prom_url,
             "(sum(job_type:coderunner_deployments_failed:rate15m) or vector(0))"
             " / sum(job_type:coderunner_deployments:rate15m)",
         )
         assert len(failed) == 1 and failed[0] < 0.10, run.logs()
-        assert query(run.prom_url, "job:coderunner_api_requests_errors:ratio_rate5m") == [0.0]
+        assert values(run.prom_url, "job:coderunner_api_requests_errors:ratio_rate5m") == [0.0]
         # 2. The fault: the error-rate page fires for the demo's service.
         run.wait_for(
             "ApiErrorRateCritical firing",
@@ -194,7 +190,7 @@ def test_db_outage_fires_database_connection_failure_then_resolves(tmp_path: Pat
         )
         assert "scenario db-outage: recovering" in run.out.read_text()
         status = 'coderunner_health_check_status{component="postgresql"}'
-        assert query(run.prom_url, status) == [1.0], run.logs()
+        assert values(run.prom_url, status) == [1.0], run.logs()
 
 
 def test_slow_deploys_fire_the_latency_budget_page(tmp_path: Path) -> None:

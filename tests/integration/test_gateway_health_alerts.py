@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_hardening_data import _damaged_queue, _dead_upstream, _request
 from tests.support.alert_rules import local_prometheus_config, rules_with_short_for
+from tests.support.disk_queue import damaged_queue, dead_upstream, padded_delta_request
 from tests.support.servers import run_gateway, run_prometheus
 
 pytestmark = pytest.mark.integration
@@ -45,10 +45,10 @@ def _alerts(prometheus: str) -> list[dict[str, str]]:
 
 def test_corrupt_queue_and_refused_connections_fire_from_the_real_gateway(tmp_path: Path) -> None:
     queue = tmp_path / "q.db"
-    _damaged_queue(queue)
+    damaged_queue(queue)
     config = (
         "observers: {enabled: false}\n"
-        f"forwarder: {{endpoint: '{_dead_upstream()}'}}\n"
+        f"forwarder: {{endpoint: '{dead_upstream()}'}}\n"
         f"queue: {{kind: disk, path: '{queue}'}}\n"
     )
     with (
@@ -62,7 +62,7 @@ def test_corrupt_queue_and_refused_connections_fire_from_the_real_gateway(tmp_pa
         for i in range(5):
             r = httpx.post(
                 gw.otlp_http,
-                content=_request(i),
+                content=padded_delta_request(i),
                 headers={"content-type": "application/x-protobuf"},
                 timeout=10,
             )

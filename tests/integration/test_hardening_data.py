@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,24 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.otlp import DELTA, Req
+from tests.support.disk_queue import (
+    damaged_queue,
+    dead_upstream,
+    padded_delta_request,
+)
 from tests.support.promtext import parse
 from tests.support.servers import REPO, free_port, run_gateway
 
 pytestmark = pytest.mark.integration
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-def _dead_upstream() -> str:
-    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
-
-
-def _request(i: int) -> bytes:
-    """A delta +1 on `hits`, plus 300 gauge points that make the queue grow (~15 KB)."""
-    req = Req(service="disk").sum("hits", [({}, 1, i, i + 1)], temporality=DELTA, monotonic=True)
-    req.gauge("pad", [({"k": f"{j:03d}" + "x" * 20}, float(i), i + 1) for j in range(300)])
-    return req.bytes()
 
 
 def test_a_full_disk_refuses_before_the_store_so_retries_do_not_double_count(
@@ -43,7 +35,7 @@ def test_a_full_disk_refuses_before_the_store_so_retries_do_not_double_count(
     every answered 200 is counted once, and retries of refused requests count nothing."""
     config = (
         "observers: {enabled: false}\n"
-        f"forwarder: {{endpoint: '{_dead_upstream()}', max_elapsed_seconds: 0}}\n"
+        f"forwarder: {{endpoint: '{dead_upstream()}', max_elapsed_seconds: 0}}\n"
         f"queue: {{kind: disk, path: '{tmp_path / 'q.db'}', retry_after_seconds: 1}}\n"
         "health: {details: always, upstream: {interval_seconds: 1}}\n"
     )
@@ -54,7 +46,7 @@ def test_a_full_disk_refuses_before_the_store_so_retries_do_not_double_count(
     ):
         for i in range(1, 80):
             for _attempt in range(2):  # a client that retries once what was not accepted
-                r = client.post(gw.otlp_http, content=_request(i), headers=PROTOBUF)
+                r = client.post(gw.otlp_http, content=padded_delta_request(i), headers=PROTOBUF)
                 if r.status_code == 200:
                     ok += 1
                     break
@@ -96,7 +88,7 @@ def test_a_second_gateway_on_the_same_queue_refuses_to_start(tmp_path: Path) -> 
     made /metrics answer 500, and a dead forwarder."""
     config = (
         "observers: {enabled: false}\n"
-        f"forwarder: {{endpoint: '{_dead_upstream()}'}}\n"
+        f"forwarder: {{endpoint: '{dead_upstream()}'}}\n"
         f"queue: {{kind: disk, path: '{tmp_path / 'q.db'}'}}\n"
     )
     with run_gateway(tmp_path, config=config) as first:
@@ -110,31 +102,13 @@ def test_a_second_gateway_on_the_same_queue_refuses_to_start(tmp_path: Path) -> 
         assert httpx.get(first.url + "/metrics").status_code == 200
 
 
-def _damaged_queue(path: Path) -> None:
-    db = sqlite3.connect(path)
-    db.execute(
-        "CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL, "
-        "points INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)"
-    )
-    db.executemany(
-        "INSERT INTO entries (payload, points) VALUES (?, 1)",
-        [(bytes([n]) * 3000,) for n in range(200)],
-    )
-    db.commit()
-    db.close()
-    data = bytearray(path.read_bytes())
-    page = 4096
-    data[20 * page : 21 * page] = b"\xde\xad" * (page // 2)
-    path.write_bytes(bytes(data))
-
-
 def test_a_damaged_queue_is_set_aside_not_a_crash_loop(tmp_path: Path) -> None:
     """Finding 10: a queue file with a damaged interior page crash-looped the gateway."""
     path = tmp_path / "q.db"
-    _damaged_queue(path)
+    damaged_queue(path)
     config = (
         "observers: {enabled: false}\n"
-        f"forwarder: {{endpoint: '{_dead_upstream()}'}}\n"
+        f"forwarder: {{endpoint: '{dead_upstream()}'}}\n"
         f"queue: {{kind: disk, path: '{path}'}}\n"
     )
     with run_gateway(tmp_path, config=config) as gw:
@@ -150,11 +124,11 @@ def test_sigterm_with_undeliverable_memory_queue_says_what_is_dropped(tmp_path: 
     config = (
         "observers: {enabled: false}\n"
         "server: {shutdown_grace_seconds: 2}\n"
-        f"forwarder: {{endpoint: '{_dead_upstream()}'}}\n"
+        f"forwarder: {{endpoint: '{dead_upstream()}'}}\n"
     )
     with run_gateway(tmp_path, config=config) as gw:
         for i in range(1, 4):
-            r = httpx.post(gw.otlp_http, content=_request(i), headers=PROTOBUF)
+            r = httpx.post(gw.otlp_http, content=padded_delta_request(i), headers=PROTOBUF)
             assert r.status_code == 200
         time.sleep(0.5)
         code = gw.stop(signal.SIGTERM, timeout=20)

@@ -25,7 +25,8 @@ from fastapi import FastAPI
 from gateway.health import build_registry, health_router
 from gateway.health.config import HealthConfig
 from gateway.health.registry import HealthRegistry
-from tests.gateway.health.otlp_points import ListConsumer, breaker_states, points
+from tests.support.fakes import ListConsumer
+from tests.support.points import breaker_states, points
 from tests.support.servers import free_port, run_gateway, wait_http
 from tests.support.tcp_proxy import TcpProxy
 

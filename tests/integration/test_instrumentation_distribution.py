@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.support.servers import (
     run_gateway,
     wait_http,
 )
+from tests.support.waiting import settled
 
 pytestmark = pytest.mark.integration
 
@@ -214,21 +214,16 @@ def total(samples: Samples, name: str, job: str, **labels: str) -> float:
     return sum(v for _, v in samples.all(name, job=job, **labels))
 
 
-def eventually(gateway: GatewayProcess, ready: Callable[[Samples], bool]) -> Samples:
-    deadline = time.monotonic() + 20
-    samples = parse("")
-    while time.monotonic() < deadline:
-        samples = parse(httpx.get(gateway.url + "/metrics", timeout=5).text)
-        if ready(samples):
-            time.sleep(1.0)  # a few more export intervals: exact means nothing late either
-            return parse(httpx.get(gateway.url + "/metrics", timeout=5).text)
-        time.sleep(0.2)
-    return samples
+def scrape_when(gateway: GatewayProcess, ready: Callable[[Samples], bool]) -> Samples:
+    # A few more export intervals after `ready`: exact means nothing late either.
+    return settled(
+        lambda: parse(httpx.get(gateway.url + "/metrics", timeout=5).text), ready, 20, settle=1.0
+    )
 
 
 def check_exact(gateway: GatewayProcess, service: str, ok: int, missing: int) -> Samples:
     job = f"coderunner/{service}"
-    samples = eventually(
+    samples = scrape_when(
         gateway, lambda s: total(s, HTTP_COUNT, job, http_route=ROUTE) >= ok + missing
     )
     assert total(samples, HTTP_COUNT, job, http_route=ROUTE, http_response_status_code="200") == ok

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.support.servers import (
     run_demo_service,
     run_gateway,
 )
+from tests.support.waiting import settled
 
 pytestmark = pytest.mark.integration
 
@@ -72,19 +72,11 @@ def total(samples: Samples, name: str, **match: str) -> float:
     )
 
 
-def eventually(
+def scrape_when(
     gateway: GatewayProcess, ready: Callable[[Samples], bool], timeout: float = 15.0
 ) -> Samples:
-    deadline = time.monotonic() + timeout
-    samples: Samples = {}
-    while time.monotonic() < deadline:
-        samples = scrape(gateway)
-        if ready(samples):
-            # One more export interval: exact means no late double counting either.
-            time.sleep(0.8)
-            return scrape(gateway)
-        time.sleep(0.2)
-    return samples
+    # One more export interval after `ready`: exact means no late double counting either.
+    return settled(lambda: scrape(gateway), ready, timeout, settle=0.8)
 
 
 async def _drive(
@@ -144,7 +136,7 @@ def test_exact_counts_single_worker(tmp_path: Path) -> None:
         demo_service(tmp_path, gw, prefix) as demo,
     ):
         asyncio.run(_drive(demo.url, n, m, k))
-        samples = eventually(
+        samples = scrape_when(
             gw,
             lambda s: (
                 total(s, "coderunner_websocket_connections_total", status="closed") >= k
@@ -166,7 +158,7 @@ def test_exact_counts_two_workers_distinct_instances(tmp_path: Path) -> None:
         demo_service(tmp_path, gw, prefix, workers=2) as demo,
     ):
         # Both workers export (plan gauge) as soon as they start: two target_info series.
-        samples = eventually(
+        samples = scrape_when(
             gw,
             lambda s: (
                 len({la["instance"] for la, _ in s.get("target_info", []) if la.get("job") == JOB})
@@ -174,7 +166,7 @@ def test_exact_counts_two_workers_distinct_instances(tmp_path: Path) -> None:
             ),
         )
         asyncio.run(_drive(demo.url, n, m, k, keepalive=False))
-        samples = eventually(
+        samples = scrape_when(
             gw,
             lambda s: (
                 total(s, "coderunner_websocket_connections_total", status="closed") >= k
@@ -203,7 +195,7 @@ def test_traffic_generator_matches_the_gateway_through_default_views(tmp_path: P
         assert stats.requests > 50
         api = "coderunner_api_requests_total"
         ws = "coderunner_websocket_connections_total"
-        samples = eventually(
+        samples = scrape_when(
             gw,
             lambda s: (
                 total(s, api) >= stats.requests

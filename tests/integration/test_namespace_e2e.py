@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -30,6 +29,7 @@ from instrumentation import InstrumentationSettings, instrument_app, setup
 from instrumentation import _asyncpg as asyncpg_metrics
 from tests.support.promtext import parse
 from tests.support.servers import free_port, run_gateway
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -63,15 +63,6 @@ observers:
   min_interval_seconds: 1
   adaptive: false
 """
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def _service_traffic(endpoint: str) -> None:
@@ -152,14 +143,14 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             return wanted - corrupt <= set(names)
 
         with contextlib.suppress(AssertionError):  # the tests below say what is missing
-            _eventually(complete)
+            eventually(complete)
         text = httpx.get(gw.url + "/metrics").text
     # The disk queue's own counter: a gateway with a disk queue (its capacity is in bytes, so
     # it has no gateway_forward_queue_capacity, which the memory queue above has).
     disk = f"queue:\n  kind: disk\n  path: {tmp / 'queue' / 'forward.db'}\n"
     disk += f"forwarder:\n  endpoint: http://127.0.0.1:{free_port()}\n"
     with run_gateway(tmp, config=disk, env={"GATEWAY_NAMESPACE": "acme"}, grpc=False) as gw:
-        _eventually(
+        eventually(
             lambda: (
                 "acme_gateway_forward_queue_corrupt_total" in httpx.get(gw.url + "/metrics").text
             )

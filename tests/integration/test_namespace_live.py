@@ -21,20 +21,18 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.catalogue import CATALOGUE
 from gateway.render import RenderOptions, render
-from tests.integration.test_dashboards_live import (
+from tests.support.dashboards_live import (
     SCRAPE_SECONDS,
-    _blackbox_exporter,
-    _grafana_regex,
-    _label_values,
-    _prometheus_config,
-    _query,
-    _substitute,
-    _Traffic,
-    _variable_query,
-    _wait_for_series,
+    Traffic,
+    blackbox_exporter,
+    opened_with_all,
+    prometheus_config,
+    substitute,
+    wait_for_every_metric,
+    wait_for_series,
 )
+from tests.support.prometheus import query_response
 from tests.support.servers import run_gateway, run_prometheus
 
 pytestmark = pytest.mark.integration
@@ -44,38 +42,15 @@ DASHBOARD = "https://grafana.acme.test/d/acme-overview/acme-overview"
 _OURS = re.compile(r"(?<![\w:])acme_\w+|\b[a-z_]+:acme_\w+:\w+")
 
 
-def _wait_for_every_metric(prometheus: str, timeout: float = 45.0) -> None:
-    wanted = {m.prometheus_name("acme") for m in CATALOGUE}
-    deadline = time.monotonic() + timeout
-    missing = wanted
-    while time.monotonic() < deadline:
-        result = _query(prometheus, 'count by (__name__) ({__name__=~"acme_.+"})')
-        names = {
-            re.sub(r"_(bucket|sum|count)$", "", s["metric"]["__name__"])
-            for s in result["data"]["result"]
-        }
-        missing = wanted - names
-        if not missing:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"Prometheus never got {sorted(missing)}")
-
-
 def _panel_failures(prometheus: str, board: dict[str, Any]) -> tuple[list[str], int]:
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    selector, label = _variable_query(variables["service"])
-    services = _label_values(prometheus, label, selector)
-    assert {"demo", "telemetry-gateway"} <= set(services), services
-    all_services = _grafana_regex(services)
-    selector, label = _variable_query(variables["instance"])
-    instances = _label_values(prometheus, label, selector.replace("$service", all_services))
-    all_instances = _grafana_regex(instances)
+    _, all_services, all_instances = opened_with_all(prometheus, variables)
     failures: list[str] = []
     with_data = 0
     for panel in (p for p in board["panels"] if p["type"] != "row"):
         for target in panel["targets"]:
             expr = target["expr"]
-            result = _query(prometheus, _substitute(expr, all_services, all_instances))
+            result = query_response(prometheus, substitute(expr, all_services, all_instances))
             where = f"panel {panel['id']} {panel['title']}"
             if result.get("status") != "success":
                 failures.append(f"{where}: {result.get('error')}")
@@ -97,18 +72,18 @@ def test_the_rendered_rules_and_dashboard_work_on_an_acme_gateway(tmp_path: Path
     board = json.loads((out / "dashboards" / "json" / "acme-overview.json").read_text())
     with (
         run_gateway(tmp_path, grpc=False, env={"GATEWAY_NAMESPACE": "acme"}) as gw,
-        _blackbox_exporter(tmp_path) as blackbox,
+        blackbox_exporter(tmp_path) as blackbox,
         run_prometheus(
             tmp_path,
-            _prometheus_config(gw.url.removeprefix("http://"), blackbox),
+            prometheus_config(gw.url.removeprefix("http://"), blackbox),
             extra_files=rules,
         ) as prom,
     ):
-        traffic = _Traffic(gw.otlp_http)
+        traffic = Traffic(gw.otlp_http)
         traffic.start()
         try:
-            _wait_for_every_metric(prom.url)
-            _wait_for_series(prom.url, "job:acme_api_requests:rate5m", 60)
+            wait_for_every_metric(prom.url, timeout=45.0, namespace="acme")
+            wait_for_series(prom.url, "job:acme_api_requests:rate5m", 60)
             time.sleep(4 * SCRAPE_SECONDS + 1)  # every rate() window has its samples
             failures, with_data = _panel_failures(prom.url, board)
             groups = httpx.get(prom.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]

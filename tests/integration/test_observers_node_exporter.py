@@ -12,11 +12,7 @@ formatting). Gauges that move on their own get a stated tolerance:
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,40 +22,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.catalogue import by_name
 from gateway.observers.sampler import PsutilSampler, SystemClock
 from gateway.observers.system import SystemObserver
-from tests.gateway.observers.fakes import Collect, points_by_metric
-from tests.support.servers import ServerProcess, free_port, run_gateway, wait_http
+from tests.support.node_exporter import (
+    node_exporter,
+)
+from tests.support.observers import Collect, points_by_metric
+from tests.support.servers import run_gateway
 
 pytestmark = pytest.mark.integration
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@contextlib.contextmanager
-def node_exporter(tmp: Path) -> Iterator[ServerProcess]:
-    """Debian's node_exporter on a free port, with only the collectors compared here."""
-    binary = shutil.which("prometheus-node-exporter")
-    if binary is None:
-        pytest.fail("prometheus-node-exporter is not installed: run `make system-deps`")
-    port = free_port()
-    argv = [
-        binary,
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--collector.disable-defaults",
-        "--collector.cpu",
-        "--collector.meminfo",
-        "--collector.loadavg",
-        "--collector.netdev",
-        "--collector.filesystem",
-    ]
-    log = tmp / f"node-exporter-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_http(server.url + "/metrics", proc=proc)
-        yield server
-    finally:
-        server.stop()
 
 
 def scrape(url: str) -> Samples:

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
+from tests.support.prometheus import query, values
 from tests.support.promtext import parse
 from tests.support.servers import REPO, GatewayProcess, free_port, run_gateway, run_prometheus
 
@@ -24,7 +26,6 @@ pytestmark = pytest.mark.integration
 
 READ = "read-3f1c9a"
 INGEST = "ingest-c41d0e"
-PB = {"Content-Type": "application/x-protobuf"}
 GUARDED = (
     "/metrics",
     "/api/metrics",
@@ -133,14 +134,12 @@ scrape_configs:
         deadline = time.monotonic() + 30
         results: dict[str, float] = {}
         while time.monotonic() < deadline:
-            r = httpx.get(prom.url + "/api/v1/query", params={"query": "up"}).json()
-            results = {s["metric"]["job"]: float(s["value"][1]) for s in r["data"]["result"]}
+            results = {s["metric"]["job"]: float(s["value"][1]) for s in query(prom.url, "up")}
             if len(results) == 2:
                 break
             time.sleep(0.5)
         assert results == {"with-token": 1.0, "without-token": 0.0}
-        r = httpx.get(prom.url + "/api/v1/query", params={"query": "invoices_total"}).json()
-        assert [s["value"][1] for s in r["data"]["result"]] == ["7"]
+        assert values(prom.url, "invoices_total") == [7.0]
 
 
 def test_check_config_reports_a_missing_read_token_file(tmp_path: Path) -> None:

@@ -17,20 +17,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from tests.integration.test_reliability_fault import Recorder, recorder, request_body, wait_for
+from tests.support.fault_stream import Recorder, recorder, request_body
+from tests.support.gateway_client import PB, self_metric
+from tests.support.gateway_config import NO_OBSERVERS
 from tests.support.otlp import Req
-from tests.support.promtext import parse
 from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-PB = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-QUIET = "observers: {enabled: false}\n"
-
-
-def self_metric(gw: GatewayProcess, name: str, **labels: str) -> float:
-    return sum(v for _, v in parse(httpx.get(gw.url + "/metrics/self").text).all(name, **labels))
 
 
 def grpc_export(gw: GatewayProcess, body: bytes) -> grpc.RpcError | ExportMetricsServiceResponse:
@@ -49,7 +45,7 @@ def grpc_export(gw: GatewayProcess, body: bytes) -> grpc.RpcError | ExportMetric
 
 def test_memory_limiter_refuses_with_retry_after_and_stays_up(tmp_path: Path) -> None:
     # A soft limit below what the process needs at idle: every export is refused.
-    config = QUIET + (
+    config = NO_OBSERVERS + (
         "memory_limiter: {soft_limit_bytes: 10485760, hard_limit_bytes: 20971520,"
         " retry_after_seconds: 3}\n"
     )
@@ -83,7 +79,7 @@ def test_memory_limiter_refuses_with_retry_after_and_stays_up(tmp_path: Path) ->
 
 
 def _disk_config(upstream: Recorder, path: Path, max_bytes: int, policy: str) -> str:
-    return QUIET + (
+    return NO_OBSERVERS + (
         f"forwarder: {{endpoint: '{upstream.url}', initial_backoff_seconds: 0.05,"
         f" max_backoff_seconds: 0.2, max_elapsed_seconds: 0}}\n"
         f"queue: {{kind: disk, path: '{path}', max_bytes: {max_bytes},"
@@ -112,8 +108,8 @@ def test_full_disk_queue_refuses_then_recovers(tmp_path: Path) -> None:
             # The upstream comes back: the queue drains and ingest is accepted again.
             upstream.start()
             wanted = set(range(accepted * 50))
-            wait_for(lambda: not upstream.missing(wanted), 20, "queue did not drain")
-            wait_for(
+            eventually(lambda: not upstream.missing(wanted), 20, "queue did not drain")
+            eventually(
                 lambda: (
                     httpx.post(gw.otlp_http, content=request_body(100), headers=PB).status_code
                     == 200
@@ -137,12 +133,12 @@ def test_drop_oldest_keeps_accepting_and_counts(tmp_path: Path) -> None:
             assert dropped >= 50  # at least one of the test's requests (health points go too)
             upstream.start()
             # The newest request survived; the oldest (but the one being sent) did not.
-            wait_for(lambda: not upstream.missing(set(range(39 * 50, 40 * 50))), 20, "newest")
+            eventually(lambda: not upstream.missing(set(range(39 * 50, 40 * 50))), 20, "newest")
             assert upstream.missing(set(range(5 * 50, 6 * 50)))
 
 
 def test_input_limits_answer_with_a_message(tmp_path: Path) -> None:
-    config = QUIET + (
+    config = NO_OBSERVERS + (
         "limits: {max_points_per_request: 10, max_attributes_per_point: 2,"
         " max_attribute_value_length: 64}\n"
     )
@@ -176,7 +172,7 @@ def test_input_limits_answer_with_a_message(tmp_path: Path) -> None:
 
 
 def test_inflight_budget_refuses_while_big_uploads_are_in_progress(tmp_path: Path) -> None:
-    config = QUIET + "limits: {max_inflight_bytes: 1000000}\n"
+    config = NO_OBSERVERS + "limits: {max_inflight_bytes: 1000000}\n"
     big = Req().gauge("big", [({"i": i, "pad": "x" * 500}, 1.0, 1) for i in range(1500)]).bytes()
     small = Req().gauge("small", [({"pad": "y" * 500}, 1.0, 1) for _ in range(800)]).bytes()
     assert 700_000 < len(big) < 1_000_000 and 300_000 < len(small) < 600_000

@@ -11,172 +11,26 @@ reported, a missing number fails the test.
 
 from __future__ import annotations
 
-import collections
-import gzip
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
 
-from tests.support.otlp import Req
-from tests.support.promtext import parse
-from tests.support.servers import GatewayProcess, free_port, run_gateway
+from tests.support.fault_stream import (
+    LANES,
+    PB,
+    Recorder,
+    Stream,
+    recorder,
+    request_body,
+)
+from tests.support.gateway_client import self_metric
+from tests.support.servers import run_gateway
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-METRIC = "fault.seq"
-LANES = 50  # points per request, one series each
-PB = {"Content-Type": "application/x-protobuf"}
-
-
-class Recorder:
-    """An OTLP/HTTP upstream that can be stopped and started again on the same port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.seen: collections.Counter[int] = collections.Counter()
-        self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":  # the Collector's exporter
-                    body = gzip.decompress(body)
-                request = ExportMetricsServiceRequest.FromString(body)
-                seqs = [
-                    int(p.as_double)
-                    for rm in request.resource_metrics
-                    for sm in rm.scope_metrics
-                    for m in sm.metrics
-                    if m.name == METRIC
-                    for p in m.sum.data_points
-                ]
-                with recorder.lock:
-                    recorder.seen.update(seqs)
-                reply = ExportMetricsServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def missing(self, accepted: set[int]) -> set[int]:
-        with self.lock:
-            return accepted - set(self.seen)
-
-    def duplicates(self) -> int:
-        with self.lock:
-            return sum(n - 1 for n in self.seen.values() if n > 1)
-
-
-@contextmanager
-def recorder() -> Iterator[Recorder]:
-    r = Recorder()
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-def request_body(i: int) -> bytes:
-    """Request i: lane j carries sequence number i * LANES + j at time i seconds."""
-    return (
-        Req(service="fault")
-        .sum(METRIC, [({"lane": j}, float(i * LANES + j), 0, 1 + i) for j in range(LANES)])
-        .bytes()
-    )
-
-
-class Stream:
-    """Sends request 0, 1, 2, ... to whichever gateway is current, in a thread. A request counts
-    as accepted on HTTP 200; on a connection error or 503 it is sent again (to the same or the
-    next gateway), as an OTLP exporter would."""
-
-    def __init__(self, total: int, pause: float = 0.005) -> None:
-        self.total = total
-        self.pause = pause
-        self.url = ""
-        self.accepted: set[int] = set()
-        self.resent_points = 0  # sent again after an unknown outcome (connection lost)
-        self.statuses: collections.Counter[int] = collections.Counter()
-        self.done = threading.Event()
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self, url: str) -> None:
-        self.url = url
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5.0) as client:
-            i = 0
-            unknown = False
-            while i < self.total and not self.stopped.is_set():
-                try:
-                    r = client.post(self.url, content=request_body(i), headers=PB)
-                except httpx.HTTPError as exc:
-                    if not isinstance(exc, httpx.ConnectError) and not unknown:
-                        unknown = True
-                        self.resent_points += LANES
-                    time.sleep(0.05)
-                    continue
-                self.statuses[r.status_code] += 1
-                if r.status_code == 200:
-                    with self.lock:
-                        self.accepted.update(range(i * LANES, (i + 1) * LANES))
-                    i += 1
-                    unknown = False
-                    time.sleep(self.pause)
-                elif r.status_code in (429, 503):
-                    time.sleep(0.05)
-                else:
-                    raise AssertionError(f"request {i}: HTTP {r.status_code} {r.text}")
-        self.done.set()
-
-    def snapshot(self) -> set[int]:
-        with self.lock:
-            return set(self.accepted)
-
-    def wait_accepted(self, requests: int, timeout: float = 30.0) -> None:
-        wait_for(lambda: len(self.accepted) >= requests * LANES, timeout, "stream stalled")
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(what)
 
 
 def gateway_config(
@@ -192,10 +46,6 @@ forwarder:
   max_elapsed_seconds: 0
 queue: {{kind: disk, path: {queue}}}
 """
-
-
-def self_metric(gw: GatewayProcess, name: str) -> float:
-    return sum(v for _, v in parse(httpx.get(gw.url + "/metrics/self").text).all(name))
 
 
 def test_every_point_arrives_across_upstream_outage_and_sigkill(tmp_path: Path) -> None:
@@ -224,13 +74,13 @@ def test_every_point_arrives_across_upstream_outage_and_sigkill(tmp_path: Path) 
         with run_gateway(tmp_path, config=config, grpc=False) as gw3:
             stream.url = gw3.otlp_http
             assert stream.done.wait(60), "the stream did not finish"
-            wait_for(
+            eventually(
                 lambda: not upstream.missing(stream.accepted),
                 timeout=30,
                 what=f"never arrived: {sorted(upstream.missing(stream.accepted))[:20]}...",
             )
             redelivered = self_metric(gw3, "coderunner_gateway_points_redelivered_total")
-            wait_for(
+            eventually(
                 lambda: self_metric(gw3, "coderunner_gateway_forward_queue_length") == 0,
                 timeout=15,
                 what="queue not drained",
@@ -266,7 +116,7 @@ def test_sigterm_with_upstream_down_exits_zero_and_keeps_the_queue(tmp_path: Pat
         upstream.start()
         with run_gateway(tmp_path, config=config, grpc=False):
             wanted = set(range(20 * LANES))
-            wait_for(lambda: not upstream.missing(wanted), 20, "queued points not delivered")
+            eventually(lambda: not upstream.missing(wanted), 20, "queued points not delivered")
 
 
 def test_sigterm_while_streaming_flushes_upstream(tmp_path: Path) -> None:
@@ -292,7 +142,7 @@ def test_sigterm_turns_not_ready_before_the_listeners_close(tmp_path: Path) -> N
         with run_gateway(tmp_path, config=config, grpc=False) as gw:
             assert httpx.get(gw.url + "/ready").status_code == 200
             gw.proc.send_signal(signal.SIGTERM)
-            wait_for(lambda: httpx.get(gw.url + "/ready").status_code == 503, 1.0, "still ready")
+            eventually(lambda: httpx.get(gw.url + "/ready").status_code == 503, 1.0, "still ready")
             assert httpx.get(gw.url + "/live").status_code == 200
             # Still taking data while load balancers catch up; delivered before the exit.
             r = httpx.post(gw.otlp_http, content=request_body(0), headers=PB)

@@ -14,15 +14,10 @@ import pytest
 import yaml
 
 from tests.support.otlp import Req
+from tests.support.prometheus import query
 from tests.support.servers import REPO, run_gateway, run_prometheus
 
 pytestmark = pytest.mark.integration
-
-
-def _query(prometheus: str, expr: str) -> list[dict[str, object]]:
-    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
-    result: list[dict[str, object]] = r.json()["data"]["result"]
-    return result
 
 
 def test_catalogue_series_arrive_in_the_long_term_store(tmp_path: Path) -> None:
@@ -59,7 +54,7 @@ def test_catalogue_series_arrive_in_the_long_term_store(tmp_path: Path) -> None:
             deadline = time.monotonic() + 30
             found: list[dict[str, object]] = []
             while time.monotonic() < deadline and not found:
-                found = _query(store.url, "coderunner_api_requests_total")
+                found = query(store.url, "coderunner_api_requests_total")
                 time.sleep(0.5)
             assert found, "the catalogue series never reached the store"
             series = found[0]
@@ -74,6 +69,6 @@ def test_catalogue_series_arrive_in_the_long_term_store(tmp_path: Path) -> None:
             }
             assert float(series["value"][1]) == 42  # type: ignore[index]
             # The example's filter kept the rest local.
-            assert _query(source.url, "other_metric") != []
-            assert _query(store.url, "other_metric") == []
-            assert _query(store.url, "coderunner_gateway_active_series") != []
+            assert query(source.url, "other_metric") != []
+            assert query(store.url, "other_metric") == []
+            assert query(store.url, "coderunner_gateway_active_series") != []

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -29,23 +29,18 @@ import httpx
 import pytest
 
 from tests.support.collector import COLLECTOR_DIR, CollectorProcess, load_config, run_collector
+from tests.support.gateway_client import PB, scrape
+from tests.support.gateway_config import QUIET
 from tests.support.otlp import DELTA, Req
-from tests.support.promtext import Samples, parse
+from tests.support.prometheus import scalar
 from tests.support.servers import GatewayProcess, free_port, run_gateway, run_prometheus
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 SERVICES = 50
 SERIES = 20  # cumulative counter series per service, and as many delta series
 HIST_BOUNDS = [0.1, 0.5, 1.0]
-PB = {"Content-Type": "application/x-protobuf"}
-QUIET = (
-    "observers:\n  enabled: false\n"
-    "health:\n  upstream: {enabled: false}\n  pipeline: {enabled: false}\n"
-    "  system: {enabled: false}\n"
-    "memory_limiter: {soft_limit_bytes: 0}\n"
-    "views: []\n"
-)
 
 
 def _request(service: int, round_: int) -> bytes:
@@ -79,41 +74,22 @@ def _send_round(client: httpx.Client, lb: CollectorProcess, round_: int) -> None
         assert r.status_code == 200, r.text
 
 
-def _scrape(replica: GatewayProcess) -> Samples:
-    return parse(httpx.get(replica.url + "/metrics", timeout=10).text)
-
-
 def _owners(replicas: list[GatewayProcess]) -> dict[str, list[int]]:
     """service job -> the replicas that expose any series of it."""
     owners: dict[str, list[int]] = {}
     for i, replica in enumerate(replicas):
-        jobs = {labels["job"] for labels, _ in _scrape(replica).all("scale_cumulative_total")}
+        jobs = {labels["job"] for labels, _ in scrape(replica).all("scale_cumulative_total")}
         for job in jobs:
             owners.setdefault(job, []).append(i)
     return owners
-
-
-def _eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(what)
 
 
 @contextmanager
 def _replica(tmp: Path, http_port: int, grpc_port: int) -> Iterator[GatewayProcess]:
     """A gateway replica on fixed ports (so a restart keeps its place on the ring)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    with run_gateway(tmp, config=QUIET, ports=(http_port, grpc_port)) as gw:
+    with run_gateway(tmp, config=QUIET + "views: []\n", ports=(http_port, grpc_port)) as gw:
         yield gw
-
-
-def _query(prometheus: str, expr: str) -> float:
-    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
-    result = r.json()["data"]["result"]
-    return float(result[0]["value"][1]) if result else float("nan")
 
 
 def test_replicas_behind_the_load_balancer_are_exact_and_survive_a_kill(tmp_path: Path) -> None:
@@ -162,12 +138,12 @@ def test_replicas_behind_the_load_balancer_are_exact_and_survive_a_kill(tmp_path
 
         def exact() -> bool:
             total = sum(
-                sum(v for _, v in _scrape(x).all("scale_cumulative_total")) for x in replicas
+                sum(v for _, v in scrape(x).all("scale_cumulative_total")) for x in replicas
             )
-            delta = sum(sum(v for _, v in _scrape(x).all("scale_delta_total")) for x in replicas)
+            delta = sum(sum(v for _, v in scrape(x).all("scale_delta_total")) for x in replicas)
             return total == expected_cumulative and delta == expected_delta
 
-        _eventually(exact, 30, "the replicas never held exactly what was sent")
+        eventually(exact, 30, "the replicas never held exactly what was sent")
         owners = _owners(replicas)
         assert len(owners) == SERVICES
         assert all(len(r) == 1 for r in owners.values()), owners
@@ -176,18 +152,18 @@ def test_replicas_behind_the_load_balancer_are_exact_and_survive_a_kill(tmp_path
         # Every series on exactly one replica.
         seen: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
         for i, replica in enumerate(replicas):
-            for name, labels, _ in _scrape(replica).rows:
+            for name, labels, _ in scrape(replica).rows:
                 if name.startswith("scale_"):
                     key = (name, frozenset(labels.items()))
                     assert key not in seen, f"{key} on replicas {seen[key]} and {i}"
                     seen[key] = i
         # Prometheus' sum over the replicas is exact, for counters and histograms.
-        _eventually(
+        eventually(
             lambda: (
-                _query(prom.url, "sum(scale_cumulative_total)") == expected_cumulative
-                and _query(prom.url, "sum(scale_delta_total)") == expected_delta
-                and _query(prom.url, "sum(scale_latency_seconds_count)") == SERVICES * 4 * rounds
-                and _query(prom.url, 'sum(scale_latency_seconds_bucket{le="0.5"})')
+                scalar(prom.url, "sum(scale_cumulative_total)") == expected_cumulative
+                and scalar(prom.url, "sum(scale_delta_total)") == expected_delta
+                and scalar(prom.url, "sum(scale_latency_seconds_count)") == SERVICES * 4 * rounds
+                and scalar(prom.url, 'sum(scale_latency_seconds_bucket{le="0.5"})')
                 == SERVICES * 2 * rounds
             ),
             20,
@@ -210,12 +186,12 @@ def test_replicas_behind_the_load_balancer_are_exact_and_survive_a_kill(tmp_path
 
         def settled() -> bool:
             cumulative = sum(
-                sum(v for _, v in _scrape(x).all("scale_cumulative_total")) for x in replicas
+                sum(v for _, v in scrape(x).all("scale_cumulative_total")) for x in replicas
             )
             return cumulative == SERVICES * sum(total_rounds * (k + 1) for k in range(SERIES))
 
-        _eventually(settled, 60, "cumulative series were not whole again after the restart")
-        restarted = _scrape(replicas[victim])
+        eventually(settled, 60, "cumulative series were not whole again after the restart")
+        restarted = scrape(replicas[victim])
         # Nothing sent while the replica was down was lost: its delta series hold exactly
         # the deltas sent after the kill (its accumulated state before the kill is what the
         # SIGKILL took; Prometheus sees a reset there).
@@ -226,7 +202,7 @@ def test_replicas_behind_the_load_balancer_are_exact_and_survive_a_kill(tmp_path
         odd = {j: v for j, v in delta_on_victim.items() if v != SERIES * more}
         assert odd == {}, odd
         others = sum(
-            sum(v for _, v in _scrape(x).all("scale_delta_total"))
+            sum(v for _, v in scrape(x).all("scale_delta_total"))
             for i, x in enumerate(replicas)
             if i != victim
         )

@@ -9,92 +9,34 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import yaml
 
-from tests.support.servers import REPO, free_port
+from tests.support.servers import REPO
+from tests.support.stack_cli import (
+    leftovers,
+    port_flags,
+    run_stack,
+    stack_ports,
+    stack_processes,
+)
 
 pytestmark = pytest.mark.integration
 
 COMPONENTS = ("node-exporter", "gateway", "demo", "notifications", "alertmanager", "prometheus")
 
 
-def _stack(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    # The demo gets tables of its own, apart from other tests' demos in the shared database;
-    # the pointer to the last stack (`up` writes it) goes next to the test's directory, not
-    # into the user's state directory.
-    env = {
-        **os.environ,
-        "DEMO_TABLE_PREFIX": "stacktest_",
-        "XDG_STATE_HOME": str(directory.parent / "state"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "stack", "--dir", str(directory), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=timeout,
-        env=env,
-    )
-
-
-def _ports() -> dict[str, int]:
-    # free_port() may hand out the same free port twice in a row: distinct ones.
-    names = ("prometheus", "alertmanager", "node-exporter", "gateway", "demo", "notifications")
-    ports: set[int] = set()
-    while len(ports) < len(names):
-        ports.add(free_port())
-    return dict(zip(names, sorted(ports), strict=True))
-
-
-def _port_flags(ports: dict[str, int]) -> list[str]:
-    flags = [f"--{name}-port={port}" for name, port in ports.items()]
-    return [*flags, "--gateway-grpc-port=0"]
-
-
-def _processes(directory: Path) -> list[psutil.Process]:
-    """Every process the stack recorded, with all their descendants."""
-    state = json.loads((directory / "stack.json").read_text())
-    procs = []
-    for record in state["running"].values():
-        proc = psutil.Process(record["pid"])
-        procs += [proc, *proc.children(recursive=True)]
-    return procs
-
-
-def _leftovers(procs: list[psutil.Process]) -> list[str]:
-    out = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{proc.pid} {' '.join(proc.cmdline())}")
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-@pytest.fixture
-def stack_dir(tmp_path: Path) -> Iterator[Path]:
-    directory = tmp_path / "stack"
-    yield directory
-    # Whatever a failing test left running is stopped here, through the command under test.
-    if (directory / "stack.json").exists():
-        _stack(directory, "stop")
-
-
 def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
-    ports = _ports()
-    up = _stack(stack_dir, "up", *_port_flags(ports))
+    ports = stack_ports()
+    up = run_stack(stack_dir, "up", *port_flags(ports))
     assert up.returncode == 0, up.stdout + up.stderr
-    procs = _processes(stack_dir)
+    procs = stack_processes(stack_dir)
     assert len(procs) >= len(COMPONENTS)
 
-    status = _stack(stack_dir, "status")
+    status = run_stack(stack_dir, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:] if line}
     for name in COMPONENTS:
@@ -146,35 +88,35 @@ def test_up_status_logs_stop_leaves_nothing_running(stack_dir: Path) -> None:
             f"alerts: {[a['labels']['alertname'] for a in alerts]}; Alertmanager's log:\n{am_log}"
         )
 
-    again = _stack(stack_dir, "up", *_port_flags(ports))
+    again = run_stack(stack_dir, "up", *port_flags(ports))
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("already running") == len(COMPONENTS)
 
-    restart = _stack(stack_dir, "restart")  # same ports as the last `up`
+    restart = run_stack(stack_dir, "restart")  # same ports as the last `up`
     assert restart.returncode == 0, restart.stdout + restart.stderr
-    assert _leftovers(procs) == []
-    procs = _processes(stack_dir)
-    status = _stack(stack_dir, "status")
+    assert leftovers(procs) == []
+    procs = stack_processes(stack_dir)
+    status = run_stack(stack_dir, "status")
     assert status.returncode == 0, status.stdout
     assert f"127.0.0.1:{ports['prometheus']}" in status.stdout
 
-    logs = _stack(stack_dir, "logs", "-n", "5")
+    logs = run_stack(stack_dir, "logs", "-n", "5")
     assert logs.returncode == 0
     for name in COMPONENTS:
         assert f"==> {name} (" in logs.stdout
 
-    stop = _stack(stack_dir, "stop")
+    stop = run_stack(stack_dir, "stop")
     assert stop.returncode == 0, stop.stdout + stop.stderr
     for name in COMPONENTS:
         assert f"{name:<14} stopped" in stop.stdout
-    assert _leftovers(procs) == []
+    assert leftovers(procs) == []
     assert not list((stack_dir / "run").glob("*.pid"))
-    after = _stack(stack_dir, "status")
+    after = run_stack(stack_dir, "status")
     assert after.returncode == 3 and "no component is running" in after.stdout
 
 
 def test_up_says_which_component_failed_and_stops_the_rest(stack_dir: Path) -> None:
-    ports = _ports()
+    ports = stack_ports()
     with (
         socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squat_demo,
         socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squat_prometheus,
@@ -183,7 +125,7 @@ def test_up_says_which_component_failed_and_stops_the_rest(stack_dir: Path) -> N
         squat_prometheus.bind(("127.0.0.1", ports["prometheus"]))
         squat_demo.listen()
         squat_prometheus.listen()
-        up = _stack(stack_dir, "up", *_port_flags(ports))
+        up = run_stack(stack_dir, "up", *port_flags(ports))
     assert up.returncode == 1, up.stdout + up.stderr
     # The demo is optional: skipped with the reason, and `up` went on.
     assert f"demo           skipped (optional): port {ports['demo']} is in use" in up.stdout
@@ -199,10 +141,10 @@ def test_up_says_which_component_failed_and_stops_the_rest(stack_dir: Path) -> N
 
 
 def test_status_and_stop_without_a_stack(stack_dir: Path) -> None:
-    status = _stack(stack_dir, "status")
+    status = run_stack(stack_dir, "status")
     assert status.returncode == 3
     assert "has not been started" in status.stdout
-    stop = _stack(stack_dir, "stop")
+    stop = run_stack(stack_dir, "stop")
     assert stop.returncode == 0 and "nothing to stop" in stop.stdout
 
 
@@ -211,7 +153,7 @@ def test_options_after_the_subcommand_and_a_stack_found_from_anywhere(
 ) -> None:
     """Issue 19, item 7: `stack up --dir X` was refused; `status` from another directory said
     nothing ran; node_exporter logged a systemd error at every scrape."""
-    ports = _ports()
+    ports = stack_ports()
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -226,9 +168,9 @@ def test_options_after_the_subcommand_and_a_stack_found_from_anywhere(
             env=env,
         )
 
-    up = stack("up", "--dir", str(stack_dir), "--no-demo", *_port_flags(ports), cwd=REPO)
+    up = stack("up", "--dir", str(stack_dir), "--no-demo", *port_flags(ports), cwd=REPO)
     assert up.returncode == 0, up.stdout + up.stderr
-    procs = _processes(stack_dir)
+    procs = stack_processes(stack_dir)
     status = stack("status", cwd=elsewhere)  # no --dir, another working directory
     assert status.returncode == 0, status.stdout + status.stderr
     assert f"127.0.0.1:{ports['node-exporter']}" in status.stdout
@@ -239,4 +181,4 @@ def test_options_after_the_subcommand_and_a_stack_found_from_anywhere(
     assert "systemd" not in node_log, node_log
     stop = stack("stop", cwd=elsewhere)
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert _leftovers(procs) == []
+    assert leftovers(procs) == []

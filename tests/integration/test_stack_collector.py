@@ -13,15 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_stack import (
-    _leftovers,
-    _port_flags,
-    _ports,
-    _processes,
-    _stack,
-    stack_dir,  # noqa: F401 (fixture)
-)
+from tests.support.prometheus import query
 from tests.support.servers import free_port
+from tests.support.stack_cli import (
+    leftovers,
+    port_flags,
+    run_stack,
+    stack_ports,
+    stack_processes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,8 @@ def _free_run(n: int) -> int:
     raise RuntimeError(f"no run of {n} free ports")
 
 
-def test_collector_path_with_two_replicas(stack_dir: Path) -> None:  # noqa: F811
-    ports = _ports()
+def test_collector_path_with_two_replicas(stack_dir: Path) -> None:
+    ports = stack_ports()
     extra = {
         "gateway-grpc-port": free_port(),
         "replica-base-port": _free_run(4),
@@ -57,12 +57,12 @@ def test_collector_path_with_two_replicas(stack_dir: Path) -> None:  # noqa: F81
         "loadbalancer-health-port": free_port(),
     }
     base = extra["replica-base-port"]
-    flags = [f for f in _port_flags(ports) if not f.startswith("--gateway-grpc-port")]
+    flags = [f for f in port_flags(ports) if not f.startswith("--gateway-grpc-port")]
     flags += [f"--{k}={v}" for k, v in extra.items()]
-    up = _stack(stack_dir, "up", "--collector", "--replicas", "2", *flags, timeout=180)
+    up = run_stack(stack_dir, "up", "--collector", "--replicas", "2", *flags, timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr
-    procs = _processes(stack_dir)
-    status = _stack(stack_dir, "status")
+    procs = stack_processes(stack_dir)
+    status = run_stack(stack_dir, "status")
     assert status.returncode == 0, status.stdout
     rows = {line.split()[0]: line.split() for line in status.stdout.splitlines()[1:] if line}
     for name in ("otel-collector", "gateway-1", "gateway-2", "loadbalancer", "prometheus"):
@@ -81,12 +81,7 @@ def test_collector_path_with_two_replicas(stack_dir: Path) -> None:  # noqa: F81
             jobs.setdefault(t["labels"]["job"], []).append(t["scrapeUrl"])
         # The demo's data reached Prometheus through the load balancer, a replica and the
         # Collector's exporter.
-        result = httpx.get(
-            f"{prom}/api/v1/query",
-            params={"query": '{job=~".*demo.*", __name__=~"coderunner_.+"}'},
-            timeout=5,
-        ).json()["data"]["result"]
-        demo_series = result
+        demo_series = query(prom, '{job=~".*demo.*", __name__=~"coderunner_.+"}')
         if len(jobs.get("gateway", [])) == 2 and demo_series:
             break
         time.sleep(1)
@@ -99,6 +94,6 @@ def test_collector_path_with_two_replicas(stack_dir: Path) -> None:  # noqa: F81
     assert "otel-collector-loadbalancer" in jobs
     assert demo_series, "the demo's requests never reached Prometheus through the Collector"
 
-    stop = _stack(stack_dir, "stop")
+    stop = run_stack(stack_dir, "stop")
     assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert _leftovers(procs) == []
+    assert leftovers(procs) == []

@@ -6,19 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.gateway_client import PB, push
 from tests.support.otlp import Req
 from tests.support.servers import GatewayProcess, free_port, run_gateway
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-PB = {"Content-Type": "application/x-protobuf"}
 # Forwarding to a port nothing listens on: batches wait in the queue, so its depth and the
 # age of its oldest entry have something to show.
 CONFIG = """\
@@ -32,20 +33,6 @@ health:
 cardinality:
   max_series_per_stream: 40
 """
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
-
-
-def push(gw: GatewayProcess, req: Req) -> None:
-    r = httpx.post(gw.otlp_http, content=req.bytes(), headers=PB)
-    assert r.status_code == 200, r.content
 
 
 def get(gw: GatewayProcess, path: str, status: int = 200, **params: Any) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.gateway_client import PB, push
 from tests.support.otlp import Req
 from tests.support.servers import REPO, GatewayProcess, free_port, run_gateway
 
@@ -34,7 +35,6 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PB = {"Content-Type": "application/x-protobuf"}
 CONFIG = """\
 observers: {{enabled: true, interval_seconds: 0.5, min_interval_seconds: 0.5, adaptive: false}}
 forwarder: {{endpoint: "http://127.0.0.1:{dead}", initial_backoff_seconds: 0.2}}
@@ -47,11 +47,6 @@ cardinality:
   max_series_per_stream: 200
 """
 ATTACK_SERIES = 500
-
-
-def push(gw: GatewayProcess, req: Req) -> None:
-    r = httpx.post(gw.otlp_http, content=req.bytes(), headers=PB)
-    assert r.status_code == 200, r.content
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The repository's Prometheus rules and local-stack config, made fast enough for a test.
 
-Only time is changed: every `for:` divided by 60 (2m -> 2s, 5m -> 5s) and 1 s scrape and
-evaluation intervals. The expressions, labels and annotations are the repository's own.
+Only time is changed: every `for:` divided by a factor (60 by default: 2m -> 2s, 5m -> 5s) and
+1 s scrape and evaluation intervals. The expressions, labels and annotations are the
+repository's own.
 """
 
 from __future__ import annotations
@@ -13,29 +14,33 @@ import yaml
 
 from tests.support.servers import REPO
 
-__all__ = ["local_prometheus_config", "rules_with_short_for"]
+__all__ = ["local_prometheus_config", "rules_with_short_for", "shorten_for"]
 
 _DURATION = re.compile(r"^(\d+)([smh])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
-def _shorten_for(duration: str) -> str:
+def shorten_for(duration: str, divisor: int) -> str:
+    """A rule's `for:` divided by `divisor`, at least 1 s: ("2m", 30) -> "4s"."""
     match = _DURATION.match(duration)
     if match is None:
         raise ValueError(f"unexpected for: {duration}")
     seconds = int(match.group(1)) * _SECONDS[match.group(2)]
-    return f"{max(1, seconds // 60)}s"
+    return f"{max(1, seconds // divisor)}s"
 
 
-def rules_with_short_for() -> dict[str, str]:
-    """`prometheus/rules/*.yml` as `run_prometheus(extra_files=...)` takes them."""
+def rules_with_short_for(divisor: int = 60) -> dict[str, str]:
+    """`prometheus/rules/*.yml` with every `for:` divided by `divisor`, as
+    `run_prometheus(extra_files=...)` takes them. A smaller divisor keeps more time between a
+    critical alert and its warning twin (the end-to-end alerting test needs 30 on a loaded
+    machine)."""
     files = {}
     for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
         data = yaml.safe_load(path.read_text())
         for group in data["groups"]:
             for rule in group["rules"]:
                 if "for" in rule:
-                    rule["for"] = _shorten_for(rule["for"])
+                    rule["for"] = shorten_for(rule["for"], divisor)
         files[f"rules/{path.name}"] = yaml.safe_dump(data, sort_keys=False)
     return files
 

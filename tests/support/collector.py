@@ -6,9 +6,7 @@ directory)."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
-import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,9 @@ from typing import Any
 
 import yaml
 
+from gateway.stack.collector_config import CollectorPorts as LoopbackPorts
+from gateway.stack.collector_config import built_collector, localize_collector_config
+from gateway.stack.collector_config import load_collector_config as load_config
 from tests.support.servers import REPO, ServerProcess, _spawn, free_port
 
 __all__ = [
@@ -34,41 +35,13 @@ COLLECTOR_CONFIG = COLLECTOR_DIR / "config.yaml"
 def collector_binary(distribution: str = "main") -> Path:
     """The built binary of `distribution` (main, loadbalancer); fails with what to run when it
     was not built, instead of building for minutes inside a test."""
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-collector.sh"), "--path", distribution],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    path = Path(out.stdout.strip())
-    if not path.is_file():
-        raise RuntimeError(
-            f"the {distribution} Collector is not built at {path}: run `make collector` "
-            "(or `bash scripts/build-collector.sh`)"
-        )
-    return path
-
-
-def load_config(*files: Path) -> dict[str, Any]:
-    """The Collector's merge of several --config files (maps merge key by key, lists and
-    scalars of a later file win), for the tests that rewrite a repo config."""
-    merged: dict[str, Any] = {}
-    for f in files:
-        _merge(merged, yaml.safe_load(f.read_text()) or {})
-    return merged
-
-
-def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
+    return built_collector(REPO, distribution)
 
 
 @dataclass(frozen=True)
-class CollectorPorts:
-    """Every port a Collector of the main config listens on; reused across a restart."""
+class CollectorPorts(LoopbackPorts):
+    """Every port a Collector of the main config listens on, each a free one; reused across a
+    restart."""
 
     otlp_grpc: int = field(default_factory=free_port)
     otlp_http: int = field(default_factory=free_port)
@@ -102,30 +75,6 @@ class CollectorProcess(ServerProcess):
         return f"127.0.0.1:{self.ports.telemetry}"
 
 
-def localize(config: dict[str, Any], ports: CollectorPorts, queue_dir: Path) -> dict[str, Any]:
-    """`config` (a repo config) with every listener on a free loopback port and the
-    file_storage directories under `queue_dir`; nothing else changes."""
-    c = copy.deepcopy(config)
-    ext = c.get("extensions", {})
-    if "health_check" in ext:
-        ext["health_check"]["endpoint"] = f"127.0.0.1:{ports.health}"
-    for name, settings in ext.items():
-        if name.startswith("file_storage"):
-            settings["directory"] = str(queue_dir)
-            if "compaction" in settings:
-                settings["compaction"]["directory"] = str(queue_dir)
-    protocols = c["receivers"]["otlp"]["protocols"]
-    protocols["grpc"]["endpoint"] = f"127.0.0.1:{ports.otlp_grpc}"
-    protocols["http"]["endpoint"] = f"127.0.0.1:{ports.otlp_http}"
-    if "prometheus" in c.get("exporters", {}):
-        c["exporters"]["prometheus"]["endpoint"] = f"127.0.0.1:{ports.prometheus}"
-    for reader in c.get("service", {}).get("telemetry", {}).get("metrics", {}).get("readers", []):
-        exporter = reader["pull"]["exporter"]["prometheus"]
-        exporter["host"] = "127.0.0.1"
-        exporter["port"] = ports.telemetry
-    return c
-
-
 @contextlib.contextmanager
 def run_collector(
     tmp: Path,
@@ -143,7 +92,7 @@ def run_collector(
     home = tmp / name
     queue = home / "queue"
     queue.mkdir(parents=True, exist_ok=True)
-    localized = localize(config or load_config(COLLECTOR_CONFIG), ports, queue)
+    localized = localize_collector_config(config or load_config(COLLECTOR_CONFIG), ports, queue)
     config_path = home / "config.yaml"
     config_path.write_text(yaml.safe_dump(localized, sort_keys=False))
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}

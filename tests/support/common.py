@@ -1,49 +1,27 @@
-"""The helpers every test shares: one fake clock, one sink, push and scrape (in-process and over
-HTTP), `eventually`. Use these instead of a local copy (seven fake clocks and three
-`eventually`s had grown apart before this module)."""
+"""Push and scrape in-process (a store, a processor, a pipeline) and over HTTP, plus the shared
+fake clock, sink and `eventually` re-exported from `fakes` and `waiting` (seven fake clocks and
+six `eventually`s had grown apart before these modules)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import httpx
 
 from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore
 from gateway.pipeline.batch import MetricsBatch
+from tests.support.fakes import FakeClock, ListConsumer
 from tests.support.otlp import Req
 from tests.support.promtext import Samples, parse
+from tests.support.waiting import eventually
 
 __all__ = ["FakeClock", "Sink", "eventually", "post", "push", "scrape", "scrape_url"]
 
-T = TypeVar("T")
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
-class FakeClock:
-    """A monotonic clock (seconds) that moves only when the test says so: pass it where a
-    component takes `clock=`."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Sink:
-    """A pipeline `Consumer` that keeps every batch it is given."""
-
-    def __init__(self) -> None:
-        self.batches: list[MetricsBatch] = []
-
-    def consume(self, batch: MetricsBatch) -> None:
-        self.batches.append(batch)
+Sink = ListConsumer
 
 
 class _Consumer(Protocol):
@@ -74,16 +52,3 @@ def scrape_url(url: str) -> Samples:
     r = httpx.get(url)
     assert r.status_code == 200, r.text
     return parse(r.text)
-
-
-def eventually(check: Callable[[], T], timeout: float = 15.0, interval: float = 0.1) -> T:
-    """Calls `check` until it returns something true, and returns that; fails after
-    `timeout` seconds with the last value in the message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: last {result!r}")
-        time.sleep(interval)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.config import ForwarderConfig
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.queue import Entry, MemoryQueue
@@ -14,6 +16,8 @@ from gateway.health.model import Status
 from gateway.pipeline.batch import MetricsBatch
 from tests.support.otlp import Req
 from tests.support.upstream import run_upstream
+
+pytestmark = pytest.mark.integration  # starts a server or a subprocess
 
 
 class FlakyQueue(MemoryQueue):

@@ -18,6 +18,9 @@ from tests.support.upstream import Upstream, run_upstream
 
 LOGGER = "gateway.exporters.otlp_forwarder"
 
+# A real upstream HTTP server (tests/support/upstream.py) on a socket.
+pytestmark = pytest.mark.integration
+
 
 def batch(value: float) -> MetricsBatch:
     return MetricsBatch(Req(service="svc").gauge("g", [({}, value, 1)]).request)

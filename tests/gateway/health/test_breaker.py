@@ -8,7 +8,7 @@ import pytest
 
 from gateway.health.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from gateway.health.config import BreakerConfig
-from tests.support.common import FakeClock
+from tests.support.fakes import FakeClock
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -8,7 +8,8 @@ from gateway.config import load
 from gateway.health import PipelineCounters, build_registry
 from gateway.health.config import HealthConfig
 from gateway.health.model import Status
-from tests.gateway.health.otlp_points import ListConsumer, points
+from tests.support.fakes import ListConsumer
+from tests.support.points import points
 from tests.support.servers import free_port
 
 

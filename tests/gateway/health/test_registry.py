@@ -12,8 +12,8 @@ from gateway.health.config import BreakerConfig
 from gateway.health.metrics import PipelineHealthMetrics
 from gateway.health.model import Check, CheckOutcome, Observation, Status
 from gateway.health.registry import HealthRegistry
-from tests.gateway.health.otlp_points import ListConsumer, breaker_states, points
-from tests.support.common import FakeClock
+from tests.support.fakes import FakeClock, ListConsumer
+from tests.support.points import breaker_states, points
 
 
 def const(value: object):  # type: ignore[no-untyped-def]

@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from gateway.catalogue import by_name
 from gateway.observers.http import PATH, metrics_current_router
 from gateway.observers.system import SystemObserver
+from tests.support.observers import NOW, Collect, FakeClock, FakeSampler, cpu_after
 from tests.support.servers import free_port, wait_http
 
-from .fakes import NOW, Collect, FakeClock, FakeSampler, cpu_after
+pytestmark = pytest.mark.integration  # starts a server or a subprocess
 
 Setup = tuple[SystemObserver, FakeSampler, FakeClock, httpx.Client]
 

@@ -11,8 +11,7 @@ import pytest
 from gateway.catalogue import by_name
 from gateway.observers.sampler import PsutilSampler, SystemClock
 from gateway.observers.system import SystemObserver
-
-from .fakes import Collect, attrs, points_by_metric
+from tests.support.observers import Collect, attrs, points_by_metric
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,7 @@ from gateway.errors import RetryableError
 from gateway.observers.config import ObserversConfig
 from gateway.observers.system import SCOPE, SystemObserver
 from gateway.pipeline.batch import MetricsBatch
-
-from .fakes import (
+from tests.support.observers import (
     BOOT,
     PROC_START,
     Collect,

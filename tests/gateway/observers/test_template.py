@@ -9,8 +9,7 @@ from gateway import __version__
 from gateway.observers import template as template_module
 from gateway.observers.system import SCOPE, SystemObserver
 from gateway.observers.template import BatchTemplate
-
-from .fakes import Collect, FakeClock, FakeSampler, Net, Part, Usage, cpu_after
+from tests.support.observers import Collect, FakeClock, FakeSampler, Net, Part, Usage, cpu_after
 
 
 @pytest.mark.parametrize("fast", [True, False])

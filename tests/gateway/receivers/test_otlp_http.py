@@ -1,16 +1,16 @@
-"""The OTLP/HTTP receiver in process: its Starlette handler behind `httpx.ASGITransport`, a
-sink for a pipeline. Encodings, status codes and bodies as the OTLP/HTTP specification says;
-the real listener's tests are in tests/integration."""
+"""The OTLP/HTTP receiver in-process: its handler mounted in a Starlette app and called through
+httpx's ASGI transport (no socket, no server), the pipeline a ListConsumer."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 from google.protobuf import json_format
-from google.rpc import status_pb2
+from google.rpc.status_pb2 import Status as RpcStatus
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -18,108 +18,156 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from gateway.config import LimitsConfig
 from gateway.errors import RetryableError
-from gateway.pipeline.batch import MetricsBatch
 from gateway.receivers.auth import TokenAuth
+from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.selftelemetry import SelfTelemetry
-from tests.support.common import Sink
+from tests.support.fakes import ListConsumer
+from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 
-PB = "application/x-protobuf"
-REQ = Req().sum("c", [({"k": str(i)}, i, 0, 10) for i in range(3)])
+JSON = {"Content-Type": "application/json"}
 
 
-def post(
-    body: bytes,
-    headers: dict[str, str],
-    *,
-    consumer: Sink | None = None,
-    max_body_bytes: int = 1 << 20,
-    admission: Sequence[Callable[[], None]] = (),
-    auth: TokenAuth | None = None,
-) -> httpx.Response:
-    receiver = OtlpHttpReceiver(
-        consumer or Sink(),
-        SelfTelemetry({"service.name": "test"}, namespace="t"),
-        max_body_bytes=max_body_bytes,
-        admission=admission,
-        auth=auth,
-    )
+def receiver(consumer: ListConsumer, **options: Any) -> tuple[OtlpHttpReceiver, SelfTelemetry]:
+    telemetry = SelfTelemetry({"service.name": "gw"}, namespace="t", wall_clock=lambda: 1.0)
+    options.setdefault("max_body_bytes", 1 << 20)
+    return OtlpHttpReceiver(consumer, telemetry, **options), telemetry
+
+
+def post(receiver: OtlpHttpReceiver, content: bytes, headers: dict[str, str]) -> httpx.Response:
     app = Starlette(routes=[Route("/v1/metrics", receiver.handle, methods=["POST"])])
 
-    async def send() -> httpx.Response:
+    async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            return await client.post("/v1/metrics", content=body, headers=headers)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            return await client.post("/v1/metrics", content=content, headers=headers)
 
-    return asyncio.run(send())
-
-
-def test_protobuf_is_decoded_and_handed_to_the_pipeline() -> None:
-    sink = Sink()
-    r = post(REQ.bytes(), {"Content-Type": PB}, consumer=sink)
-    assert r.status_code == 200 and r.headers["content-type"] == PB
-    assert ExportMetricsServiceResponse.FromString(r.content) == ExportMetricsServiceResponse()
-    (batch,) = sink.batches
-    assert batch.request == REQ.request and batch.source == "http"
+    return asyncio.run(go())
 
 
-def test_json_is_answered_in_json_and_gzip_is_inflated() -> None:
-    sink = Sink()
-    body = gzip.compress(json_format.MessageToJson(REQ.request).encode())
-    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
-    r = post(body, headers, consumer=sink)
-    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-    assert r.json() == {}
-    assert sink.batches[0].request == REQ.request
+def request(points: int = 2, service: str = "svc") -> Req:
+    return Req(service=service).sum("c", [({"i": i}, float(i), 0, 1) for i in range(points)])
 
 
-def test_points_the_pipeline_refuses_come_back_as_partial_success() -> None:
-    class Refusing(Sink):
-        def consume(self, batch: MetricsBatch) -> None:
-            batch.reject(2, "invalid value: NaN")
-            super().consume(batch)
+def received_points(consumer: ListConsumer) -> int:
+    return sum(
+        len(getattr(m, m.WhichOneof("data")).data_points)
+        for b in consumer.batches
+        for rm in b.request.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    )
 
-    r = post(REQ.bytes(), {"Content-Type": PB}, consumer=Refusing())
-    answer = ExportMetricsServiceResponse.FromString(r.content)
+
+def test_protobuf_is_accepted_and_handed_to_the_pipeline() -> None:
+    consumer = ListConsumer()
+    rx, telemetry = receiver(consumer)
+    r = post(rx, request(points=3).bytes(), PB)
     assert r.status_code == 200
-    assert answer.partial_success.rejected_data_points == 2
-    assert answer.partial_success.error_message == "invalid value: NaN"
+    assert r.headers["content-type"] == "application/x-protobuf"
+    answer = ExportMetricsServiceResponse.FromString(r.content)
+    assert not answer.HasField("partial_success")
+    assert received_points(consumer) == 3
+    assert consumer.batches[0].source == "http"
+    assert telemetry.received == {"http": 3}
 
 
-def _status(r: httpx.Response) -> status_pb2.Status:
-    return status_pb2.Status.FromString(r.content)
+def test_json_in_json_out_and_gzip_is_inflated() -> None:
+    consumer = ListConsumer()
+    rx, _ = receiver(consumer)
+    body = json_format.MessageToJson(request(points=2).request).encode()
+    r = post(rx, gzip.compress(body), {**JSON, "Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert received_points(consumer) == 2
 
 
-def test_unsupported_type_too_large_and_undecodable_are_permanent_errors() -> None:
-    sink = Sink()
-    r = post(REQ.bytes(), {"Content-Type": "text/plain"}, consumer=sink)
-    assert r.status_code == 415 and "Content-Type" in _status(r).message
-    r = post(REQ.bytes(), {"Content-Type": PB}, consumer=sink, max_body_bytes=10)
-    assert r.status_code == 413 and "limit of 10 bytes" in _status(r).message
-    r = post(b"\xff\xff\xff", {"Content-Type": PB}, consumer=sink)
-    assert r.status_code == 400
-    assert sink.batches == []
+def test_bad_input_gets_a_status_body_and_the_pipeline_nothing() -> None:
+    cases: Sequence[tuple[bytes, dict[str, str], int]] = [
+        (b"\xff\xff not protobuf", PB, 400),
+        (b"{not json", JSON, 400),
+        (request().bytes(), {"Content-Type": "text/plain"}, 415),
+        (b"x" * 2048, PB, 413),
+        (b"not gzip", {**PB, "Content-Encoding": "gzip"}, 400),
+    ]
+    for content, headers, status in cases:
+        consumer = ListConsumer()
+        rx, telemetry = receiver(consumer, max_body_bytes=1024)
+        r = post(rx, content, headers)
+        assert r.status_code == status, (headers, r.status_code, r.content[:200])
+        # A google.rpc.Status in the request's encoding, saying what was wrong.
+        if headers["Content-Type"] == JSON["Content-Type"]:
+            status_body = json_format.Parse(r.content, RpcStatus())
+        else:
+            status_body = RpcStatus.FromString(r.content)
+        assert status_body.message, r.content
+        assert consumer.batches == []
+        assert sum(telemetry.refused.values()) == 1
 
 
-def test_overload_is_retryable_with_retry_after_and_reads_no_body() -> None:
-    def full() -> None:
-        raise RetryableError("forward queue is full", retry_after_seconds=7)
-
-    sink = Sink()
-    r = post(REQ.bytes(), {"Content-Type": PB}, consumer=sink, admission=[full])
-    assert r.status_code in (429, 503) and r.headers["retry-after"] == "7"
-    assert _status(r).message == "forward queue is full"
-    assert sink.batches == []
+def test_a_body_that_inflates_past_the_limit_is_refused() -> None:
+    consumer = ListConsumer()
+    rx, _ = receiver(consumer, max_body_bytes=4096)
+    bomb = gzip.compress(b"\0" * 1_000_000)
+    assert len(bomb) < 4096
+    r = post(rx, bomb, {**PB, "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    assert consumer.batches == []
 
 
 def test_without_a_valid_token_401_and_a_challenge() -> None:
-    auth = TokenAuth({"team-a": ["s3cret-token-value"]})
-    sink = Sink()
-    r = post(REQ.bytes(), {"Content-Type": PB}, consumer=sink, auth=auth)
-    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
-    headers = {"Content-Type": PB, "Authorization": "Bearer s3cret-token-value"}
-    r = post(REQ.bytes(), headers, consumer=sink, auth=auth)
-    assert r.status_code == 200 and sink.batches[0].tenant == "team-a"
-    assert isinstance(sink.batches[0].request, ExportMetricsServiceRequest)
+    consumer = ListConsumer()
+    rx, _ = receiver(consumer, auth=TokenAuth({"acme": ["s3cret"]}))
+    r = post(rx, request().bytes(), PB)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    r = post(rx, request().bytes(), {**PB, "Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert consumer.batches == []
+    r = post(rx, request().bytes(), {**PB, "Authorization": "Bearer s3cret"})
+    assert r.status_code == 200
+    assert consumer.batches[0].tenant == "acme"
+
+
+def test_an_admission_check_refuses_with_retry_after_before_the_body_is_read() -> None:
+    def full() -> None:
+        raise RetryableError("queue full; retry later", retry_after_seconds=7.0)
+
+    consumer = ListConsumer()
+    rx, _ = receiver(consumer, admission=[full])
+    r = post(rx, b"never decoded", PB)
+    assert r.status_code in (429, 503)
+    assert r.headers["retry-after"] == "7"
+    assert consumer.batches == []
+
+
+def test_a_resource_over_the_input_limits_comes_back_as_partial_success() -> None:
+    # The receiver applies the limits on resources and scopes (points' own attributes are the
+    # store's to check): the bad resource's points are refused, the good one's go on.
+    consumer = ListConsumer()
+    limits = InputLimits(LimitsConfig(max_attribute_value_length=24))
+    rx, _ = receiver(consumer, limits=limits)
+    both = ExportMetricsServiceRequest()
+    both.MergeFrom(request(points=2, service="ok").request)
+    both.MergeFrom(request(points=3, service="x" * 40).request)
+    r = post(rx, both.SerializeToString(), PB)
+    assert r.status_code == 200, r.content
+    answer = ExportMetricsServiceResponse.FromString(r.content)
+    assert answer.partial_success.rejected_data_points == 3
+    assert "max_attribute_value_length" in answer.partial_success.error_message
+    assert received_points(consumer) == 2
+
+
+def test_requests_in_progress_are_bounded_by_the_inflight_budget() -> None:
+    consumer = ListConsumer()
+    rx, _ = receiver(consumer, max_inflight_bytes=300)
+    r = post(rx, request(points=20).bytes(), PB)  # 662 bytes
+    assert r.status_code == 503
+    assert "retry-after" in r.headers
+    # The refused request released what it held: a small one still fits.
+    r = post(rx, request(points=1).bytes(), PB)  # 107 bytes
+    assert r.status_code == 200, r.content
+    assert received_points(consumer) == 1

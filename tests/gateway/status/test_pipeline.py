@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.status.pipeline import WINDOW_SECONDS, PipelineReadings, quantile
-from tests.support.common import FakeClock
+from tests.support.fakes import FakeClock
 
 
 @pytest.mark.parametrize(

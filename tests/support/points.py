@@ -1,5 +1,5 @@
 """Reads data points back out of the batches a `PipelineHealthMetrics` sent (shared by the
-health tests and tests/integration/test_health_faults.py)."""
+health tests, the demo's and tests/integration/test_health_faults.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,6 @@ class Point:
     value: float
     kind: str  # "gauge" or "sum"
     monotonic: bool
-
-
-class ListConsumer:
-    """A pipeline `Consumer` that keeps every batch (the real builder output)."""
-
-    def __init__(self) -> None:
-        self.batches: list[MetricsBatch] = []
-
-    def consume(self, batch: MetricsBatch) -> None:
-        self.batches.append(batch)
 
 
 def points(batch: MetricsBatch) -> list[Point]:
