@@ -7,7 +7,12 @@ fails it, saying what it started (tests/support/unit_guard.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from instrumentation import Instrumentation, InstrumentationSettings, setup
 
 _INTEGRATION = frozenset(
     (
@@ -36,3 +41,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.split("[", 1)[0] in _INTEGRATION:
             item.add_marker(pytest.mark.integration)
+
+
+# Shared by tests/instrumentation and tests/demo: anyio on asyncio, and the instrumentation
+# with an in-memory reader.
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def handle(reader: InMemoryMetricReader) -> Iterator[Instrumentation]:
+    h = setup(
+        InstrumentationSettings(service_name="test-service", export=False, set_global=False),
+        readers=[reader],
+    )
+    yield h
+    h.shutdown()

@@ -50,17 +50,12 @@ from gateway.catalogue import by_name
 from tests.alertmanager.amconfig import with_webhook
 from tests.support.collector import CollectorProcess, run_collector
 from tests.support.dashboards_live import (
-    EVERY_SLO_RECORDED,
-    SCRAPE_SECONDS,
-    Traffic,
     blackbox_exporter,
     hostport,
+    panel_failures_under_traffic,
     peer_config,
     prometheus_config,
     rule_files,
-    run_panels,
-    wait_for_every_metric,
-    wait_for_series,
 )
 from tests.support.exporters import postgres_exporter, redis_exporter
 from tests.support.gateway_config import QUIET
@@ -331,13 +326,5 @@ def test_every_dashboard_panel_returns_data_on_the_collector_path(tmp_path: Path
              "static_configs": [{"targets": [collector.exporter_target]}]}
         )  # fmt: skip
         with run_prometheus(tmp_path, json.dumps(config), extra_files=rule_files()) as prom:
-            traffic = Traffic(gw.otlp_http)
-            traffic.start()
-            try:
-                wait_for_every_metric(prom.url)
-                wait_for_series(prom.url, EVERY_SLO_RECORDED, 150)
-                time.sleep(4 * SCRAPE_SECONDS + 1)
-                failures = run_panels(prom.url)
-            finally:
-                traffic.stop()
+            failures = panel_failures_under_traffic(prom.url, gw.otlp_http)
     assert failures == [], "\n".join(failures)

@@ -34,21 +34,17 @@ from gateway.catalogue import CATALOGUE, DEFAULT_NAMESPACE, Layer, Metric
 from tests.alertmanager.amconfig import with_webhook
 from tests.support.collector import run_collector
 from tests.support.dashboards_live import (
-    EVERY_SLO_RECORDED,
     SCRAPE_SECONDS,
-    Traffic,
     blackbox_exporter,
     dashboard_panels,
     grafana_regex,
     hostport,
     label_values,
+    panel_failures_under_traffic,
     peer_config,
     prometheus_config,
     rule_files,
-    run_panels,
     substitute,
-    wait_for_every_metric,
-    wait_for_series,
 )
 from tests.support.exporters import postgres_exporter, redis_exporter
 from tests.support.node_exporter import node_exporter
@@ -90,17 +86,7 @@ def test_every_panel_query_is_valid_and_returns_data(tmp_path: Path) -> None:
              "postgres": hostport(pg_exporter.url), "redis": hostport(redis.url)},
         ), extra_files=rule_files()) as prom,
     ):  # fmt: skip
-        traffic = Traffic(gw.otlp_http)
-        traffic.start()
-        try:
-            wait_for_every_metric(prom.url)
-            # The SLO period's rules run in a 1-minute group: wait for their first result.
-            wait_for_series(prom.url, EVERY_SLO_RECORDED, 150)
-            # Enough scrapes for every rate() window and the forwarder's counters.
-            time.sleep(4 * SCRAPE_SECONDS + 1)
-            failures = run_panels(prom.url)
-        finally:
-            traffic.stop()
+        failures = panel_failures_under_traffic(prom.url, gw.otlp_http)
     assert failures == [], "\n".join(failures)
 
 

@@ -440,3 +440,18 @@ def has_data_for_one_value(prometheus: str, expr: str, services: Sequence[str]) 
             if result.get("status") == "success" and result["data"]["result"]:
                 return True
     return False
+
+
+def panel_failures_under_traffic(prometheus: str, otlp_http: str) -> list[str]:
+    """Runs every panel query once Prometheus holds every catalogue metric and the SLO period's
+    first recording (its rules run in a 1-minute group), with catalogue traffic flowing into
+    `otlp_http` and enough scrapes for every rate() window; returns the failures."""
+    traffic = Traffic(otlp_http)
+    traffic.start()
+    try:
+        wait_for_every_metric(prometheus)
+        wait_for_series(prometheus, EVERY_SLO_RECORDED, 150)
+        time.sleep(4 * SCRAPE_SECONDS + 1)
+        return run_panels(prometheus)
+    finally:
+        traffic.stop()

@@ -3,7 +3,7 @@ library the Collector's prometheus exporter (contrib v0.165.1) names with, confi
 exporter configures it (suffixes on, no UTF-8, label runs of `_` kept). A small Go program
 names thousands of random and hand-picked names; the gateway must give the same, except where
 the Collector refuses a label name and drops the metric (there the gateway keeps the metric;
-see gateway/exporters/prometheus/naming.py)."""
+see gateway/naming.py)."""
 
 from __future__ import annotations
 
