@@ -18,6 +18,7 @@ per-check details under the same `health.details` policy as `/api/health`.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 from importlib import resources
@@ -314,9 +315,13 @@ def status_router(parts: StatusParts) -> APIRouter:
             _page_file("index.html"), media_type=_STATIC["index.html"], headers=_NO_CACHE
         )
 
+    # Rendered once (about 10 ms of Markdown on the event loop): the file and the namespace do
+    # not change while the gateway runs, and a client reloading the page must not cost that.
+    runbooks = functools.cache(lambda: runbooks_page(config.prometheus.namespace))
+
     @router.get("/ui/runbooks", include_in_schema=False)
     async def ui_runbooks() -> Response:
-        page = runbooks_page(config.prometheus.namespace)
+        page = runbooks()
         if page is None:
             return Response(
                 f"no runbooks here ({RUNBOOKS} is missing): alerts should link to the "
