@@ -49,8 +49,11 @@ would need rescaling that no runaway label is worth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from google.protobuf.message import Message
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,14 +61,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.pipeline.batch import MetricsBatch
 from gateway.pipeline.consumer import Consumer
 from gateway.pipeline.identity import resource_identity, scope_identity
+from gateway.pipeline.streams import (
+    Attributed,
+    HistogramState,
+    NumberState,
+    SeriesStream,
+)
 
 __all__ = [
     "OVERFLOW_ATTRIBUTE",
     "CardinalityConfig",
     "CardinalityLimiter",
+    "HistogramShape",
     "LimiterCounters",
+    "NumberShape",
     "OverflowFolder",
     "SeriesIndex",
+    "Shape",
 ]
 
 #: the attribute (and, sanitised, the label) of the overflow series, as the OpenTelemetry SDKs
@@ -126,7 +138,9 @@ class _OverflowMember:
         "time",
     )
 
-    def __init__(self, target: Any, monotonic: bool, metric: str, counters: LimiterCounters):
+    def __init__(
+        self, target: NumberState, monotonic: bool, metric: str, counters: LimiterCounters
+    ) -> None:
         self._target = target
         self._monotonic = monotonic
         self._metric = metric
@@ -223,7 +237,7 @@ class _HistogramMember:
         "time",
     )
 
-    def __init__(self, target: Any, metric: str, counters: LimiterCounters):
+    def __init__(self, target: HistogramState, metric: str, counters: LimiterCounters) -> None:
         self._target = target
         self._metric = metric
         self._counters = counters
@@ -271,18 +285,74 @@ class _HistogramMember:
     updated = _OverflowMember.updated
 
 
-class _Overflow:
-    __slots__ = ("forwarded_end", "forwarded_value", "members", "series")
+@dataclass(frozen=True, slots=True)
+class NumberShape:
+    """What the store's series of a number stream are: made by `factory` from their labels."""
 
-    def __init__(self, series: Any) -> None:
-        self.series = series
+    factory: Callable[[str], NumberState]
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramShape:
+    """What the store's series of an explicit-bucket histogram stream are."""
+
+    factory: Callable[[str], HistogramState]
+
+
+#: the series an overflow series can add up (exponential histograms and summaries: none)
+Shape = NumberShape | HistogramShape
+
+
+class _ForwardedDelta:
+    """Where the forward path's delta overflow points have got to."""
+
+    __slots__ = ("forwarded_end", "forwarded_value")
+
+    def __init__(self) -> None:
         #: end time of the last delta overflow point forwarded: the next one starts there, so
         #: that the upstream sees one contiguous delta stream
         self.forwarded_end = 0
         #: the overflow series' value when the last delta point was forwarded: the next point
         #: is the increase since (what the members added, out-of-order points not included)
         self.forwarded_value = 0.0
-        self.members: dict[str, _OverflowMember | _HistogramMember] = {}
+
+
+class _NumberOverflow(_ForwardedDelta):
+    """The overflow state of a number stream: its overflow series and the members adding to
+    it, by the labels they would have had."""
+
+    __slots__ = ("members", "series")
+
+    def __init__(self, series: NumberState) -> None:
+        super().__init__()
+        self.series = series
+        self.members: dict[str, _OverflowMember] = {}
+
+    def new_member(
+        self, labels: str, monotonic: bool, metric: str, counters: LimiterCounters
+    ) -> _OverflowMember:
+        member = self.members[labels] = _OverflowMember(self.series, monotonic, metric, counters)
+        return member
+
+
+class _HistogramOverflow(_ForwardedDelta):
+    """The overflow state of an explicit-bucket histogram stream."""
+
+    __slots__ = ("members", "series")
+
+    def __init__(self, series: HistogramState) -> None:
+        super().__init__()
+        self.series = series
+        self.members: dict[str, _HistogramMember] = {}
+
+    def new_member(
+        self, labels: str, monotonic: bool, metric: str, counters: LimiterCounters
+    ) -> _HistogramMember:
+        member = self.members[labels] = _HistogramMember(self.series, metric, counters)
+        return member
+
+
+_Overflow = _NumberOverflow | _HistogramOverflow
 
 
 def _overflow_point() -> metrics_pb2.NumberDataPoint:
@@ -297,16 +367,16 @@ def _overflow_point() -> metrics_pb2.NumberDataPoint:
 OVERFLOW_POINT = _overflow_point()
 
 
-def _service_of(stream: Any) -> str:
+def _service_of(stream: SeriesStream) -> str:
     """The job label of a stream's resource (`job="ns/name"` leads the resource labels)."""
-    labels: str = stream.resource.labels
+    labels = stream.resource.labels
     if not labels.startswith("job="):
         return ""
     end = labels.find('",instance="')
     return labels if end < 0 else labels[:end]
 
 
-def _live(stream: Any) -> bool:
+def _live(stream: SeriesStream) -> bool:
     """Whether the store still holds `stream` (one lookup: a family indexes its streams by
     prefix; a scan of the family made the once-a-second recount quadratic)."""
     return stream.family.streams.get(stream.slot) is stream
@@ -322,31 +392,31 @@ class CardinalityLimiter:
         self.config = config or CardinalityConfig()
         self.counters = LimiterCounters()
         self._clock = clock
-        self._overflows: dict[Any, _Overflow] = {}
+        self._overflows: dict[SeriesStream, _Overflow] = {}
         #: job -> streams seen, and their series count, recounted at most once a second
-        self._service_streams: dict[str, set[Any]] = {}
+        self._service_streams: dict[str, set[SeriesStream]] = {}
         self._service_series: dict[str, int] = {}
         self._recounted = 0.0
 
     # ------------------------------------------------------------------ limits
 
-    def limit(self, stream: Any) -> int:
+    def limit(self, stream: SeriesStream) -> int:
         return self.config.per_metric.get(stream.family.name, self.config.max_series_per_stream)
 
-    def count_overflowed(self, stream: Any, n: int) -> None:
+    def count_overflowed(self, stream: SeriesStream, n: int) -> None:
         """`n` more points of `stream` went into its overflow series."""
         overflowed = self.counters.overflowed
         metric = stream.family.name
         overflowed[metric] = overflowed.get(metric, 0) + n
 
-    def max_keys(self, stream: Any) -> int:
+    def max_keys(self, stream: SeriesStream) -> int:
         """Identity keys the store may index for a stream: two per series (the same attributes
         in another order are another key) and one per tracked overflowed series, so that a
         point of an overflowed series is found by one lookup, as any other point is. Without
         the latter, 80 % of a stream over the limit cut ingest to 0.18x (bench/ingest.py)."""
         return 2 * self.limit(stream) + self.config.max_tracked_overflow_series
 
-    def over_limit(self, stream: Any, held: int) -> bool:
+    def over_limit(self, stream: SeriesStream, held: int) -> bool:
         """Whether a stream holding `held` series may not take one more."""
         if held >= self.limit(stream):
             return True
@@ -357,7 +427,7 @@ class CardinalityLimiter:
         self._maybe_recount()
         return self._service_series.get(service, 0) >= cap
 
-    def admitted(self, stream: Any) -> None:
+    def admitted(self, stream: SeriesStream) -> None:
         """A new series was created in `stream`."""
         if not self.config.max_series_per_service:
             return
@@ -388,46 +458,43 @@ class CardinalityLimiter:
 
     def overflow(
         self,
-        stream: Any,
+        stream: SeriesStream,
         labels: str,
-        factory: type,
         overflow_labels: str,
         *,
-        shape: Literal["number", "histogram"] | None,
+        shape: Shape | None,
         may_create: bool = True,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[_OverflowMember | _HistogramMember | None, NumberState | HistogramState | None]:
         """The member standing for the over-limit series `labels`, and the overflow series
-        (made by `factory`) if the store must add it now; (None, None) when the point cannot
-        be taken (counted), or when the stream has no overflow series and `may_create` is
-        False (at the gateway-wide series cap). `shape`: what the store's series hold, a
-        number or explicit-bucket histogram; None for what cannot be added up (exponential
-        histograms, summaries)."""
-        metric = stream.family.name
+        (made by `shape.factory`) if the store must add it now; (None, None) when the point
+        cannot be taken (counted), or when the stream has no overflow series and `may_create`
+        is False (at the gateway-wide series cap). `shape`: what the store's series of the
+        stream are, a number or explicit-bucket histogram; None for what cannot be added up
+        (exponential histograms, summaries)."""
         if shape is None:
             return None, None  # the store counts it as dropped (cardinality_limit)
         state = self._overflows.get(stream)
-        new_series = None
+        new_series: NumberState | HistogramState | None = None
         if state is None or stream.by_labels.get(overflow_labels) is not state.series:
             if not may_create:
                 return None, None
             # First overflow of the stream, or its overflow series went stale and was dropped.
-            new_series = factory(overflow_labels)
-            state = self._overflows[stream] = _Overflow(new_series)
+            state = self._overflows[stream] = (
+                _NumberOverflow(shape.factory(overflow_labels))
+                if isinstance(shape, NumberShape)
+                else _HistogramOverflow(shape.factory(overflow_labels))
+            )
+            new_series = state.series
         member = state.members.get(labels)
         if member is None:
             if len(state.members) >= self.config.max_tracked_overflow_series:
                 return None, new_series  # dropped and counted by the store
-            member = (
-                _OverflowMember(state.series, stream.monotonic, metric, self.counters)
-                if shape == "number"
-                else _HistogramMember(state.series, metric, self.counters)
-            )
-            state.members[labels] = member
+            member = state.new_member(labels, stream.monotonic, stream.family.name, self.counters)
         return member, new_series
 
     # ------------------------------------------------------------------ label values
 
-    def shorten(self, stream: Any, point: Any) -> Any:
+    def shorten(self, stream: SeriesStream, point: Attributed) -> Attributed:
         """`point`, or a copy of its attributes with string values cut to the length limit
         (counted by metric)."""
         cut = self.cut(point)
@@ -436,7 +503,7 @@ class CardinalityLimiter:
             self.counters.truncated[metric] = self.counters.truncated.get(metric, 0) + 1
         return cut
 
-    def cut(self, point: Any) -> Any:
+    def cut(self, point: Attributed) -> Attributed:
         """`point`, or a copy of its attributes with string values cut to the length limit."""
         limit = self.config.max_label_value_length
         if not limit:
@@ -456,7 +523,7 @@ class CardinalityLimiter:
                 kv.value.string_value = kv.value.string_value[:keep] + TRUNCATION_MARKER
         return copy
 
-    def overflow_state(self, stream: Any) -> _Overflow | None:
+    def overflow_state(self, stream: SeriesStream) -> _Overflow | None:
         """The overflow state of a stream that has overflowed, else None."""
         return self._overflows.get(stream)
 
@@ -474,7 +541,7 @@ class SeriesIndex(Protocol):
 
     def stream_of(
         self, resource_key: bytes, scope_key: bytes, metric: metrics_pb2.Metric, kind: str
-    ) -> Any: ...
+    ) -> SeriesStream | None: ...
 
 
 class OverflowFolder:
@@ -513,15 +580,16 @@ class OverflowFolder:
             kind = m.WhichOneof("data")
             if kind is None:
                 continue
-            dps = getattr(m, kind).data_points
-            point = None
+            # Any kind may have points dropped; only sums, gauges and histograms fold.
+            dps: RepeatedCompositeFieldContainer[Message] = getattr(m, kind).data_points
+            point: Message | None = None
             if decision.folded:
                 stream = store.stream_of(
                     resource_identity(rm.resource), scope_identity(sm), m, kind
                 )
                 state = store.limiter.overflow_state(stream) if stream is not None else None
-                if state is not None:
-                    point = self._overflow_point(stream, state, dps, decision.folded, kind)
+                if stream is not None and state is not None:
+                    point = _folded_point(stream, state, m, decision.folded)
             removed = decision.folded
             if decision.dropped:
                 removed = sorted(removed + decision.dropped)
@@ -529,74 +597,81 @@ class OverflowFolder:
             if point is not None:
                 dps.append(point)
 
-    @staticmethod
-    def _overflow_point(
-        stream: Any, state: _Overflow, dps: Any, indexes: list[int], kind: str
-    ) -> Any:
-        """The point standing for the folded points (`dps[i]` for i in `indexes`) upstream, or
-        None when there is nothing new to say (a delta stream whose folded points were all
-        out of order). Number points are not read again: the overflow series holds the value
-        and the latest time (reading 800 points of a 1,000-point request cost more than the
-        store's whole walk over them); only its start time comes from the points, once."""
-        target = state.series
-        if not target.start:
-            target.start = min(dps[i].start_time_unix_nano for i in indexes)
-        if kind == "histogram":
-            return OverflowFolder._histogram_point(stream, state, [dps[i] for i in indexes])
-        point = metrics_pb2.NumberDataPoint()
-        end = target.time
-        if stream.cumulative:
-            point.as_double = target.value
-            point.start_time_unix_nano = target.start
-        else:
-            if end <= state.forwarded_end:
-                return None
-            point.as_double = target.value - state.forwarded_value
-            point.start_time_unix_nano = state.forwarded_end or target.start
-            state.forwarded_value = target.value
-            state.forwarded_end = end
-        point.time_unix_nano = end
-        kv = point.attributes.add()
-        kv.key = OVERFLOW_ATTRIBUTE
-        kv.value.bool_value = True
-        return point
 
-    @staticmethod
-    def _histogram_point(stream: Any, state: _Overflow, folded: list[Any]) -> Any:
-        target = state.series
-        start = min(p.start_time_unix_nano for p in folded)
-        if start < target.start:
-            target.start = start
-        point = metrics_pb2.HistogramDataPoint()
-        if stream.cumulative:
-            bounds, counts, count, total = (
-                target.bounds,
-                target.counts,
-                target.count,
-                target.sum,
-            )
-        else:
-            bounds = list(folded[0].explicit_bounds)
-            same = [p for p in folded if list(p.explicit_bounds) == bounds]
-            counts = [sum(c) for c in zip(*[p.bucket_counts for p in same], strict=True)]
-            count, total = sum(p.count for p in same), sum(p.sum for p in same)
-        point.explicit_bounds.extend(bounds)
-        point.bucket_counts.extend(counts)
-        point.count, point.sum = count, total
-        end = max(p.time_unix_nano for p in folded)
-        if stream.cumulative:
-            point.start_time_unix_nano = target.start
-        else:
-            point.start_time_unix_nano = state.forwarded_end or start
-            state.forwarded_end = end
-        point.time_unix_nano = end
-        kv = point.attributes.add()
-        kv.key = OVERFLOW_ATTRIBUTE
-        kv.value.bool_value = True
-        return point
+def _folded_point(
+    stream: SeriesStream, state: _Overflow, m: metrics_pb2.Metric, indexes: list[int]
+) -> Message | None:
+    """The point standing upstream for the folded points of `m` (`data_points[i]` for i in
+    `indexes`), or None when there is nothing new to say (a delta stream whose folded points
+    were all out of order). Number points are not read again: the overflow series holds the
+    value and the latest time (reading 800 points of a 1,000-point request cost more than the
+    store's whole walk over them); only its start time comes from the points, once."""
+    if isinstance(state, _HistogramOverflow):
+        histograms = m.histogram.data_points
+        return _folded_histogram(stream, state, [histograms[i] for i in indexes])
+    numbers = m.sum.data_points if m.WhichOneof("data") == "sum" else m.gauge.data_points
+    target = state.series
+    if not target.start:
+        target.start = min(numbers[i].start_time_unix_nano for i in indexes)
+    point = metrics_pb2.NumberDataPoint()
+    end = target.time
+    if stream.cumulative:
+        point.as_double = target.value
+        point.start_time_unix_nano = target.start
+    else:
+        if end <= state.forwarded_end:
+            return None
+        point.as_double = target.value - state.forwarded_value
+        point.start_time_unix_nano = state.forwarded_end or target.start
+        state.forwarded_value = target.value
+        state.forwarded_end = end
+    point.time_unix_nano = end
+    kv = point.attributes.add()
+    kv.key = OVERFLOW_ATTRIBUTE
+    kv.value.bool_value = True
+    return point
 
 
-def _delete(dps: Any, indexes: list[int]) -> None:
+def _folded_histogram(
+    stream: SeriesStream, state: _HistogramOverflow, folded: list[metrics_pb2.HistogramDataPoint]
+) -> metrics_pb2.HistogramDataPoint:
+    target = state.series
+    start = min(p.start_time_unix_nano for p in folded)
+    if not target.start or start < target.start:
+        target.start = start
+    point = metrics_pb2.HistogramDataPoint()
+    if stream.cumulative:
+        bounds, counts, count, total = (
+            target.bounds,
+            target.counts,
+            target.count,
+            target.sum,
+        )
+    else:
+        bounds = list(folded[0].explicit_bounds)
+        same = [p for p in folded if list(p.explicit_bounds) == bounds]
+        counts = [sum(c) for c in zip(*[p.bucket_counts for p in same], strict=True)]
+        count, total = sum(p.count for p in same), sum(p.sum for p in same)
+    point.explicit_bounds.extend(bounds)
+    point.bucket_counts.extend(counts)
+    point.count, point.sum = count, total
+    end = max(p.time_unix_nano for p in folded)
+    if stream.cumulative:
+        point.start_time_unix_nano = target.start
+    else:
+        point.start_time_unix_nano = state.forwarded_end or start
+        state.forwarded_end = end
+    point.time_unix_nano = end
+    kv = point.attributes.add()
+    kv.key = OVERFLOW_ATTRIBUTE
+    kv.value.bool_value = True
+    return point
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _delete(dps: RepeatedCompositeFieldContainer[_M], indexes: list[int]) -> None:
     """Removes `dps[i]` for the ascending `indexes`: one slice deletion when they are one run
     (the usual case under a cardinality attack: the series past the limit come in a row),
     else one deletion each."""

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -56,7 +56,14 @@ from gateway.pipeline.identity import (
     resource_identity,
     scope_identity,
 )
-from gateway.processors.cardinality import OVERFLOW_POINT, CardinalityConfig, CardinalityLimiter
+from gateway.processors.cardinality import (
+    OVERFLOW_POINT,
+    CardinalityConfig,
+    CardinalityLimiter,
+    HistogramShape,
+    NumberShape,
+    Shape,
+)
 from gateway.processors.delta import Outcome, accumulate
 
 __all__ = ["Family", "IngestCounters", "SeriesStore", "StoreSettings", "StreamView"]
@@ -69,9 +76,9 @@ _MAX_NAME_LENGTH = 255
 _OVERFLOW_KEY = b"\x00overflow"
 _KINDS = {"histogram": HISTOGRAM, "exponential_histogram": EXPONENTIAL, "summary": SUMMARY}
 # Series an overflow series can add up (`CardinalityLimiter.overflow`).
-_OVERFLOW_SHAPES: dict[type, Literal["number", "histogram"]] = {
-    NumberSeries: "number",
-    HistogramSeries: "histogram",
+_OVERFLOW_SHAPES: dict[type, Shape] = {
+    NumberSeries: NumberShape(NumberSeries),
+    HistogramSeries: HistogramShape(HistogramSeries),
 }
 # What `_series_for` returns for a point whose attributes break the input limits.
 _REFUSED: Any = object()
@@ -724,7 +731,6 @@ class SeriesStore:
                 series, new_overflow = limiter.overflow(
                     stream,
                     labels,
-                    factory,
                     overflow_labels,
                     shape=_OVERFLOW_SHAPES.get(factory),
                     may_create=not full,
