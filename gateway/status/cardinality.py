@@ -11,7 +11,7 @@ import asyncio
 import heapq
 import itertools
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gateway.exporters.prometheus.store import StreamView
@@ -34,7 +34,7 @@ def cardinality_report(
     *,
     overflowed_points: Mapping[str, int],
     truncated: Mapping[str, int],
-    limit_of: Any,
+    limit_of: Callable[[str], int],
     top: int,
 ) -> dict[str, Any]:
     """Metrics and services by series held, most first (at most `top` of each)."""

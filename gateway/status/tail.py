@@ -9,6 +9,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
+from gateway.exporters.prometheus.series import HistogramSeries, NumberSeries, Series
 from gateway.exporters.prometheus.store import StreamView
 from gateway.status.cardinality import MAX_SCANNED_SERIES
 from gateway.status.labels import parse_labels
@@ -20,15 +21,15 @@ MAX_TAIL = 200
 _NS = 1_000_000_000
 
 
-def _value(series: Any) -> dict[str, Any]:
+def _value(series: Series) -> dict[str, Any]:
     """A series' current value: a number, or count and sum for the histogram kinds."""
-    if hasattr(series, "value"):
+    if isinstance(series, NumberSeries):
         return {"value": series.value}
     out: dict[str, Any] = {"count": series.count, "sum": series.sum}
-    bounds = getattr(series, "bounds", None)
-    if bounds:
+    if isinstance(series, HistogramSeries) and series.bounds:
         out["buckets"] = [
-            {"le": b, "count": c} for b, c in zip([*bounds, "+Inf"], series.counts, strict=False)
+            {"le": b, "count": c}
+            for b, c in zip([*series.bounds, "+Inf"], series.counts, strict=False)
         ]
     return out
 
@@ -38,7 +39,7 @@ def tail(
 ) -> dict[str, Any] | None:
     """The `limit` most recently updated series of `metric`; None when it has no live
     stream (of that service)."""
-    candidates: list[tuple[int, str, str, Any]] = []
+    candidates: list[tuple[int, str, str, Series]] = []
     kind = ""
     scanned = 0
     found = False

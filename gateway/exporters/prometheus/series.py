@@ -20,6 +20,7 @@ __all__ = [
     "HistogramSeries",
     "Kind",
     "NumberSeries",
+    "Series",
     "SummarySeries",
 ]
 
@@ -95,6 +96,10 @@ class SummarySeries:
         self.start = 0
         self.time = 0
         self.updated = 0.0
+
+
+#: what a stream's label index holds (an overflowed series' member is in its key index only)
+Series = NumberSeries | HistogramSeries | ExpHistogramSeries | SummarySeries
 
 
 def set_exponential(s: ExpHistogramSeries, p: Any, state: tuple[list[int], list[int]]) -> None:

@@ -39,6 +39,7 @@ from gateway.exporters.prometheus.series import (
     HistogramSeries,
     Kind,
     NumberSeries,
+    Series,
 )
 from gateway.naming import (
     metric_name,
@@ -202,7 +203,7 @@ class StreamView(NamedTuple):
     #: `job="..",instance=".."` and copied resource attributes
     resource_labels: str
     #: rendered point labels -> series (NumberSeries, HistogramSeries, ...): read only
-    series: Mapping[str, Any]
+    series: Mapping[str, Series]
     #: distinct series folded into the stream's overflow series
     overflowed_series: int
 
