@@ -158,14 +158,17 @@ class Gateway:
             self.forwarder = OtlpForwarder(
                 config.forwarder, queue, full_retry_after_seconds=q.retry_after_seconds
             )
-        exporters: list[Consumer] = [self.store]
+        exporters: list[Consumer] = []
         if self.forwarder is not None:
-            # After the store: forwarded batches get the store's overflow decisions too.
+            # Forwarded batches carry the store's overflow decisions (`batch.overflowed`).
             exporters.append(OverflowFolder(self.store, self.forwarder))
         #: services' semconv names -> the catalogue, before the fan-out so that the forwarder
         #: sends the catalogue's names too
         self.views = ViewProcessor(config.views, namespace=ns)
-        self.pipeline = Pipeline(processors=[self.views], exporters=exporters)
+        # The store is the last processor, not an exporter in the fan-out: what it refuses or
+        # folds holds for the forward path by construction (it once ran first in the fan-out
+        # only because the list said so).
+        self.pipeline = Pipeline(processors=[self.views, self.store], exporters=exporters)
 
         instance = f"{socket.gethostname()}:{config.server.http_port}"
         self.resource: Mapping[str, str] = {

@@ -33,11 +33,9 @@ class Consumer(Protocol):
 
 
 class Fanout:
-    """Hands one batch to several consumers in order.
-
-    Order matters: the Prometheus store runs first because it removes points it refuses, so the
-    forwarder never sends upstream what the gateway itself rejected.
-    """
+    """Hands one batch to several consumers in order. No consumer may depend on another
+    having run: a stage whose decisions others read (the series store: refusals, overflow) is
+    a processor (`Pipeline`), which runs before every exporter."""
 
     def __init__(self, consumers: Sequence[Consumer]) -> None:
         self._consumers = tuple(consumers)

@@ -1,4 +1,6 @@
-"""`Pipeline`: processors in order, then the exporters' fan-out. Wired in `gateway.app`."""
+"""`Pipeline`: processors in order, then the exporters' fan-out. Wired in `gateway.app`: the
+views, then the series store (the last processor: its refusals and overflow decisions hold for
+every exporter), then the forward path."""
 
 from __future__ import annotations
 

@@ -6,10 +6,11 @@ one place that already knows, on the first sight of a series only, whether it is
 processor of its own would have to compute every point's identity a second time (serialise the
 point, cut the fixed fields, look it up): about 0.7 us a point against the store's ~1.8 us, far
 beyond the 30 % the views and limits may cost together. The OTLP forwarder gets the same
-decisions through `OverflowFolder`, which sits after the store in the fan-out and rewrites
-only the streams that overflowed, so a Collector's Prometheus sees what the gateway's own
-/metrics shows (the Python SDK has no cardinality limit of its own; the Java, .NET and Go SDKs
-cap each instrument at 2,000 attribute sets with the same overflow attribute).
+decisions through `OverflowFolder`, an exporter-side wrapper that runs after the store (the
+pipeline's last processor) and rewrites only the streams that overflowed, so a Collector's
+Prometheus sees what the gateway's own /metrics shows (the Python SDK has no cardinality limit
+of its own; the Java, .NET and Go SDKs cap each instrument at 2,000 attribute sets with the
+same overflow attribute).
 
 Over a limit, a new series goes into the stream's single overflow series, labelled
 `otel_metric_overflow="true"` (the SDKs' `otel.metric.overflow` attribute), and nothing is lost
@@ -549,11 +550,12 @@ class OverflowFolder:
     overflow series, so that what a Collector's Prometheus exporter serves matches the
     gateway's /metrics: at most limit + 1 series per stream, nothing lost or counted twice.
 
-    A `Consumer` wrapped around the forwarder and placed after the store in the fan-out: it
-    reads the store's decisions for this very batch (`MetricsBatch.overflowed`: which points
-    went to an overflow series, which were dropped), so it costs nothing until some stream
-    overflows and then no identity work per point (recomputing every point's key here once
-    doubled a point's cost under a cardinality attack).
+    A `Consumer` wrapped around the forwarder, in the exporters' fan-out after the store (the
+    pipeline's last processor): it reads the store's decisions for this very batch
+    (`MetricsBatch.overflowed`: which points went to an overflow series, which were dropped),
+    so it costs nothing until some stream overflows and then no identity work per point
+    (recomputing every point's key here once doubled a point's cost under a cardinality
+    attack).
     The folded point carries `otel.metric.overflow=true`: for cumulative sums and gauges the
     store's overflow value, for delta sums the sum of this batch's folded points, for
     cumulative histograms the overflow histogram, for delta histograms the folded points'

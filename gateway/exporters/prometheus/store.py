@@ -448,6 +448,13 @@ class SeriesStore:
 
     # ------------------------------------------------------------------ ingest
 
+    def process(self, batch: MetricsBatch) -> None:
+        """The store as the pipeline's last processor (`gateway.app`): it decides, in its one
+        walk over the points, what every exporter after it sees: refused points leave the
+        batch, overflow decisions go into `batch.overflowed` for the forward path. As a
+        processor it runs before any exporter by construction, not by a list's order."""
+        self.consume(batch)
+
     def consume(self, batch: MetricsBatch) -> None:
         now = self._clock()
         if self._full():
