@@ -226,9 +226,9 @@ def test_key_and_cert_swapped_is_named(pairs: dict[str, tuple[Path, Path]]) -> N
 def test_an_encrypted_key_is_refused_without_a_password_prompt(
     pairs: dict[str, tuple[Path, Path]],
 ) -> None:
-    problems = tls_problems(*pairs["locked"])
-    assert len(problems) == 1
-    assert problems[0].startswith("tls.cert_file / tls.key_file: not a usable PEM")
+    assert tls_problems(*pairs["locked"]) == [
+        "tls.cert_file / tls.key_file: not a usable PEM certificate and key (the key is encrypted)"
+    ]
 
 
 def test_a_file_that_is_no_pem_is_named(tmp_path: Path) -> None:
