@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from gateway import __version__
 from gateway.catalogue import by_name
 from gateway.config import ConfigError, GatewayConfig
+from gateway.config_files import ConfigFiles
 from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.prometheus.exposition import (
@@ -48,10 +49,9 @@ from gateway.observers import SystemObserver, metrics_current_router
 from gateway.pipeline import Component, Consumer, Pipeline
 from gateway.pipeline.batch import MetricsBatch, count_points
 from gateway.pipeline.lifecycle import Graceful, Lifecycle, Timed, Untimed
-from gateway.preflight import read_tls
 from gateway.processors.cardinality import OverflowFolder
 from gateway.processors.views import ViewProcessor
-from gateway.receivers.auth import ReadGuard, TokenAuth, load_read_tokens
+from gateway.receivers.auth import ReadGuard, TokenAuth
 from gateway.receivers.http_guard import GuardCounters, HeaderLimits, guarded_protocol
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
@@ -121,8 +121,11 @@ def _raise_open_files_limit(max_connections: int) -> int:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, files: ConfigFiles) -> None:
+        """`files`: what the config names outside itself, read and checked by the config layer
+        (`ConfigFiles.read(config)`) before the gateway is built; nothing here reads them."""
         self.config = config
+        self.files = files
         ns = config.prometheus.namespace
         settings = StoreSettings(
             expiration_seconds=config.prometheus.metric_expiration_seconds,
@@ -198,15 +201,8 @@ class Gateway:
             admission.append(self.memory_limiter.check)
         if self.forwarder is not None:
             admission.append(self.forwarder.check_room)
-        try:
-            auth = TokenAuth.from_config(config.auth)
-            self.read_tokens = load_read_tokens(config.auth)
-        except ValueError as exc:
-            raise ConfigError("auth", [str(exc)]) from None
-        try:
-            tls = read_tls(config)
-        except ValueError as exc:
-            raise ConfigError("tls", [str(exc)]) from None
+        tokens = files.ingest_tokens
+        auth = TokenAuth(tokens) if tokens is not None else None
         self.http_receiver = OtlpHttpReceiver(
             self.pipeline,
             self.telemetry,
@@ -226,7 +222,7 @@ class Gateway:
                 auth=auth,
                 admission=admission,
                 limits=limits,
-                tls=tls,
+                tls=files.tls,
                 max_concurrent_rpcs=config.limits.max_concurrent_rpcs,
                 max_metadata_bytes=config.limits.max_header_bytes,
                 handshake_timeout_seconds=config.limits.header_read_timeout_seconds,
@@ -377,8 +373,8 @@ class Gateway:
             )
         # The status page (/ui/) and its JSON (/api/status/...), read from the components.
         app.include_router(status_router(self))
-        if self.read_tokens:
-            app.add_middleware(ReadGuard, tokens=self.read_tokens)
+        if self.files.read_tokens:
+            app.add_middleware(ReadGuard, tokens=self.files.read_tokens)
         return app
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
@@ -484,6 +480,8 @@ class Gateway:
             lifespan="off",
             http=protocol,
             timeout_graceful_shutdown=max(1, int(cfg.shutdown_grace_seconds / 2)),
+            # uvicorn takes only paths (the standard library loads a certificate chain from
+            # files only): it loads the pair `ConfigFiles.read` checked before the build.
             ssl_certfile=self.config.tls.cert_file or None,
             ssl_keyfile=self.config.tls.key_file or None,
         )

@@ -49,16 +49,21 @@ def load_config(args: argparse.Namespace) -> GatewayConfig:
 
 def _run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
+    from gateway.config_files import ConfigFiles
     from gateway.preflight import listeners_free
 
     config = load_config(args)
+    # The files the config names, all problems at once in check-config's words ("FILE: key:
+    # message"; without --config only GATEWAY_* variables name files); a ConfigError exits 2
+    # like any other config error (`main`).
+    files = ConfigFiles.read(config, source=args.config or "environment")
     busy = listeners_free(config)
     for problem in busy:
         print(f"telemetry-gateway: cannot start: {problem}", file=sys.stderr)
     if busy:
         return 1
     try:
-        asyncio.run(Gateway(config).serve())
+        asyncio.run(Gateway(config, files).serve())
     except OSError as exc:
         # A busy port, an unknown host: one line, not a traceback.
         print(f"telemetry-gateway: cannot start: {exc}", file=sys.stderr)
@@ -90,7 +95,7 @@ def _leaves(data: Any, key: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, .
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from gateway.preflight import preflight
+    from gateway.config_files import ConfigFiles
 
     try:
         resolved = resolve_file(args.file, environ=os.environ)
@@ -98,7 +103,7 @@ def _check_config(args: argparse.Namespace) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return 1
-    problems = preflight(resolved.config)
+    problems = ConfigFiles.problems(resolved.config)
     for problem in problems:
         print(f"{args.file}: {problem}", file=sys.stderr)
     if problems:

@@ -289,6 +289,7 @@ def test_prometheus_scrapes_only_self_metrics_from_a_forwarding_gateway(
     instance from the resource, through honor_labels)."""
     from gateway.app import Gateway
     from gateway.config import load
+    from gateway.config_files import ConfigFiles
 
     assert compose["services"]["gateway"]["environment"]["GATEWAY_FORWARD_ENDPOINT"]
     prometheus = yaml.safe_load(PROMETHEUS_YML.read_text())
@@ -299,7 +300,8 @@ def test_prometheus_scrapes_only_self_metrics_from_a_forwarding_gateway(
         if any(t.split(":")[0] == "gateway" for t in static.get("targets", []))
     ]
     assert jobs, "prometheus.yml does not scrape the gateway"
-    gateway = Gateway(load({"forwarder": {"endpoint": "http://otel-collector:4318"}}))
+    config = load({"forwarder": {"endpoint": "http://otel-collector:4318"}})
+    gateway = Gateway(config, ConfigFiles.read(config))
     routes = {getattr(r, "path", None) for r in gateway.app.routes}
     for job in jobs:
         path = job.get("metrics_path", "/metrics")

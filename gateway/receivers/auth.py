@@ -6,6 +6,9 @@ and from `auth.tokens_file`, a YAML mapping of tenant to a token or a list of to
     team-a: 3f1c...        # one token
     team-b: [9a0e..., c41d...]   # rotation: old and new token both valid
 
+Both are read before the gateway is built, by the config layer (`gateway.config_files`); the
+classes here take the tokens as values and read no file.
+
 A request without a valid token gets the same answer whatever is wrong with it (HTTP 401 with
 `WWW-Authenticate: Bearer`, gRPC UNAUTHENTICATED), and the check takes the same time whichever
 token is presented: it compares SHA-256 digests of the presented token with every configured
@@ -27,16 +30,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
-import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.config import AuthConfig
 from gateway.errors import PermanentError
 
-__all__ = ["OPEN_PATHS", "AuthError", "ReadGuard", "TokenAuth", "load_read_tokens", "load_tokens"]
+__all__ = ["OPEN_PATHS", "AuthError", "ReadGuard", "TokenAuth"]
 
 _SCHEME = "bearer "
 _BASIC = "basic "
@@ -53,45 +53,6 @@ class AuthError(PermanentError):
         super().__init__("missing or invalid bearer token", http_status=401)
 
 
-def load_tokens(config: AuthConfig) -> dict[str, list[str]]:
-    """Tenant -> tokens from the config and its tokens file; a bad file raises `ValueError`
-    naming the file."""
-    tokens: dict[str, list[str]] = {t: [tok] for t, tok in config.tokens.items()}
-    if config.tokens_file:
-        path = Path(config.tokens_file)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"auth.tokens_file {path}: {exc}") from None
-        if not isinstance(data, Mapping):
-            raise ValueError(f"auth.tokens_file {path}: must map tenant to token(s)")
-        for tenant, value in data.items():
-            values = value if isinstance(value, list) else [value]
-            if not values or not all(isinstance(v, str) and v for v in values):
-                raise ValueError(
-                    f"auth.tokens_file {path}: {tenant}: tokens must be non-empty strings"
-                )
-            tokens.setdefault(str(tenant), []).extend(values)
-    return tokens
-
-
-def load_read_tokens(config: AuthConfig) -> list[str]:
-    """The read tokens from the config and its file (one per line; blank lines and `#`
-    comments skipped); a bad file raises `ValueError` naming it."""
-    tokens = [t.strip() for t in config.read_tokens]
-    if config.read_tokens_file:
-        path = Path(config.read_tokens_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"auth.read_tokens_file {path}: {exc}") from None
-        found = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        if not found:
-            raise ValueError(f"auth.read_tokens_file {path}: no token in the file")
-        tokens.extend(found)
-    return tokens
-
-
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
@@ -99,15 +60,10 @@ def _digest(token: str) -> bytes:
 class TokenAuth:
     """Maps an `Authorization` header value to its tenant, or raises `AuthError`."""
 
-    def __init__(self, tokens: Mapping[str, list[str]]) -> None:
+    def __init__(self, tokens: Mapping[str, Sequence[str]]) -> None:
         self._digests = [(tenant, _digest(tok)) for tenant, toks in tokens.items() for tok in toks]
         if not self._digests:
             raise ValueError("auth: no tokens configured")
-
-    @classmethod
-    def from_config(cls, config: AuthConfig) -> TokenAuth | None:
-        """None when auth is off."""
-        return cls(load_tokens(config)) if config.enabled else None
 
     def tenant(self, authorization: str | None) -> str:
         if not authorization or authorization[: len(_SCHEME)].lower() != _SCHEME:
@@ -140,7 +96,7 @@ class ReadGuard:
     """ASGI wrapper: GET and HEAD requests outside `OPEN_PATHS` need a read token (401
     otherwise)."""
 
-    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
+    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
         if not tokens:
             raise ValueError("ReadGuard needs at least one token")
         self.app = app

@@ -1,13 +1,12 @@
-"""TokenAuth: tenants from tokens, one answer for every kind of wrong credential."""
+"""TokenAuth: tenants from tokens, one answer for every kind of wrong credential. (Reading the
+token files is the config layer's: tests/gateway/test_config_files.py.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from gateway.config import AuthConfig, ConfigError, load
-from gateway.receivers.auth import AuthError, TokenAuth, load_tokens
+from gateway.config import ConfigError, load
+from gateway.receivers.auth import AuthError, TokenAuth
 from gateway.receivers.status import grpc_code, http_status
 
 
@@ -45,34 +44,6 @@ def test_every_wrong_credential_gets_the_same_error(header: str | None) -> None:
     assert "alpha" not in str(info.value) and "team" not in str(info.value)
     assert http_status(info.value) == 401
     assert grpc_code(info.value).name == "UNAUTHENTICATED"
-
-
-def test_tokens_file_with_rotation_and_config_tokens(tmp_path: Path) -> None:
-    f = tmp_path / "tokens.yaml"
-    f.write_text("team-a: old-token\nteam-b: [b-one, b-two]\n")
-    cfg = AuthConfig(enabled=True, tokens={"team-a": "new-token"}, tokens_file=str(f))
-    assert load_tokens(cfg) == {"team-a": ["new-token", "old-token"], "team-b": ["b-one", "b-two"]}
-    a = TokenAuth.from_config(cfg)
-    assert a is not None
-    assert a.tenant("Bearer old-token") == a.tenant("Bearer new-token") == "team-a"
-    assert a.tenant("Bearer b-two") == "team-b"
-
-
-@pytest.mark.parametrize("text", ["- just\n- a list\n", "team: ''\n", "team: [1, 2]\n", ": ["])
-def test_bad_tokens_file_names_the_file(tmp_path: Path, text: str) -> None:
-    f = tmp_path / "tokens.yaml"
-    f.write_text(text)
-    with pytest.raises(ValueError, match=r"auth\.tokens_file"):
-        load_tokens(AuthConfig(enabled=True, tokens_file=str(f)))
-
-
-def test_missing_tokens_file() -> None:
-    with pytest.raises(ValueError, match=r"auth\.tokens_file /nonexistent"):
-        load_tokens(AuthConfig(enabled=True, tokens_file="/nonexistent/tokens.yaml"))
-
-
-def test_off_unless_enabled() -> None:
-    assert TokenAuth.from_config(AuthConfig()) is None
 
 
 def test_config_from_the_environment_and_validation() -> None:
