@@ -63,6 +63,7 @@ def _expected_receiver(labels: dict[str, str]) -> str:
     return "team-slack"
 
 
+@pytest.mark.integration
 def test_amtool_check_config(debian_config: Path) -> None:
     result = subprocess.run(
         [_amtool(), "check-config", str(debian_config)], capture_output=True, text=True, timeout=30
@@ -94,6 +95,7 @@ def test_the_dead_mans_switch_url_is_a_secret_not_a_placeholder() -> None:
         assert webhook["url_file"].startswith("/run/secrets/")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("rule", alerts_from_rules(), ids=lambda r: r["alert"])
 def test_every_alert_routes_to_its_receiver(rule: dict[str, Any], debian_config: Path) -> None:
     labels = {"alertname": rule["alert"], "job": "api", "instance": "i1", **rule["labels"]}
@@ -113,11 +115,13 @@ def test_every_alert_routes_to_its_receiver(rule: dict[str, Any], debian_config:
         ({"alertname": "Watchdog", "severity": "none"}, "deadmans-switch"),
     ],
 )
+@pytest.mark.integration
 def test_routing_plan(labels: dict[str, str], receiver: str, debian_config: Path) -> None:
     result = _route(labels, receiver, debian_config)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_route_test_fails_for_the_wrong_receiver(debian_config: Path) -> None:
     """The route tests above can fail: amtool rejects a receiver the tree does not pick."""
     result = _route({"severity": "critical", "alert_group": "memory"}, "page-slack", debian_config)

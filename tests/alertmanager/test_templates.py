@@ -87,12 +87,14 @@ def _pagerduty_details() -> dict[str, str]:
     return details
 
 
+@pytest.mark.integration
 def test_title_of_a_group_of_two_instances_has_a_summary(tmp_path: Path) -> None:
     data = _group(_alert("CpuUsageCritical", "h1"), _alert("CpuUsageCritical", "h2"))
     title = _render(tmp_path, '{{ template "coderunner.title" . }}', data)
     assert title == "[FIRING:2] CpuUsageCritical (api): CpuUsageCritical on h1 (1 of 2 firing)"
 
 
+@pytest.mark.integration
 def test_pagerduty_summary_and_links_of_a_mixed_group_are_filled(tmp_path: Path) -> None:
     """ApiErrorRateCritical and the SLO burn page share a group (one incident): their summary
     and runbook differ, so neither is common."""
@@ -112,6 +114,7 @@ def test_pagerduty_summary_and_links_of_a_mixed_group_are_filled(tmp_path: Path)
     assert "[ApiAvailabilityBudgetBurnPage]" in described
 
 
+@pytest.mark.integration
 def test_a_single_alert_keeps_its_own_summary(tmp_path: Path) -> None:
     data = _group(_alert("CpuUsageCritical", "h1"))
     title = _render(tmp_path, '{{ template "coderunner.title" . }}', data)

@@ -60,6 +60,7 @@ def test_there_are_rules_and_tests() -> None:
     assert len(_alerts()) >= 20
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.local.yml"])
 def test_promtool_check_config(config: str) -> None:
     result = _run(_tool("promtool"), "check", "config", config)
@@ -69,11 +70,13 @@ def test_promtool_check_config(config: str) -> None:
         assert f"rules/{rule_file.name}" in result.stdout, result.stdout
 
 
+@pytest.mark.integration
 def test_promtool_check_rules() -> None:
     result = _run(_tool("promtool"), "check", "rules", *(str(p) for p in RULE_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_promtool_test_rules() -> None:
     result = _run(_tool("promtool"), "test", "rules", *(str(p) for p in TEST_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -200,6 +203,7 @@ def test_dashboard_panels_exist_in_the_overview_dashboard() -> None:
         assert path in urls, f"{rule['alert']}: no panel for {url}"
 
 
+@pytest.mark.integration
 def test_local_stack_generates_a_valid_config_for_its_ports(tmp_path: Path) -> None:
     """`telemetry-gateway stack` rewrites prometheus.local.yml for the ports it was given."""
     settings = StackSettings(

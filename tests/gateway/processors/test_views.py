@@ -296,6 +296,7 @@ def test_config_errors_name_the_yaml_path(view: dict[str, Any], path: str) -> No
     assert any(e.startswith(path) for e in info.value.errors), info.value.errors
 
 
+@pytest.mark.integration
 def test_check_config_prints_the_view_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -86,6 +86,7 @@ def _floats(n: int) -> list[float]:
     return values
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("go") is None, reason="the Go toolchain is not installed")
 def test_label_floats_equal_go_formatting(tmp_path: Path) -> None:
     program = tmp_path / "main.go"

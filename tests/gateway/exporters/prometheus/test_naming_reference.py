@@ -105,6 +105,7 @@ def _cases(n: int) -> list[dict[str, object]]:
     return cases
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("go") is None, reason="the Go toolchain is not installed")
 def test_names_equal_the_collectors_translator(tmp_path: Path) -> None:
     (tmp_path / "main.go").write_text(PROGRAM)

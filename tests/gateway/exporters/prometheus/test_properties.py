@@ -656,12 +656,14 @@ def _promtool_problems(text: str) -> list[str]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.integration
 @given(plans=st.lists(requests, min_size=1, max_size=2))
 def test_promtool_accepts_generated_expositions(plans: list[list[dict[str, Any]]]) -> None:
     text = render(ingest(plans, reorder=False)).decode()
     assert _promtool_problems(text) == []
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_check_can_fail() -> None:
     """The promtool check above is not vacuous: a counter without `_total` is reported."""
