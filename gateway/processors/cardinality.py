@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
@@ -304,12 +304,19 @@ class HistogramShape:
 Shape = NumberShape | HistogramShape
 
 
-class _ForwardedDelta:
-    """Where the forward path's delta overflow points have got to."""
+_S = TypeVar("_S")
+_Member = TypeVar("_Member")
 
-    __slots__ = ("forwarded_end", "forwarded_value")
 
-    def __init__(self) -> None:
+class _OverflowState(Generic[_S, _Member]):
+    """The overflow state of a stream: its overflow series, the members adding to it by the
+    labels they would have had, and where the forward path's delta points have got to."""
+
+    __slots__ = ("forwarded_end", "forwarded_value", "members", "series")
+
+    def __init__(self, series: _S) -> None:
+        self.series = series
+        self.members: dict[str, _Member] = {}
         #: end time of the last delta overflow point forwarded: the next one starts there, so
         #: that the upstream sees one contiguous delta stream
         self.forwarded_end = 0
@@ -318,16 +325,8 @@ class _ForwardedDelta:
         self.forwarded_value = 0.0
 
 
-class _NumberOverflow(_ForwardedDelta):
-    """The overflow state of a number stream: its overflow series and the members adding to
-    it, by the labels they would have had."""
-
-    __slots__ = ("members", "series")
-
-    def __init__(self, series: NumberState) -> None:
-        super().__init__()
-        self.series = series
-        self.members: dict[str, _OverflowMember] = {}
+class _NumberOverflow(_OverflowState[NumberState, _OverflowMember]):
+    __slots__ = ()
 
     def new_member(
         self, labels: str, monotonic: bool, metric: str, counters: LimiterCounters
@@ -336,19 +335,13 @@ class _NumberOverflow(_ForwardedDelta):
         return member
 
 
-class _HistogramOverflow(_ForwardedDelta):
-    """The overflow state of an explicit-bucket histogram stream."""
-
-    __slots__ = ("members", "series")
-
-    def __init__(self, series: HistogramState) -> None:
-        super().__init__()
-        self.series = series
-        self.members: dict[str, _HistogramMember] = {}
+class _HistogramOverflow(_OverflowState[HistogramState, _HistogramMember]):
+    __slots__ = ()
 
     def new_member(
         self, labels: str, monotonic: bool, metric: str, counters: LimiterCounters
     ) -> _HistogramMember:
+        # Histograms have no monotonic flag of their own: a count that goes down is a reset.
         member = self.members[labels] = _HistogramMember(self.series, metric, counters)
         return member
 
@@ -366,6 +359,8 @@ def _overflow_point() -> metrics_pb2.NumberDataPoint:
 
 #: a point whose only attribute is the overflow one: the store renders its labels
 OVERFLOW_POINT = _overflow_point()
+#: the attribute the forward path's overflow points carry (`append` copies it)
+_OVERFLOW_KV = OVERFLOW_POINT.attributes[0]
 
 
 def _service_of(stream: SeriesStream) -> str:
@@ -628,9 +623,7 @@ def _folded_point(
         state.forwarded_value = target.value
         state.forwarded_end = end
     point.time_unix_nano = end
-    kv = point.attributes.add()
-    kv.key = OVERFLOW_ATTRIBUTE
-    kv.value.bool_value = True
+    point.attributes.append(_OVERFLOW_KV)
     return point
 
 
@@ -664,9 +657,7 @@ def _folded_histogram(
         point.start_time_unix_nano = state.forwarded_end or start
         state.forwarded_end = end
     point.time_unix_nano = end
-    kv = point.attributes.add()
-    kv.key = OVERFLOW_ATTRIBUTE
-    kv.value.bool_value = True
+    point.attributes.append(_OVERFLOW_KV)
     return point
 
 
