@@ -5,7 +5,6 @@ Prometheus scrapes it; promtool finds no problem."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 
 from tests.support.prometheus import query, values
 from tests.support.promtext import Samples, parse
-from tests.support.servers import REPO, GatewayProcess, run_gateway, run_prometheus
+from tests.support.sdk_pusher import push_with_sdk
+from tests.support.servers import GatewayProcess, run_gateway, run_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +32,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     with run_gateway(tmp_path_factory.mktemp("gw")) as gw:
         for protocol, temporality, service in CASES:
             endpoint = gw.otlp_http if protocol == "http" else gw.grpc_target
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.support.sdk_pusher",
-                    protocol,
-                    endpoint,
-                    temporality,
-                    service,
-                ],
-                cwd=REPO,
-                check=True,
-                timeout=60,
-            )
+            push_with_sdk(protocol, endpoint, temporality, service)
         yield gw
 
 

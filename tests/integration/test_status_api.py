@@ -3,8 +3,6 @@ by OTLP pushes and the real OpenTelemetry SDK: every figure is checked against w
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from tests.support.gateway_client import PB, push
 from tests.support.otlp import Req
+from tests.support.sdk_pusher import push_with_sdk
 from tests.support.servers import GatewayProcess, free_port, run_gateway
 from tests.support.waiting import eventually
 
@@ -61,20 +60,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
             ),
         )
         push(gw, Req(service="billing").gauge("queue.depth", [({"queue": "q1"}, 17.5, now)]))
-        # The real OpenTelemetry SDK, cumulative over HTTP (tests/support/sdk_pusher.py).
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.sdk_pusher",
-                "http",
-                gw.otlp_http,
-                "cumulative",
-                "sdk-svc",
-            ],
-            check=True,
-            timeout=60,
-        )
+        # The real OpenTelemetry SDK, cumulative over HTTP.
+        push_with_sdk("http", gw.otlp_http, "cumulative", "sdk-svc")
         yield gw
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 
 from tests.support.gateway_client import PB, push
 from tests.support.otlp import Req
+from tests.support.sdk_pusher import push_with_sdk
 from tests.support.servers import REPO, GatewayProcess, free_port, run_gateway
 
 pytestmark = pytest.mark.integration
@@ -86,19 +85,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
                 ],
             ),
         )
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.sdk_pusher",
-                "http",
-                gw.otlp_http,
-                "cumulative",
-                "sdk-svc",
-            ],
-            check=True,
-            timeout=60,
-        )
+        push_with_sdk("http", gw.otlp_http, "cumulative", "sdk-svc")
         # One request the gateway refuses, for the pipeline's refusals.
         assert httpx.post(gw.otlp_http, content=b"\xff\xff", headers=PB).status_code == 400
         yield gw

@@ -3,6 +3,9 @@ the gateway, over two collection cycles, then exits.
 
     python -m tests.support.sdk_pusher http|grpc ENDPOINT delta|cumulative SERVICE
 
+Tests call `push_with_sdk`, which runs that and waits for it. A process of its own, because the
+SDK's global state (and its exporters' threads) must not leak into the test process.
+
 What it records (so tests know the exact expected values):
     counter     app.requests     +1 x10 then +5      route=/a code=200  -> 15
     updown      app.active       +3, -1 then +2      no attributes      -> 4
@@ -13,12 +16,24 @@ What it records (so tests know the exact expected values):
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def push_with_sdk(protocol: str, endpoint: str, temporality: str, service: str) -> None:
+    """Runs the pusher against `endpoint` (an OTLP/HTTP URL, or a gRPC host:port) and waits
+    for it to exit; raises when it fails."""
+    module = "tests.support.sdk_pusher"
+    command = [sys.executable, "-m", module, protocol, endpoint, temporality, service]
+    subprocess.run(command, cwd=_REPO, check=True, timeout=60)
 
 
 def main() -> None:
