@@ -17,6 +17,8 @@ import pytest
 from gateway.exporters.prometheus.exposition import render
 from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
 from gateway.pipeline.batch import MetricsBatch
+from tests.support.gateway_client import PB
+from tests.support.gateway_config import QUIET
 from tests.support.otlp import CUMULATIVE, DELTA, Req
 from tests.support.promtext import Samples, parse
 from tests.support.servers import run_gateway
@@ -24,20 +26,14 @@ from tests.support.upstream import Upstream, run_upstream
 
 pytestmark = pytest.mark.integration
 
-PB = {"Content-Type": "application/x-protobuf"}
-CONFIG = """\
-observers: {{enabled: false}}
-views: []
-health:
-  upstream: {{enabled: false}}
-  pipeline: {{enabled: false}}
-  system: {{enabled: false}}
-cardinality:
-  max_series_per_stream: 1
-forwarder:
-  endpoint: {endpoint}
-  initial_backoff_seconds: 0.1
-"""
+
+def _config(endpoint: str) -> str:
+    return (
+        f"{QUIET}views: []\ncardinality:\n  max_series_per_stream: 1\n"
+        f"forwarder:\n  endpoint: {endpoint}\n  initial_backoff_seconds: 0.1\n"
+    )
+
+
 _STRIP = {"job", "instance", "otel_scope_name"}
 
 
@@ -65,7 +61,7 @@ def test_overflowed_histogram_points_with_an_le_attribute_reach_the_upstream(
 ) -> None:
     delta = temporality == "delta"
     with run_upstream() as upstream:
-        config = CONFIG.format(endpoint=upstream.url)
+        config = _config(upstream.url)
         with run_gateway(tmp_path, config=config, grpc=False) as gw:
             for round_, (start, end) in enumerate(((0, 10), (10, 20) if delta else (0, 20))):
                 scale = 1 if delta else round_ + 1
