@@ -101,11 +101,20 @@ def alerts_from_rules() -> list[dict[str, Any]]:
 
 
 def with_local_endpoints(
-    *, http_base: str, smtp: str, secrets: dict[str, Path], timers: str = "1s"
+    secrets_dir: Path, *, http_base: str, smtp: str, timers: str = "1s"
 ) -> str:
     """The repo's config with its real receivers (Slack, PagerDuty, email, with the repo's
-    templates) pointed at servers on 127.0.0.1, and the secret files at `secrets`
-    (keys: slack_webhook_url, pagerduty_routing_key, smtp_password)."""
+    templates) pointed at servers on 127.0.0.1, and its secret files written into
+    `secrets_dir` (the Slack webhook at `http_base`/slack, a well-formed PagerDuty routing key,
+    an SMTP password the plain test server never asks for)."""
+    secrets = {
+        "slack_webhook_url": secrets_dir / "slack_webhook_url",
+        "pagerduty_routing_key": secrets_dir / "pagerduty_routing_key",
+        "smtp_password": secrets_dir / "smtp_password",
+    }
+    secrets["slack_webhook_url"].write_text(f"{http_base}/slack\n")
+    secrets["pagerduty_routing_key"].write_text("R0UT1NGKEY0000000000000000000000\n")
+    secrets["smtp_password"].write_text("not-used-without-AUTH\n")
     config = for_debian(load(), f"{http_base}/deadmans-switch")
     config["templates"] = [str(REPO / "alertmanager" / t) for t in config.get("templates", [])]
     config["global"].update(

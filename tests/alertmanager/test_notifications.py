@@ -7,7 +7,6 @@ addresses, the secret files' paths and the group timers are changed for the test
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,13 @@ import httpx
 import pytest
 
 from tests.alertmanager.amconfig import with_local_endpoints
-from tests.alertmanager.sinks import HttpSink, SmtpSink, running
+from tests.alertmanager.sinks import HttpSink, SmtpSink
 from tests.support.servers import run_alertmanager
 
 pytestmark = pytest.mark.integration
 
 RUNBOOKS = "https://github.com/coderunner/telemetry-gateway/blob/main/docs/runbooks.md"
 DASHBOARD = "http://localhost:3001/d/coderunner-overview/coderunner-overview"
-
-
-@pytest.fixture
-def sinks() -> Iterator[tuple[HttpSink, SmtpSink]]:
-    with running() as both:
-        yield both
 
 
 def _alert(name: str, severity: str, group: str, instance: str, summary: str) -> dict[str, Any]:
@@ -62,15 +55,7 @@ def test_real_receivers_deliver_summary_description_and_links(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
 ) -> None:
     http, smtp = sinks
-    secrets = {
-        "slack_webhook_url": tmp_path / "slack_webhook_url",
-        "pagerduty_routing_key": tmp_path / "pagerduty_routing_key",
-        "smtp_password": tmp_path / "smtp_password",
-    }
-    secrets["slack_webhook_url"].write_text(f"{http.base}/slack\n")
-    secrets["pagerduty_routing_key"].write_text("R0UT1NGKEY0000000000000000000000\n")
-    secrets["smtp_password"].write_text("not-used-without-AUTH\n")
-    config = with_local_endpoints(http_base=http.base, smtp=smtp.address, secrets=secrets)
+    config = with_local_endpoints(tmp_path, http_base=http.base, smtp=smtp.address)
 
     with run_alertmanager(tmp_path, config) as am:
         alerts = [

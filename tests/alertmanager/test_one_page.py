@@ -12,7 +12,6 @@ the notification group, so one incident is one dedup key however many alerts it 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.alertmanager.amconfig import alerts_from_rules, with_local_endpoints
-from tests.alertmanager.sinks import HttpSink, SmtpSink, running
+from tests.alertmanager.sinks import HttpSink, SmtpSink
 from tests.support.servers import run_alertmanager
 
 pytestmark = pytest.mark.integration
@@ -44,24 +43,10 @@ def _alert(name: str, **labels: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def sinks() -> Iterator[tuple[HttpSink, SmtpSink]]:
-    with running() as both:
-        yield both
-
-
 def _pages(
     tmp_path: Path, http: HttpSink, smtp: SmtpSink, waves: list[list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    secrets = {
-        "slack_webhook_url": tmp_path / "slack_webhook_url",
-        "pagerduty_routing_key": tmp_path / "pagerduty_routing_key",
-        "smtp_password": tmp_path / "smtp_password",
-    }
-    secrets["slack_webhook_url"].write_text(f"{http.base}/slack\n")
-    secrets["pagerduty_routing_key"].write_text("R0UT1NGKEY0000000000000000000000\n")
-    secrets["smtp_password"].write_text("unused\n")
-    config = with_local_endpoints(http_base=http.base, smtp=smtp.address, secrets=secrets)
+    config = with_local_endpoints(tmp_path, http_base=http.base, smtp=smtp.address)
     with run_alertmanager(tmp_path, config) as am:
         for wave in waves:
             httpx.post(f"{am.url}/api/v2/alerts", json=wave, timeout=5).raise_for_status()
