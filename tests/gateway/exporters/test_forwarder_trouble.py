@@ -1,5 +1,6 @@
 """Issue 19, item 6: forwarding trouble at WARNING once per episode with one "recovered" line,
-and answers retrying cannot fix (401/403, 404 for a wrong path) counted by their own reason.
+and answers retrying cannot fix (401/403, 404 for a wrong path) counted by their own reason;
+points rejected in a partial success likewise logged once per episode.
 Against a real OTLP/HTTP upstream (tests/support/upstream.py)."""
 
 from __future__ import annotations
@@ -115,3 +116,20 @@ def test_a_refusal_retrying_cannot_fix_is_counted_and_logged_once(
     assert f"{reason}: {hint}" in lines[0]
     assert f"gateway.points.dropped{{reason='{reason}'}}" in lines[0]
     assert "recovered" in lines[1] and "3 points dropped meanwhile" in lines[1]
+
+
+def test_partial_rejections_from_a_real_upstream_are_one_warning_and_one_recovered_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upstream that rejected a point of every batch logged one WARNING per batch."""
+    with run_upstream() as upstream, caplog.at_level(logging.DEBUG, logger=LOGGER):
+        upstream.rejections = [1, 1, 1]
+        forwarder = send(ForwarderConfig(endpoint=upstream.url), 4, lambda: None)
+    assert forwarder.dropped() == {"rejected_upstream": 3}
+    assert forwarder.counters.forwarded == 1
+    lines = warnings(caplog)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"forwarder: upstream {upstream.url} rejected 1 points of a batch")
+    assert "data point too old" in lines[0]
+    assert lines[1].startswith(f"forwarder: upstream {upstream.url} recovered after ")
+    assert "3 points dropped meanwhile" in lines[1]
