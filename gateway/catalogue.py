@@ -396,7 +396,8 @@ CATALOGUE: tuple[Metric, ...] = (
         _C,
         ("transport", "reason"),
         "Export requests refused whole (undecodable, too large, unsupported type, overload; "
-        "not_found: a path the gateway does not serve).",
+        "queue_write_error: the disk queue cannot write; not_found: a path the gateway does "
+        "not serve).",
         _G,
     ),
     Metric(

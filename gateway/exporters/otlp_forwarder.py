@@ -45,7 +45,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from gateway.config import ForwarderConfig
-from gateway.errors import RetryableError
+from gateway.errors import QueueWriteError, RetryableError
 from gateway.exporters.queue import Entry, ForwardQueue, MemoryQueue
 from gateway.pipeline.batch import MetricsBatch, count_points
 
@@ -194,10 +194,13 @@ class OtlpForwarder:
         """Admission for the receivers: a `RetryableError` while the queue refuses data."""
         if not self._queue.has_room():
             write_error = getattr(self._queue, "write_error", None)
+            if write_error:
+                raise QueueWriteError(
+                    f"forward queue cannot write ({write_error}); retry later",
+                    retry_after_seconds=self._full_retry_after,
+                )
             raise RetryableError(
-                f"forward queue cannot write ({write_error}); retry later"
-                if write_error
-                else "forward queue is full (upstream slow or down); retry later",
+                "forward queue is full (upstream slow or down); retry later",
                 retry_after_seconds=self._full_retry_after,
             )
 
