@@ -97,6 +97,21 @@ class _GiveUp(Exception):
         return str(self).split(":", 1)[0]
 
 
+def _hint(reason: str, where: str) -> str:
+    """What to check for a refusal retrying cannot fix, for the log line."""
+    if reason == "upstream_unauthorized":
+        return " (check the token in forwarder.headers)"
+    if reason == "upstream_not_found":
+        # A Collector whose pipelines take no metrics answers so too (HTTP 404, gRPC
+        # UNIMPLEMENTED "unknown service ...MetricsService"): its receiver registers only the
+        # signals a pipeline consumes.
+        return (
+            f" (no OTLP metrics receiver at {where}: check forwarder.endpoint, and that the "
+            "upstream has a metrics pipeline)"
+        )
+    return ""
+
+
 def _retry_after(value: str | None) -> float | None:
     """`Retry-After` as seconds: a number or an HTTP date."""
     if not value:
@@ -453,12 +468,8 @@ class OtlpForwarder:
             )
         self.counters.rejected_upstream += 1
         reason = _REFUSAL_REASONS_HTTP.get(response.status_code, "rejected_upstream")
-        hint = {
-            "upstream_unauthorized": " (check the token in forwarder.headers)",
-            "upstream_not_found": f" (no OTLP receiver at {url}: check forwarder.endpoint)",
-        }.get(reason, "")
         body = response.text[:200].strip()
-        raise _GiveUp(f"{reason}: HTTP {response.status_code}{hint} {body}".rstrip())
+        raise _GiveUp(f"{reason}: HTTP {response.status_code}{_hint(reason, url)} {body}".rstrip())
 
     async def _send_grpc(self, payload: bytes) -> ExportMetricsServiceResponse:
         assert self._channel is not None
@@ -483,5 +494,6 @@ class OtlpForwarder:
                 raise _Retry(f"upstream answered {exc.code().name}", unknown=unknown) from None
             self.counters.rejected_upstream += 1
             reason = _REFUSAL_REASONS_GRPC.get(exc.code(), "rejected_upstream")
-            raise _GiveUp(f"{reason}: {exc.code().name} {exc.details()}") from None
+            hint = _hint(reason, self._config.endpoint)
+            raise _GiveUp(f"{reason}: {exc.code().name}{hint} {exc.details()}") from None
         return response
