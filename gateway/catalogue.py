@@ -329,14 +329,23 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric(
         "gateway.points.rejected", "{point}", _C, ("reason",), "Data points refused, by reason.", _G
     ),
-    Metric("gateway.points.forwarded", "{point}", _C, (), "Data points forwarded upstream.", _G),
+    Metric(
+        "gateway.points.forwarded",
+        "{point}",
+        _C,
+        (),
+        "Data points forwarded upstream and taken (points an upstream rejects in a partial "
+        "success count in gateway.points.dropped instead).",
+        _G,
+    ),
     Metric(
         "gateway.points.dropped",
         "{point}",
         _C,
         ("reason",),
         "Data points accepted but then dropped, by reason: queue_full, upstream_unauthorized "
-        "(401/403), upstream_not_found (404), rejected_upstream (other refusals), ...",
+        "(401/403), upstream_not_found (404), rejected_upstream (other refusals, and points "
+        "an upstream's partial success rejected), ...",
         _G,
     ),
     Metric(
@@ -387,7 +396,8 @@ CATALOGUE: tuple[Metric, ...] = (
         _C,
         ("transport", "reason"),
         "Export requests refused whole (undecodable, too large, unsupported type, overload; "
-        "not_found: a path the gateway does not serve).",
+        "queue_write_error: the disk queue cannot write; not_found: a path the gateway does "
+        "not serve).",
         _G,
     ),
     Metric(

@@ -5,7 +5,7 @@ The mapping lives in one place, `gateway.receivers.status`.
 
 from __future__ import annotations
 
-__all__ = ["GatewayError", "PermanentError", "RetryableError"]
+__all__ = ["GatewayError", "PermanentError", "QueueWriteError", "RetryableError"]
 
 
 class GatewayError(Exception):
@@ -31,3 +31,9 @@ class RetryableError(GatewayError):
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
         self.http_status = http_status
+
+
+class QueueWriteError(RetryableError):
+    """The forward queue cannot write (disk full, read-only file system, I/O error): 503 like
+    a full queue, but a fault of this host to fix, not load, so it is counted under its own
+    reason (`queue_write_error`) in gateway.requests.refused."""

@@ -10,11 +10,16 @@ Trouble is logged per episode, not per batch: the first retry or drop of an epis
 (what happened, that it is retried or dropped and where the drops are counted), the rest at
 DEBUG, and one WARNING "recovered" line when a batch gets through again (issue 19: an upstream
 down logged INFO per retry and never said it recovered; a wrong token logged once per batch).
+Points an upstream rejects in a partial success are such an episode too: one WARNING when a
+batch first comes back with `partial_success.rejected_data_points > 0`, DEBUG for the next ones,
+"recovered" when a batch is taken whole (an upstream that refuses, say, too-old points in every
+batch logged one WARNING per batch, enough to fill a disk).
 Answers that retrying cannot fix are dropped at once and counted in `gateway.points.dropped`
 by reason: `upstream_unauthorized` (HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED: the
 token in forwarder.headers), `upstream_not_found` (HTTP 404, gRPC UNIMPLEMENTED: a wrong
 endpoint path), `rejected_upstream` (any other refusal, and points an upstream's partial
-success rejected); prometheus/rules/forwarding.yml alerts on the first two.
+success rejected); prometheus/rules/forwarding.yml alerts on the first two. Rejected points are
+not counted in `gateway.points.forwarded`, so forwarded plus dropped is what was handled.
 
 Delivery is at-least-once: entries leave the queue only after the upstream answered. A send
 whose outcome is unknown (timeout, connection lost after the request went out, a crash before
@@ -40,7 +45,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from gateway.config import ForwarderConfig
-from gateway.errors import RetryableError
+from gateway.errors import QueueWriteError, RetryableError
 from gateway.exporters.queue import Entry, ForwardQueue, MemoryQueue
 from gateway.pipeline.batch import MetricsBatch, count_points
 
@@ -72,6 +77,8 @@ _REFUSAL_REASONS_GRPC = {
     grpc.StatusCode.UNIMPLEMENTED: "upstream_not_found",
 }
 _EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+#: the episode kind (and drop reason) of points refused inside a successful answer
+_PARTIAL = "rejected_upstream"
 
 
 class _Retry(Exception):
@@ -88,6 +95,21 @@ class _GiveUp(Exception):
     @property
     def reason(self) -> str:
         return str(self).split(":", 1)[0]
+
+
+def _hint(reason: str, where: str) -> str:
+    """What to check for a refusal retrying cannot fix, for the log line."""
+    if reason == "upstream_unauthorized":
+        return " (check the token in forwarder.headers)"
+    if reason == "upstream_not_found":
+        # A Collector whose pipelines take no metrics answers so too (HTTP 404, gRPC
+        # UNIMPLEMENTED "unknown service ...MetricsService"): its receiver registers only the
+        # signals a pipeline consumes.
+        return (
+            f" (no OTLP metrics receiver at {where}: check forwarder.endpoint, and that the "
+            "upstream has a metrics pipeline)"
+        )
+    return ""
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -187,10 +209,13 @@ class OtlpForwarder:
         """Admission for the receivers: a `RetryableError` while the queue refuses data."""
         if not self._queue.has_room():
             write_error = getattr(self._queue, "write_error", None)
+            if write_error:
+                raise QueueWriteError(
+                    f"forward queue cannot write ({write_error}); retry later",
+                    retry_after_seconds=self._full_retry_after,
+                )
             raise RetryableError(
-                f"forward queue cannot write ({write_error}); retry later"
-                if write_error
-                else "forward queue is full (upstream slow or down); retry later",
+                "forward queue is full (upstream slow or down); retry later",
                 retry_after_seconds=self._full_retry_after,
             )
 
@@ -307,7 +332,7 @@ class OtlpForwarder:
         self.counters.redelivered += sum(e.points for e in entries if e.attempts)
         self._queue.mark_attempted(len(entries))
         try:
-            await self._deliver(payload, points)
+            answer = await self._deliver(payload, points)
         except _GiveUp as exc:
             self.counters.drop(exc.reason, points)
             self._trouble_dropped += points
@@ -323,10 +348,15 @@ class OtlpForwarder:
             else:
                 log.debug("forwarder: dropping %d points: %s", points, exc)
         else:
-            self.counters.forwarded += points
+            # never above the batch: an upstream's count is not trusted to be sane
+            rejected = min(answer.partial_success.rejected_data_points, points)
+            self.counters.forwarded += points - rejected
             self.counters.last_success_unix = time.time()
             self._failure = None
-            self._recovered()
+            if rejected:
+                self._note_partial(rejected, answer.partial_success.error_message)
+            else:
+                self._recovered()
         self._queue.ack(len(entries))
 
     def _enter_trouble(self, kind: str) -> bool:
@@ -354,14 +384,32 @@ class OtlpForwarder:
         self._trouble = None
         self._trouble_dropped = 0
 
-    async def _deliver(self, payload: bytes, points: int) -> None:
+    def _note_partial(self, rejected: int, message: str) -> None:
+        """Points the upstream refused in an answer that took the rest: dropped and counted,
+        logged once per episode (a new kind of trouble opens one)."""
+        self.counters.drop(_PARTIAL, rejected)
+        self._trouble_dropped += rejected
+        if self._enter_trouble(_PARTIAL):
+            log.warning(
+                "forwarder: upstream %s rejected %d points of a batch: %s. Not retried: "
+                "rejections are counted in gateway.points.dropped{reason=%r} and logged again "
+                "only when a batch is taken whole",
+                self._config.endpoint,
+                rejected,
+                message or "(no message)",
+                _PARTIAL,
+            )
+        else:
+            log.debug("forwarder: upstream rejected %d points: %s", rejected, message)
+
+    async def _deliver(self, payload: bytes, points: int) -> ExportMetricsServiceResponse:
+        """The upstream's answer to `payload`, after retries (`_GiveUp` when there is none)."""
         config = self._config
         started = self._clock()
         backoff = config.initial_backoff_seconds
         while True:
             try:
-                await self._send_once(payload)
-                return
+                return await self._send_once(payload)
             except _Retry as exc:
                 if exc.unknown:
                     self.counters.redelivered += points
@@ -382,13 +430,12 @@ class OtlpForwarder:
                 await self._sleep(wait)  # type: ignore[misc]
                 backoff = min(backoff * 2, config.max_backoff_seconds)
 
-    async def _send_once(self, payload: bytes) -> None:
+    async def _send_once(self, payload: bytes) -> ExportMetricsServiceResponse:
         if self._channel is not None:
-            await self._send_grpc(payload)
-        else:
-            await self._send_http(payload)
+            return await self._send_grpc(payload)
+        return await self._send_http(payload)
 
-    async def _send_http(self, payload: bytes) -> None:
+    async def _send_http(self, payload: bytes) -> ExportMetricsServiceResponse:
         assert self._http is not None
         url = self._config.endpoint.rstrip("/")
         if not url.endswith("/v1/metrics"):
@@ -412,9 +459,8 @@ class OtlpForwarder:
                         "response (%r...): taken as delivered",
                         response.content[:80],
                     )
-                return
-            self._note_partial(answer)
-            return
+                return ExportMetricsServiceResponse()
+            return answer
         if response.status_code in _RETRYABLE_HTTP:
             raise _Retry(
                 f"upstream answered {response.status_code}",
@@ -422,14 +468,10 @@ class OtlpForwarder:
             )
         self.counters.rejected_upstream += 1
         reason = _REFUSAL_REASONS_HTTP.get(response.status_code, "rejected_upstream")
-        hint = {
-            "upstream_unauthorized": " (check the token in forwarder.headers)",
-            "upstream_not_found": f" (no OTLP receiver at {url}: check forwarder.endpoint)",
-        }.get(reason, "")
         body = response.text[:200].strip()
-        raise _GiveUp(f"{reason}: HTTP {response.status_code}{hint} {body}".rstrip())
+        raise _GiveUp(f"{reason}: HTTP {response.status_code}{_hint(reason, url)} {body}".rstrip())
 
-    async def _send_grpc(self, payload: bytes) -> None:
+    async def _send_grpc(self, payload: bytes) -> ExportMetricsServiceResponse:
         assert self._channel is not None
         call = self._channel.unary_unary(
             _EXPORT_METHOD,
@@ -438,7 +480,9 @@ class OtlpForwarder:
         )
         metadata = tuple(self._config.headers.items())
         try:
-            response = await call(payload, timeout=self._config.timeout_seconds, metadata=metadata)
+            response: ExportMetricsServiceResponse = await call(
+                payload, timeout=self._config.timeout_seconds, metadata=metadata
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _RETRYABLE_GRPC:
                 # UNAVAILABLE before the call reached the server is the common case; a deadline
@@ -450,15 +494,6 @@ class OtlpForwarder:
                 raise _Retry(f"upstream answered {exc.code().name}", unknown=unknown) from None
             self.counters.rejected_upstream += 1
             reason = _REFUSAL_REASONS_GRPC.get(exc.code(), "rejected_upstream")
-            raise _GiveUp(f"{reason}: {exc.code().name} {exc.details()}") from None
-        self._note_partial(response)
-
-    def _note_partial(self, response: ExportMetricsServiceResponse) -> None:
-        rejected = response.partial_success.rejected_data_points
-        if rejected:
-            self.counters.drop("rejected_upstream", rejected)
-            log.warning(
-                "forwarder: upstream rejected %d points: %s",
-                rejected,
-                response.partial_success.error_message,
-            )
+            hint = _hint(reason, self._config.endpoint)
+            raise _GiveUp(f"{reason}: {exc.code().name}{hint} {exc.details()}") from None
+        return response

@@ -65,6 +65,11 @@ def test_a_full_disk_refuses_before_the_store_so_retries_do_not_double_count(
     assert refused > 0, "the file-size limit was never reached: the test proves nothing"
     assert samples.value("hits_total", job="disk") == ok
     assert samples.value("coderunner_gateway_points_dropped_total", reason="queue_write_error") > 0
+    # Refused under its own reason, not `unavailable` like a full queue or memory pressure.
+    refusals = samples.value(
+        "coderunner_gateway_requests_refused_total", transport="http", reason="queue_write_error"
+    )
+    assert refusals == refused
     assert "disk queue cannot write" in health
 
 

@@ -1,5 +1,6 @@
 """A real OTLP/HTTP upstream for forwarding tests: records every request it accepts and can be
-told to answer with an error status (and Retry-After) for the next N requests. Like the
+told to answer with an error status (and Retry-After) for the next N requests, or with a
+partial success that rejects some points. Like the
 Collector it answers 404 on any path but `path` (/v1/metrics) and, with `token` set, 401 to a
 request without `Authorization: Bearer <token>`."""
 
@@ -27,6 +28,10 @@ class Upstream:
         self.attempts = 0
         #: answer this many more accepted requests with 200 and a body that is not OTLP
         self.garbage = 0
+        #: points to report rejected (partial_success) in the answers to the next requests
+        #: taken, one count per request; what was sent is still recorded, like a real upstream
+        #: that keeps the rest
+        self.rejections: list[int] = []
         self.lock = threading.Lock()
         self.url = ""
         #: required bearer token (None: none required)
@@ -90,7 +95,12 @@ def run_upstream() -> Iterator[Upstream]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            reply = ExportMetricsServiceResponse().SerializeToString()
+            answer = ExportMetricsServiceResponse()
+            with upstream.lock:
+                if upstream.rejections:
+                    answer.partial_success.rejected_data_points = upstream.rejections.pop(0)
+                    answer.partial_success.error_message = "data point too old"
+            reply = answer.SerializeToString()
             with upstream.lock:
                 if upstream.garbage:
                     upstream.garbage -= 1

@@ -5,6 +5,7 @@ and is recorded, so no test waits in real time."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
@@ -22,6 +23,7 @@ from tests.support.fakes import FakeClock
 from tests.support.otlp import Req
 
 Reply = httpx.Response | Exception
+LOGGER = "gateway.exporters.otlp_forwarder"
 
 
 class Upstream:
@@ -205,11 +207,93 @@ def test_points_the_upstream_rejects_in_a_partial_success_are_counted() -> None:
         fwd = forwarder(upstream, clock)
         await fwd.start()
         fwd.consume(batch(points=5))
-        await until(lambda: fwd.counters.forwarded == 5)
-        assert sum(fwd.dropped().values()) == 2
+        await until(lambda: fwd.counters.forwarded == 3)
+        # taken by the upstream or dropped: each point once
+        assert fwd.dropped() == {"rejected_upstream": 2}
         await fwd.shutdown(1.0)
 
     run(go)
+    assert clock.sleeps == []  # a partial success is an answer: nothing is retried
+
+
+def test_an_upstream_count_above_the_batch_drops_no_more_than_the_batch() -> None:
+    upstream, clock = Upstream([ok(rejected=1000)]), FakeClock()
+
+    async def go() -> None:
+        fwd = forwarder(upstream, clock)
+        await fwd.start()
+        fwd.consume(batch(points=4))
+        await until(lambda: sum(fwd.dropped().values()) == 4)
+        assert fwd.counters.forwarded == 0
+        await fwd.shutdown(1.0)
+
+    run(go)
+
+
+def test_partial_rejections_are_one_warning_per_episode_and_one_recovered_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upstream that rejected points in every batch logged one WARNING per batch. Three
+    batches come back with rejections (the clock moves 10 s between them), then one is taken
+    whole, then another has rejections: a new episode."""
+    upstream = Upstream([ok(rejected=2), ok(rejected=1), ok(rejected=2), ok(), ok(rejected=3)])
+    clock = FakeClock()
+
+    async def go() -> None:
+        fwd = forwarder(upstream, clock)
+        await fwd.start()
+        for sent in range(1, 6):
+            fwd.consume(batch(points=3))
+            await until(lambda n=sent: len(upstream.requests) == n and fwd.queue_length == 0)
+            clock.advance(10.0)
+        await fwd.shutdown(1.0)
+        assert fwd.dropped() == {"rejected_upstream": 8}
+        assert fwd.counters.forwarded == 15 - 8
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        run(go)
+    ours = [r for r in caplog.records if r.name == LOGGER]
+    lines = [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+    assert len(lines) == 3, lines
+    first, recovered, again = lines
+    assert first.startswith("forwarder: upstream http://upstream.test:4318 rejected 2 points")
+    assert "too old" in first
+    assert "gateway.points.dropped{reason='rejected_upstream'}" in first
+    assert recovered.startswith("forwarder: upstream http://upstream.test:4318 recovered after")
+    assert "after 30.0s" in recovered and "5 points dropped meanwhile" in recovered
+    assert again.startswith("forwarder: upstream http://upstream.test:4318 rejected 3 points")
+    # the quiet ones are still there for whoever turns DEBUG on
+    quiet = [r.getMessage() for r in ours if r.levelno == logging.DEBUG]
+    assert quiet == [
+        "forwarder: upstream rejected 1 points: too old",
+        "forwarder: upstream rejected 2 points: too old",
+    ]
+
+
+def test_a_partial_rejection_after_retries_is_logged_as_the_new_trouble(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The upstream comes back (after 503s) but rejects points: the episode changes kind, so
+    that is said at WARNING; the recovered line comes with the first batch taken whole."""
+    busy = httpx.Response(503)
+    upstream, clock = Upstream([busy, busy, ok(rejected=1), ok()]), FakeClock()
+
+    async def go() -> None:
+        fwd = forwarder(upstream, clock)
+        await fwd.start()
+        fwd.consume(batch(points=2))
+        await until(lambda: len(upstream.requests) == 3 and fwd.queue_length == 0)
+        fwd.consume(batch(points=2))
+        await until(lambda: fwd.counters.forwarded == 3)
+        await fwd.shutdown(1.0)
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        run(go)
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert len(lines) == 3, lines
+    assert "upstream answered 503" in lines[0] and "retrying with backoff" in lines[0]
+    assert "rejected 1 points of a batch" in lines[1]
+    assert "recovered" in lines[2] and "last trouble: rejected_upstream" in lines[2]
 
 
 def test_a_200_that_is_not_otlp_counts_as_delivered_and_as_a_bad_response() -> None:

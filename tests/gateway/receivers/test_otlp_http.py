@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status as RpcStatus
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -18,11 +20,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from gateway.config import LimitsConfig
+from gateway.config import ForwarderConfig, LimitsConfig
 from gateway.errors import RetryableError
+from gateway.exporters.disk_queue import DiskQueue
+from gateway.exporters.otlp_forwarder import OtlpForwarder
+from gateway.exporters.queue import MemoryQueue
+from gateway.pipeline.batch import MetricsBatch
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.receivers.status import grpc_code
 from gateway.selftelemetry import SelfTelemetry
 from tests.support.fakes import ListConsumer
 from tests.support.gateway_client import PB
@@ -142,6 +149,49 @@ def test_an_admission_check_refuses_with_retry_after_before_the_body_is_read() -
     assert r.status_code in (429, 503)
     assert r.headers["retry-after"] == "7"
     assert consumer.batches == []
+
+
+def _refused_by_the_forward_queue(forwarder: OtlpForwarder) -> tuple[httpx.Response, str]:
+    """Post with the forwarder's queue check as admission (as app.py wires it): the answer and
+    the reason the refusal was counted under."""
+    consumer = ListConsumer()
+    rx, telemetry = receiver(consumer, admission=[forwarder.check_room])
+    r = post(rx, request().bytes(), PB)
+    assert consumer.batches == []
+    ((transport, reason),) = telemetry.refused
+    assert transport == "http"
+    return r, reason
+
+
+def test_a_disk_queue_that_cannot_write_is_refused_under_its_own_reason(tmp_path: Path) -> None:
+    """A disk queue that could not write (EIO, ENOSPC, EROFS) answered 503 counted as
+    `unavailable`, like a full queue or memory pressure: load and a broken disk looked alike."""
+    queue = DiskQueue(tmp_path / "q.db", max_bytes=1 << 20)
+    config = ForwarderConfig(endpoint="http://127.0.0.1:9")
+    forwarder = OtlpForwarder(config, queue, full_retry_after_seconds=3.0)
+    try:
+        queue._db.execute("PRAGMA query_only=1")  # every write fails, as on a read-only disk
+        forwarder.consume(MetricsBatch(request(points=2).request))  # the write that fails
+        r, reason = _refused_by_the_forward_queue(forwarder)
+    finally:
+        queue.close()
+    assert forwarder.dropped() == {"queue_write_error": 2}
+    assert (r.status_code, r.headers["retry-after"]) == (503, "3")
+    message = RpcStatus.FromString(r.content).message
+    assert message.startswith("forward queue cannot write (") and "readonly" in message
+    assert reason == "queue_write_error"
+    with pytest.raises(RetryableError) as refusal:
+        forwarder.check_room()
+    assert grpc_code(refusal.value).name == "UNAVAILABLE"  # retried by gRPC clients too
+
+
+def test_a_full_forward_queue_is_still_refused_as_unavailable() -> None:
+    forwarder = OtlpForwarder(ForwarderConfig(endpoint="http://127.0.0.1:9"), MemoryQueue(1))
+    forwarder.consume(MetricsBatch(request().request))
+    r, reason = _refused_by_the_forward_queue(forwarder)
+    assert r.status_code == 503
+    assert RpcStatus.FromString(r.content).message.startswith("forward queue is full")
+    assert reason == "unavailable"
 
 
 def test_a_resource_over_the_input_limits_comes_back_as_partial_success() -> None:
