@@ -456,6 +456,17 @@ class CardinalityLimiter:
                 kv.value.string_value = kv.value.string_value[:keep] + TRUNCATION_MARKER
         return copy
 
+    def forget(self, stream: Any) -> None:
+        """The store dropped `stream`: its overflow state goes with it (the once-a-second
+        recount, which also drops it, runs only under a per-service limit), and its metric's
+        counts with the metric's last stream, so that clients inventing metric names cannot
+        grow these dicts without end."""
+        self._overflows.pop(stream, None)
+        family = stream.family
+        if not family.streams:
+            self.counters.overflowed.pop(family.name, None)
+            self.counters.truncated.pop(family.name, None)
+
     def overflow_state(self, stream: Any) -> _Overflow | None:
         """The overflow state of a stream that has overflowed, else None."""
         return self._overflows.get(stream)
