@@ -348,13 +348,15 @@ class CardinalityLimiter:
 
     def over_limit(self, stream: Any, held: int) -> bool:
         """Whether a stream holding `held` series may not take one more."""
+        # First, and with or without a per-service limit: the recount also drops the overflow
+        # state of streams the store dropped, which would otherwise be kept for ever.
+        self._maybe_recount()
         if held >= self.limit(stream):
             return True
         cap = self.config.max_series_per_service
         if not cap:
             return False
         service = _service_of(stream)
-        self._maybe_recount()
         return self._service_series.get(service, 0) >= cap
 
     def admitted(self, stream: Any) -> None:
@@ -455,17 +457,6 @@ class CardinalityLimiter:
             if len(kv.value.string_value) > limit:
                 kv.value.string_value = kv.value.string_value[:keep] + TRUNCATION_MARKER
         return copy
-
-    def forget(self, stream: Any) -> None:
-        """The store dropped `stream`: its overflow state goes with it (the once-a-second
-        recount, which also drops it, runs only under a per-service limit), and its metric's
-        counts with the metric's last stream, so that clients inventing metric names cannot
-        grow these dicts without end."""
-        self._overflows.pop(stream, None)
-        family = stream.family
-        if not family.streams:
-            self.counters.overflowed.pop(family.name, None)
-            self.counters.truncated.pop(family.name, None)
 
     def overflow_state(self, stream: Any) -> _Overflow | None:
         """The overflow state of a stream that has overflowed, else None."""

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -155,10 +155,7 @@ class _Scope:
         self.streams = 0
 
 
-_Entry = TypeVar("_Entry", _Resource, _Scope)
-
-
-def _index(index: dict[bytes, _Entry], entry: _Entry, key: bytes) -> None:
+def _index(index: dict[bytes, Any], entry: _Resource | _Scope, key: bytes) -> None:
     """Indexes one more encoding of a resource or scope; past `_MAX_ALIASES` the oldest but the
     first (which streams are keyed by) is forgotten."""
     aliases = entry.aliases
@@ -168,7 +165,7 @@ def _index(index: dict[bytes, _Entry], entry: _Entry, key: bytes) -> None:
     index[key] = entry
 
 
-def _unindex(index: dict[bytes, _Entry], entry: _Entry) -> None:
+def _unindex(index: dict[bytes, Any], entry: _Resource | _Scope) -> None:
     for key in entry.aliases:
         if index.get(key) is entry:
             del index[key]
@@ -682,7 +679,11 @@ class SeriesStore:
             del self._families[family.name]
             for name in _claimed_names(family.name, family.kind):
                 self._claims.pop(name, None)
-        self.limiter.forget(stream)
+            # Its counts go with it: clients inventing metric names must not grow them for
+            # ever. (The limiter drops the stream's overflow state itself, `_maybe_recount`.)
+            counts = self.limiter.counters
+            counts.overflowed.pop(family.name, None)
+            counts.truncated.pop(family.name, None)
 
     def _reject_all(self, batch: MetricsBatch, dps: Any, problem: str) -> None:
         n = len(dps)

@@ -130,11 +130,12 @@ def test_other_encodings_of_one_resource_and_scope_are_indexed_a_few_times(
 
 
 def test_everything_a_client_named_is_forgotten_after_expiry(clock: FakeClock) -> None:
-    """Series in many resources, scopes and metrics, some with label values cut and one
-    stream overflowed; once they expire nothing of them is left (no per-service limit: the
-    limiter's own recount, which runs only under one, must not be what forgets them)."""
+    """Series in many resources, scopes and metrics, label values cut, one stream overflowed;
+    once they expire nothing of them is left: the store then looks like a new one that saw
+    only the next request. No per-service limit: the limiter's once-a-second recount, which
+    drops the overflow state of dropped streams, ran only under one."""
     store = _store(clock, max_series_per_stream=1, max_series_per_service=0)
-    empty = _sizes(store)
+    fresh = _store(clock, max_series_per_stream=1, max_series_per_service=0)
     for n in range(1_000):
         req = Req(service=f"svc-{n}", scope=f"scope-{n}")
         push(store, req.gauge(f"g{n}", [({"k": "x" * 600}, 1.0, 10)]))
@@ -144,7 +145,10 @@ def test_everything_a_client_named_is_forgotten_after_expiry(clock: FakeClock) -
     assert grown["overflows"] == grown["overflowed_counts"] == 1
     clock.advance(301)
     assert scrape(store).names() <= {"target_info"}
-    assert _sizes(store) == empty
+    for each in (store, fresh):
+        _legit(each)
+    assert _sizes(store) == _sizes(fresh)
+    assert _sizes(store)["overflows"] == 0 and _sizes(store)["scopes"] == 1
 
 
 def test_a_stale_overflowed_series_is_forgotten_and_counts_as_new_when_it_returns(
