@@ -414,13 +414,15 @@ class CardinalityLimiter:
 
     def over_limit(self, stream: SeriesStream, held: int) -> bool:
         """Whether a stream holding `held` series may not take one more."""
+        # First, and with or without a per-service limit: the recount also drops the overflow
+        # state of streams the store dropped, which would otherwise be kept for ever.
+        self._maybe_recount()
         if held >= self.limit(stream):
             return True
         cap = self.config.max_series_per_service
         if not cap:
             return False
         service = _service_of(stream)
-        self._maybe_recount()
         return self._service_series.get(service, 0) >= cap
 
     def admitted(self, stream: SeriesStream) -> None:

@@ -85,6 +85,11 @@ _OVERFLOW_SHAPES: dict[type, Shape] = {
 _REFUSED: Any = object()
 # What `_series_for` returns for a new series refused at the gateway-wide series cap.
 _CAPPED: Any = object()
+# Encodings of one resource or scope the store indexes (the first, which keys its streams, and
+# the latest others). An SDK sends one encoding; each other order of the attributes, or other
+# `dropped_attributes_count`, is one more: without a bound a client could grow the index by
+# one entry per request while naming the same labels.
+_MAX_ALIASES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +125,7 @@ class IngestCounters:
 
 
 class _Resource:
-    __slots__ = ("base", "copied", "info_labels", "key", "labels", "updated")
+    __slots__ = ("aliases", "base", "copied", "info_labels", "key", "labels", "streams")
 
     def __init__(self, base: str, copied: tuple[KeyValue, ...], info_labels: str | None) -> None:
         #: the identity of the resource in stream keys: the first encoding seen of these labels
@@ -136,7 +141,43 @@ class _Resource:
         self.labels = ",".join(p for p in (base, render_pairs(copied, reserved=frozenset())) if p)
         #: labels of `target_info`, or None when there is nothing to say
         self.info_labels = info_labels
-        self.updated = 0.0
+        #: its encodings in `SeriesStore._resources` (`key` first), at most `_MAX_ALIASES`
+        self.aliases: list[bytes] = []
+        #: streams of the resource in the store: at none left (at the end of a request's walk
+        #: or at expiry) the store forgets the resource
+        self.streams = 0
+
+
+class _Scope:
+    """An instrumentation scope the store has streams of (several encodings may share one)."""
+
+    __slots__ = ("aliases", "key", "labels", "streams")
+
+    def __init__(self, key: bytes, labels: str) -> None:
+        #: the identity of the scope in stream keys: the first encoding seen of these labels
+        self.key = key
+        #: `otel_scope_name="..",...` (`_scope_labels`)
+        self.labels = labels
+        #: as `_Resource.aliases` and `_Resource.streams`
+        self.aliases: list[bytes] = []
+        self.streams = 0
+
+
+def _index(index: dict[bytes, Any], entry: _Resource | _Scope, key: bytes) -> None:
+    """Indexes one more encoding of a resource or scope; past `_MAX_ALIASES` the oldest but the
+    first (which streams are keyed by) is forgotten."""
+    aliases = entry.aliases
+    if len(aliases) >= _MAX_ALIASES:
+        del index[aliases.pop(1)]
+    aliases.append(key)
+    index[key] = entry
+
+
+def _unindex(index: dict[bytes, Any], entry: _Resource | _Scope) -> None:
+    for key in entry.aliases:
+        if index.get(key) is entry:
+            del index[key]
+    entry.aliases.clear()
 
 
 class Family:
@@ -166,6 +207,7 @@ class _Stream:
         "overflow_labels",
         "prefix",
         "resource",
+        "scope",
         "series",
         "slot",
     )
@@ -176,6 +218,7 @@ class _Stream:
         prefix: str,
         slot: str,
         resource: _Resource,
+        scope: _Scope,
         cumulative: bool,
         monotonic: bool,
     ) -> None:
@@ -186,6 +229,7 @@ class _Stream:
         #: the stream's key in its family: its resource's and scope's labels
         self.slot = slot
         self.resource = resource
+        self.scope = scope
         self.cumulative = cumulative
         self.monotonic = monotonic
         #: identity bytes -> series (several keys may alias one series)
@@ -336,10 +380,14 @@ class SeriesStore:
             ),
             clock=clock,
         )
+        # Resources and scopes by encoding, and by labels (one entry for all encodings). Every
+        # entry names at least one stream once a request's walk is over, every stream holds a
+        # series, and series stop at `cardinality.max_series_total`: so these indexes, the
+        # streams and the families stop there too, however many names clients invent.
         self._resources: dict[bytes, _Resource] = {}
-        self._resource_keys: dict[tuple[str, str | None], bytes] = {}
-        self._scopes: dict[bytes, tuple[bytes, str]] = {}
-        self._scope_keys: dict[str, bytes] = {}
+        self._resource_keys: dict[tuple[str, str | None], _Resource] = {}
+        self._scopes: dict[bytes, _Scope] = {}
+        self._scope_keys: dict[str, _Scope] = {}
         #: sample and metadata names a family holds in either format -> the family's name
         self._claims: dict[str, str] = dict.fromkeys(_RESERVED_NAMES, "target_info")
         #: names another store serves (`reserve`): claimed name -> (family name, type)
@@ -377,7 +425,7 @@ class SeriesStore:
         scope = self._scopes.get(scope_key)
         if resource is None or scope is None:
             return None
-        return self._streams.get((resource.key, scope[0], metric.name, metric.unit, kind))
+        return self._streams.get((resource.key, scope.key, metric.name, metric.unit, kind))
 
     @staticmethod
     def series_labels(stream: _Stream, point: Any) -> str:
@@ -421,8 +469,9 @@ class SeriesStore:
     # ------------------------------------------------------------------ staleness
 
     def expire(self) -> None:
-        """Drop series not updated for `expiration_seconds`, then empty streams, families and
-        resources. Runs at most once a second; exposition calls it before rendering."""
+        """Drop series not updated for `expiration_seconds`, then empty streams, and the
+        families, resources and scopes left without a stream. Runs at most once a second;
+        exposition calls it before rendering."""
         now = self._clock()
         if now - self._last_sweep < 1.0 and self._last_sweep:
             return
@@ -440,11 +489,18 @@ class SeriesStore:
             self._series_count -= len(stale)
             if not stream.by_labels and not stream.series:
                 self._drop_stream(key, stream)
-        for rkey, resource in list(self._resources.items()):
-            if resource.updated < cutoff:
-                del self._resources[rkey]
-                if self._resource_keys.get((resource.labels, resource.info_labels)) == rkey:
-                    del self._resource_keys[(resource.labels, resource.info_labels)]
+                continue
+            state = self.limiter.overflow_state(stream)
+            if state is not None:
+                # A stale overflowed series is forgotten with its key above: if it comes back
+                # it counts as new, and it frees its place among the tracked ones.
+                members: dict[str, Any] = state.members  # number and histogram members
+                for labels in [m for m, s in members.items() if s.updated < cutoff]:
+                    del members[labels]
+        for resource in dict.fromkeys(r for r in self._resources.values() if not r.streams):
+            self._forget_resource(resource)
+        for scope in dict.fromkeys(s for s in self._scopes.values() if not s.streams):
+            self._forget_scope(scope)
 
     # ------------------------------------------------------------------ ingest
 
@@ -472,8 +528,6 @@ class SeriesStore:
                         self._cap_scope(batch, sm, (ri, si))
                     continue
                 resource = self._new_resource(rkey, rm.resource)
-            resource.updated = now
-            rkey = resource.key
             for si, sm in enumerate(rm.scope_metrics):
                 skey = scope_identity(sm)
                 scope = self._scopes.get(skey)
@@ -482,11 +536,14 @@ class SeriesStore:
                         self._cap_scope(batch, sm, (ri, si))
                         continue
                     scope = self._new_scope(skey, sm.scope, sm.schema_url)
-                skey, scope_labels = scope
                 for mi, metric in enumerate(sm.metrics):
-                    self._consume_metric(
-                        batch, metric, rkey, skey, resource, scope_labels, now, (ri, si, mi)
-                    )
+                    self._consume_metric(batch, metric, resource, scope, now, (ri, si, mi))
+                if not scope.streams:
+                    # Its metrics gave no series (none, empty, or every point refused): a
+                    # client naming a new scope in every request must not grow the index.
+                    self._forget_scope(scope)
+            if not resource.streams:
+                self._forget_resource(resource)
 
     def _full(self) -> bool:
         """Whether the store holds `cardinality.max_series_total` series (0: no cap)."""
@@ -511,34 +568,45 @@ class SeriesStore:
         batch.overflowed[position] = Overflowed([], list(range(n)))
 
     def _new_resource(self, rkey: bytes, raw: Resource) -> _Resource:
+        """A resource by an encoding not indexed: encodings with the same labels share one."""
         settings = self.settings
         resource = _resource_labels(raw, settings.resource_to_labels, settings.target_info)
-        same = self._resource_keys.get((resource.labels, resource.info_labels))
-        if same is not None and same in self._resources:
-            resource = self._resources[same]
-        else:
+        ident = (resource.labels, resource.info_labels)
+        same = self._resource_keys.get(ident)
+        if same is None:
             resource.key = rkey
-            self._resource_keys[(resource.labels, resource.info_labels)] = rkey
-        self._resources[rkey] = resource
+            self._resource_keys[ident] = resource
+        else:
+            resource = same
+        _index(self._resources, resource, rkey)
         return resource
 
-    def _new_scope(
-        self, skey: bytes, raw: InstrumentationScope, schema_url: str
-    ) -> tuple[bytes, str]:
-        """A scope's (identity key, labels): encodings with the same labels share the key."""
+    def _new_scope(self, skey: bytes, raw: InstrumentationScope, schema_url: str) -> _Scope:
+        """A scope by an encoding not indexed: encodings with the same labels share one."""
         labels = _scope_labels(raw, schema_url)
-        canonical = self._scope_keys.setdefault(labels, skey)
-        scope = self._scopes[skey] = (canonical, labels)
+        scope = self._scope_keys.get(labels)
+        if scope is None:
+            scope = self._scope_keys[labels] = _Scope(skey, labels)
+        _index(self._scopes, scope, skey)
         return scope
+
+    def _forget_resource(self, resource: _Resource) -> None:
+        _unindex(self._resources, resource)
+        ident = (resource.labels, resource.info_labels)
+        if self._resource_keys.get(ident) is resource:
+            del self._resource_keys[ident]
+
+    def _forget_scope(self, scope: _Scope) -> None:
+        _unindex(self._scopes, scope)
+        if self._scope_keys.get(scope.labels) is scope:
+            del self._scope_keys[scope.labels]
 
     def _consume_metric(
         self,
         batch: MetricsBatch,
         metric: metrics_pb2.Metric,
-        rkey: bytes,
-        skey: bytes,
         resource: _Resource,
-        scope_labels: str,
+        scope: _Scope,
         now: float,
         position: tuple[int, int, int],
     ) -> None:
@@ -551,7 +619,7 @@ class SeriesStore:
             return
         temporality = getattr(data, "aggregation_temporality", _CUMULATIVE)
         monotonic = kind == "sum" and data.is_monotonic
-        key = (rkey, skey, metric.name, metric.unit, kind)
+        key = (resource.key, scope.key, metric.name, metric.unit, kind)
         stream = self._streams.get(key)
         if stream is not None and (
             stream.cumulative != (temporality != _DELTA) or stream.monotonic != monotonic
@@ -567,7 +635,7 @@ class SeriesStore:
             problem = self._check_metric(metric, kind, temporality)
             if problem is None:
                 stream, problem = self._new_stream(
-                    metric, kind, temporality, monotonic, resource, scope_labels
+                    metric, kind, temporality, monotonic, resource, scope
                 )
             if stream is None:
                 self._reject_all(batch, dps, problem or "invalid metric")
@@ -606,10 +674,19 @@ class SeriesStore:
                 dropped = [i - bisect_left(gone, i) for i in dropped]
             batch.overflowed[position] = Overflowed(folded, dropped)
         self.counters.accepted += len(dps)
+        if not stream.by_labels:
+            # A new stream that took no series (every point refused, dropped or capped) is not
+            # kept: it would hold its family, resource and scope without a series to count
+            # against any limit. (A stream the store keeps always holds one.)
+            self._drop_stream(key, stream)
 
     def _drop_stream(self, key: tuple[Any, ...], stream: _Stream) -> None:
         del self._streams[key]
         self._series_count -= len(stream.by_labels)
+        # The resource and scope are forgotten by the caller if this was their last stream
+        # (not here: a request's walk may still be using them).
+        stream.resource.streams -= 1
+        stream.scope.streams -= 1
         family = stream.family
         if family.streams.get(stream.slot) is stream:
             del family.streams[stream.slot]
@@ -617,6 +694,11 @@ class SeriesStore:
             del self._families[family.name]
             for name in _claimed_names(family.name, family.kind):
                 self._claims.pop(name, None)
+            # Its counts go with it: clients inventing metric names must not grow them for
+            # ever. (The limiter drops the stream's overflow state itself, `_maybe_recount`.)
+            counts = self.limiter.counters
+            counts.overflowed.pop(family.name, None)
+            counts.truncated.pop(family.name, None)
 
     def _reject_all(self, batch: MetricsBatch, dps: Any, problem: str) -> None:
         n = len(dps)
@@ -645,7 +727,7 @@ class SeriesStore:
         temporality: int,
         monotonic: bool,
         resource: _Resource,
-        scope_labels: str,
+        scope: _Scope,
     ) -> tuple[_Stream | None, str | None]:
         prom_kind = {
             "sum": "counter" if monotonic else "gauge",
@@ -697,8 +779,8 @@ class SeriesStore:
                 f"type conflict: {metric.name!r} is a {prom_kind} but {name} is already a "
                 f"{family.kind}"
             )
-        prefix = _join(resource.base, scope_labels)
-        slot = _join(resource.labels, scope_labels)
+        prefix = _join(resource.base, scope.labels)
+        slot = _join(resource.labels, scope.labels)
         if slot in family.streams:
             # Another metric of the same resource and scope already owns this name (say
             # `a.b` and `a_b`, or one instrument under two views): their series would be
@@ -709,10 +791,13 @@ class SeriesStore:
             prefix,
             slot,
             resource,
+            scope,
             cumulative=temporality != _DELTA,
             monotonic=monotonic,
         )
         family.streams[slot] = stream
+        resource.streams += 1
+        scope.streams += 1
         return stream, None
 
     def _series_for(self, stream: _Stream, key: bytes, point: Any, factory: type) -> Any:
