@@ -271,3 +271,23 @@ def test_at_the_cap_a_stream_without_an_overflow_series_drops_and_so_does_the_fo
     dps = batch.request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points
     assert sorted(p.attributes[0].value.string_value for p in dps) == ["0", "1"]
     assert store.counters.capped == 2
+
+
+def test_folds_of_encodings_the_store_evicted_reach_upstream_through_the_others() -> None:
+    """The store indexes a few encodings of one resource (`dropped_attributes_count` makes
+    another); a request with more evicts some, and the folder cannot find the stream through
+    those. Their points are in the overflow series all the same, so the overflow point sent
+    for an encoding it does find carries their increase: nothing lost, nothing twice (sending
+    them unfolded as well counted them twice)."""
+    store = make_store(max_series_per_stream=1)
+    upstream = SeriesStore(StoreSettings(max_series_per_stream=10_000))
+    req = Req()
+    del req.request.resource_metrics[:]
+    for n in range(12):
+        one = Req().sum("c", [({"k": str(n)}, 1, 0, 10)], temporality=DELTA)
+        rm = one.request.resource_metrics[0]
+        rm.resource.dropped_attributes_count = n
+        req.request.resource_metrics.append(rm)
+    OverflowFolder(store, upstream).consume(push(store, req))
+    assert total(scrape(store), "c_total") == 12
+    assert total(scrape(upstream), "c_total") == 12
