@@ -8,7 +8,8 @@
   (IETF draft "Health Check Response Format for HTTP APIs"), details shown by policy:
   `never`, `when-authorized` (`Authorization: Bearer <token>`), `always`.
 
-All four answer from memory; none waits for a check.
+All four answer from memory; none waits for a check. Each answers GET and HEAD (same status
+and headers, no body).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ __all__ = ["HEALTH_JSON", "health_router", "render_health"]
 
 HEALTH_JSON = "application/health+json"
 _NO_CACHE = {"Cache-Control": "no-cache, no-store"}
+# Kubernetes HTTP probes send GET, but load balancers and uptime checkers often send HEAD; the
+# server (uvicorn) drops the body of a HEAD response and keeps its status and headers.
+_PROBE_METHODS = ["GET", "HEAD"]
 
 
 class _HealthResponse(JSONResponse):
@@ -117,7 +121,7 @@ def health_router(
 
     router = APIRouter(tags=["health"])
 
-    @router.get("/live", response_class=_HealthResponse)
+    @router.api_route("/live", methods=_PROBE_METHODS, response_class=_HealthResponse)
     async def live(request: Request) -> _HealthResponse:
         state = registry.liveness()
         body: dict[str, Any] = {"status": "pass" if state.alive else "fail"}
@@ -125,7 +129,7 @@ def health_router(
             body["output"] = f"event loop heartbeat {state.heartbeat_age_seconds:.1f}s old"
         return _HealthResponse(body, 200 if state.alive else 503, headers=_NO_CACHE)
 
-    @router.get("/ready", response_class=_HealthResponse)
+    @router.api_route("/ready", methods=_PROBE_METHODS, response_class=_HealthResponse)
     async def ready(request: Request) -> _HealthResponse:
         state = registry.readiness()
         body: dict[str, Any] = {"status": "pass" if state.ready else "fail"}
@@ -136,13 +140,13 @@ def health_router(
             body["output"] = "; ".join(reasons)
         return _HealthResponse(body, 200 if state.ready else 503, headers=_NO_CACHE)
 
-    @router.get("/health", response_class=_HealthResponse)
+    @router.api_route("/health", methods=_PROBE_METHODS, response_class=_HealthResponse)
     async def health() -> _HealthResponse:
         body = render_health(registry, details=False)
         code = 503 if body["status"] == Status.FAIL.value else 200
         return _HealthResponse(body, code, headers=_NO_CACHE)
 
-    @router.get("/api/health", response_class=_HealthResponse)
+    @router.api_route("/api/health", methods=_PROBE_METHODS, response_class=_HealthResponse)
     async def api_health(request: Request) -> _HealthResponse:
         body = render_health(registry, details=allowed(request))
         code = 503 if body["status"] == Status.FAIL.value else 200
