@@ -23,9 +23,8 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from opentelemetry.util.http import ExcludeList, parse_excluded_urls
-
 if TYPE_CHECKING:
+    from opentelemetry.util.http import ExcludeList
     from starlette.types import Scope
 
 __all__ = ["ExcludedUrls", "excluded_urls_from_env"]
@@ -81,6 +80,9 @@ def excluded_urls_from_env(framework: str) -> ExcludedUrls | None:
             f"{name}={value!r}: an empty entry would exclude every URL; give comma-separated "
             "regexes without empty ones"
         )
+    # Imported only when a variable is set: it loads the HTTP semantic conventions (~30 ms).
+    from opentelemetry.util.http import parse_excluded_urls
+
     try:
         exclude_list = parse_excluded_urls(value)
     except re.error as exc:
