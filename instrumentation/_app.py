@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from opentelemetry.metrics import NoOpMeterProvider
 
+from instrumentation._excluded import excluded_urls_from_env
 from instrumentation._http import HttpMetricsMiddleware, MiddlewareBinding
 from instrumentation._settings import InstrumentationSettings
 from instrumentation._setup import Instrumentation, setup
@@ -43,8 +44,19 @@ def _bind(app: Starlette, binding: MiddlewareBinding, handle: Instrumentation) -
     app.state.instrumentation = handle
 
 
+def _framework(app: Starlette) -> str:
+    """Whose stock instrumentor's variable names the app's excluded URLs."""
+    try:
+        from fastapi import FastAPI
+    except ImportError:
+        return "STARLETTE"
+    return "FASTAPI" if isinstance(app, FastAPI) else "STARLETTE"
+
+
 def _install(app: Starlette, *, automatic: bool) -> _AppInstrumentation:
     binding = MiddlewareBinding()
+    # Read when the app is built, as the stock instrumentors do: a bad value fails at start.
+    binding.excluded_urls = excluded_urls_from_env(_framework(app))
     config = _AppInstrumentation(binding, automatic)
     app.state._instrumentation_app = config
     app.add_middleware(HttpMetricsMiddleware, binding=binding)
@@ -98,7 +110,10 @@ def instrument_app(
     (with `tracer_provider`, default the global one; the package's `tracing` extra); their
     metrics are switched off, since this package records the same semconv metrics at a
     fraction of the cost.
-    `exclude_paths`: exact paths not measured (e.g. "/health" polled by a load balancer).
+    `exclude_paths`: exact paths not measured (e.g. "/health" polled by a load balancer), on
+    top of the URLs the stock instrumentor's variable excludes: `OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`
+    (a Starlette app: `OTEL_PYTHON_STARLETTE_EXCLUDED_URLS`), else `OTEL_PYTHON_EXCLUDED_URLS`,
+    comma-separated regexes searched in `scheme://host/path`, read when the app is built.
 
     An app the zero-code start (`opentelemetry-instrument`) already instrumented is
     configured by this call instead; calling it twice yourself is an error.

@@ -15,7 +15,9 @@ afterwards gets exactly what `instrument_app(app)` gives it: the middleware, and
 the app's lifespan startup. The provider is therefore created in each worker after the fork,
 never in the supervisor or a gunicorn master (the OpenTelemetry docs' gunicorn `post_fork` hook
 is not needed), and flushed at lifespan shutdown. An app that calls `instrument_app()` itself
-is configured by that call. A worker run with `--lifespan off` exports nothing.
+is configured by that call. A worker run with `--lifespan off` exports nothing. Paths the stock
+instrumentors' `OTEL_PYTHON_FASTAPI_EXCLUDED_URLS` (or `OTEL_PYTHON_EXCLUDED_URLS`) excludes
+are not measured either (`instrumentation/_excluded.py`).
 
 `GatewayDistro` keeps the stock FastAPI, Starlette and asyncpg instrumentors out when they are
 installed too: without a TracerProvider their spans are discarded, and their metrics would count

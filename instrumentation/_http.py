@@ -56,6 +56,8 @@ from instrumentation._exact import ExactHistogram, MetricsSource
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from instrumentation._excluded import ExcludedUrls
+
 try:  # the middleware serves any ASGI app; only Starlette's routing has mounts to resolve
     from starlette.routing import Mount as _Mount
 except ImportError:  # pragma: no cover - starlette is there whenever FastAPI is
@@ -145,12 +147,14 @@ class MiddlewareBinding:
     """Where the middleware finds its instruments. Empty until the provider exists: the
     middleware is installed at import time, the provider after the worker forks."""
 
-    __slots__ = ("exclude_paths", "metrics")
+    __slots__ = ("exclude_paths", "excluded_urls", "metrics")
 
     def __init__(self) -> None:
         self.metrics: HttpServerMetrics | None = None
         #: exact paths not measured
         self.exclude_paths: frozenset[str] = frozenset()
+        #: URL regexes not measured (OTEL_PYTHON_[FASTAPI_]EXCLUDED_URLS)
+        self.excluded_urls: ExcludedUrls | None = None
 
 
 class HttpMetricsMiddleware:
@@ -166,6 +170,7 @@ class HttpMetricsMiddleware:
             or metrics is None
             or _MEASURED in scope
             or (binding.exclude_paths and scope["path"] in binding.exclude_paths)
+            or (binding.excluded_urls is not None and binding.excluded_urls.excludes(scope))
         ):
             await self.app(scope, receive, send)
             return

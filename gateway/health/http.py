@@ -8,12 +8,14 @@
   (IETF draft "Health Check Response Format for HTTP APIs"), details shown by policy:
   `never`, `when-authorized` (`Authorization: Bearer <token>`), `always`.
 
-All four answer from memory; none waits for a check.
+All four answer from memory; none waits for a check. Each answers GET and HEAD (same status
+and headers, no body).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +35,9 @@ _NO_CACHE = {"Cache-Control": "no-cache, no-store"}
 
 class _HealthResponse(JSONResponse):
     media_type = HEALTH_JSON
+
+
+_Endpoint = Callable[..., Awaitable[_HealthResponse]]
 
 
 def _iso(ts: float) -> str:
@@ -117,7 +122,20 @@ def health_router(
 
     router = APIRouter(tags=["health"])
 
-    @router.get("/live", response_class=_HealthResponse)
+    def probe(path: str) -> Callable[[_Endpoint], _Endpoint]:
+        """GET and HEAD on `path`. Kubernetes probes send GET, load balancers and uptime
+        checkers often HEAD; the server (uvicorn) drops a HEAD response's body and keeps its
+        status and headers. HEAD is left out of the OpenAPI document: HTTP implies it with GET,
+        and one function under two methods would give two operations the same id."""
+
+        def register(endpoint: _Endpoint) -> _Endpoint:
+            router.get(path, response_class=_HealthResponse)(endpoint)
+            router.head(path, response_class=_HealthResponse, include_in_schema=False)(endpoint)
+            return endpoint
+
+        return register
+
+    @probe("/live")
     async def live(request: Request) -> _HealthResponse:
         state = registry.liveness()
         body: dict[str, Any] = {"status": "pass" if state.alive else "fail"}
@@ -125,7 +143,7 @@ def health_router(
             body["output"] = f"event loop heartbeat {state.heartbeat_age_seconds:.1f}s old"
         return _HealthResponse(body, 200 if state.alive else 503, headers=_NO_CACHE)
 
-    @router.get("/ready", response_class=_HealthResponse)
+    @probe("/ready")
     async def ready(request: Request) -> _HealthResponse:
         state = registry.readiness()
         body: dict[str, Any] = {"status": "pass" if state.ready else "fail"}
@@ -136,13 +154,13 @@ def health_router(
             body["output"] = "; ".join(reasons)
         return _HealthResponse(body, 200 if state.ready else 503, headers=_NO_CACHE)
 
-    @router.get("/health", response_class=_HealthResponse)
+    @probe("/health")
     async def health() -> _HealthResponse:
         body = render_health(registry, details=False)
         code = 503 if body["status"] == Status.FAIL.value else 200
         return _HealthResponse(body, code, headers=_NO_CACHE)
 
-    @router.get("/api/health", response_class=_HealthResponse)
+    @probe("/api/health")
     async def api_health(request: Request) -> _HealthResponse:
         body = render_health(registry, details=allowed(request))
         code = 503 if body["status"] == Status.FAIL.value else 200

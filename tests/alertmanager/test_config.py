@@ -69,7 +69,7 @@ def test_amtool_check_config(debian_config: Path) -> None:
         [_amtool(), "check-config", str(debian_config)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 templates" in result.stdout and "5 inhibit rules" in result.stdout, result.stdout
+    assert "1 templates" in result.stdout and "6 inhibit rules" in result.stdout, result.stdout
 
 
 def test_the_debian_copy_differs_only_in_the_webhook_url(debian_config: Path) -> None:
@@ -243,6 +243,60 @@ def test_a_critical_inhibits_its_warning_twin_in_a_real_alertmanager(tmp_path: P
             # GatewayDown means every replica is down: it mutes TargetDown of all of them.
             other = "suppressed" if group == "target_down" else "active"
             expected[(_name(group, "warning"), "i2")] = other
+        deadline = time.monotonic() + 10
+        while states() != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert states() == expected
+
+
+@pytest.mark.integration
+def test_a_failing_disk_queue_mutes_the_refusals_it_causes_in_a_real_alertmanager(
+    tmp_path: Path,
+) -> None:
+    """One cause, one notification: GatewayDiskQueueWriteFailing mutes
+    GatewayRefusingRequests{reason="queue_write_error"} of the same gateway, not its refusals
+    for another reason, nor another gateway's."""
+    rules = {rule["alert"]: rule for rule in alerts_from_rules()}
+
+    def alert(name: str, instance: str, **labels: str) -> dict[str, Any]:
+        return {
+            "labels": {
+                "alertname": name,
+                **rules[name]["labels"],
+                "job": "gateway",
+                "instance": instance,
+                **labels,
+            }
+        }
+
+    refusing, queue = "GatewayRefusingRequests", "GatewayDiskQueueWriteFailing"
+    alerts = [
+        alert(queue, "g1:4318"),
+        alert(refusing, "g1:4318", reason="queue_write_error"),  # inhibited
+        alert(refusing, "g1:4318", reason="overloaded"),  # another cause
+        alert(refusing, "g2:4318", reason="queue_write_error"),  # g2's queue is not failing
+    ]
+    config = with_webhook("http://127.0.0.1:9/unused", group_wait="1h", group_interval="1h")
+    with run_alertmanager(tmp_path, config) as am:
+        httpx.post(f"{am.url}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
+
+        def states() -> dict[tuple[str, str, str], str]:
+            got = httpx.get(f"{am.url}/api/v2/alerts", timeout=5).json()
+            return {
+                (
+                    a["labels"]["alertname"],
+                    a["labels"]["instance"],
+                    a["labels"].get("reason", ""),
+                ): a["status"]["state"]
+                for a in got
+            }
+
+        expected = {
+            (queue, "g1:4318", ""): "active",
+            (refusing, "g1:4318", "queue_write_error"): "suppressed",
+            (refusing, "g1:4318", "overloaded"): "active",
+            (refusing, "g2:4318", "queue_write_error"): "active",
+        }
         deadline = time.monotonic() + 10
         while states() != expected and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -7,6 +7,10 @@ Cutting the proxies must fire both alerts from the series the exporters really w
 (`pg_up`, `redis_up` at 0 while the exporter itself still answers its scrape), and restoring
 them must resolve both with no restart of the exporters, as the runbook says. Guards against a
 name or a value the promtool cases invent.
+
+PostgresConnectionsNearLimit and RedisClientsNearLimit run against the same exporters with
+their threshold lowered to 0 (nobody fills a shared test server's connection slots): they fire
+only if both series of each division exist under the names used and their labels match.
 """
 
 from __future__ import annotations
@@ -103,3 +107,58 @@ def test_cut_databases_fire_both_alerts_and_resolve_when_back(tmp_path: Path) ->
             timeout=60,
             what=lambda: f"firing {_firing(prom.url)}; {ups}: {_query(prom.url, ups)}",
         )
+
+
+NEAR_LIMIT = {"PostgresConnectionsNearLimit": "postgres", "RedisClientsNearLimit": "redis"}
+
+
+def _rules_with_threshold_zero() -> dict[str, str]:
+    files = rules_with_short_for()
+    data = yaml.safe_load(files["rules/datastores.yml"])
+    changed = set()
+    for group in data["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") in NEAR_LIMIT:
+                assert rule["expr"].endswith("> 0.8"), rule["expr"]
+                rule["expr"] = rule["expr"].removesuffix("> 0.8") + "> 0"
+                changed.add(rule["alert"])
+    assert changed == set(NEAR_LIMIT)
+    files["rules/datastores.yml"] = yaml.safe_dump(data, sort_keys=False)
+    return files
+
+
+def test_connection_limit_alerts_read_series_the_exporters_write(tmp_path: Path) -> None:
+    with (
+        postgres_exporter(tmp_path) as pg,
+        redis_exporter(tmp_path) as redis,
+        run_prometheus(
+            tmp_path, _prometheus_config(pg, redis), extra_files=_rules_with_threshold_zero()
+        ) as prom,
+    ):
+
+        def firing() -> dict[str, dict[str, str]]:
+            body = httpx.get(f"{prom.url}/api/v1/alerts", timeout=10).json()
+            return {
+                a["labels"]["alertname"]: a["labels"]
+                for a in body["data"]["alerts"]
+                if a["state"] == "firing" and a["labels"]["alertname"] in NEAR_LIMIT
+            }
+
+        eventually(
+            lambda: set(firing()) == set(NEAR_LIMIT), timeout=60, what=lambda: f"firing {firing()}"
+        )
+        found = firing()
+        for name, job in NEAR_LIMIT.items():
+            assert found[name]["job"] == job
+            assert found[name]["severity"] == "warning"
+        # One alert per server, the per-database series summed away.
+        assert "datname" not in found["PostgresConnectionsNearLimit"]
+        ratios = _query(
+            prom.url,
+            "sum without (datid, datname) (pg_stat_database_numbackends)"
+            " / pg_settings_max_connections"
+            " or redis_connected_clients / redis_config_maxclients",
+        )
+        # At least the exporter's own connection, far from the limit on a test machine.
+        assert set(ratios) == {"postgres", "redis"}, ratios
+        assert all(0 < v < 0.8 for v in ratios.values()), ratios

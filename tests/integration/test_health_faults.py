@@ -383,3 +383,31 @@ def test_the_gateway_serves_its_health_and_exports_it_on_metrics(tmp_path: Path)
                 r'[^}]*from="closed"[^}]*to="open"[^}]*\} 1(\.0)?\n',
                 text,
             )
+
+
+def test_the_probes_answer_head_like_get_without_a_body(tmp_path: Path) -> None:
+    """Load balancers and uptime checkers send HEAD: the same status and headers as GET, no
+    body, on a live gateway whose readiness fails (a required database nobody listens on)."""
+    config = (
+        "health:\n"
+        f"  postgres: {{dsn: 'postgresql://postgres@127.0.0.1:{free_port()}/test',"
+        " required: true, interval_seconds: 0.2, breaker: {failure_threshold: 1}}\n"
+    )
+    with run_gateway(tmp_path, config=config, grpc=False) as gw:
+        within(10, lambda: httpx.get(gw.url + "/ready").status_code == 503)
+        expected = {"/live": 200, "/ready": 503, "/health": 503, "/api/health": 503}
+        for path, code in expected.items():
+            get = httpx.get(gw.url + path)
+            head = httpx.head(gw.url + path)
+            assert (get.status_code, head.status_code) == (code, code), path
+            assert head.content == b"", path
+            assert len(get.content) > 0, path
+
+            def comparable(r: httpx.Response) -> dict[str, str]:
+                return {k: v for k, v in r.headers.items() if k != "date"}
+
+            assert comparable(head) == comparable(get), path
+            assert head.headers["content-type"] == "application/health+json", path
+            assert head.headers["cache-control"] == "no-cache, no-store", path
+            # the body's length as a GET would send it
+            assert int(head.headers["content-length"]) == len(get.content), path

@@ -293,18 +293,29 @@ def test_zero_code_start_with_two_workers_gives_the_same_metrics_exactly(
         command = [venv.bin("gunicorn"), "-k", "uvicorn.workers.UvicornWorker", "-w", "2"]
         command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "app:app"]
     service = f"zero-code-{server}"
+    # The stock instrumentors' exclusion variable, the specific one under uvicorn and the
+    # generic one under gunicorn: /live (polled by `serve` until it answers) is not measured.
+    excluded = (
+        "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS" if server == "uvicorn" else "OTEL_PYTHON_EXCLUDED_URLS"
+    )
     with serve(
         venv,
         [venv.bin("opentelemetry-instrument"), *command],
         port,
         OTEL_SERVICE_NAME=service,
         OTEL_EXPORTER_OTLP_ENDPOINT=gateway.url,
+        **{excluded: "/live$"},
     ) as running:
+        for _ in range(3):
+            assert httpx.get(running.url + "/live").status_code == 200
         drive(running.url, 40, 6)
         samples = check_exact(gateway, service, 40, 6)
     job = f"coderunner/{service}"
     # Both workers served requests, each as its own instance, and the totals above sum them.
     assert len(instances(samples, job)) == 2, instances(samples, job)
-    # The same names and label sets as instrument_app() gives (/live is measured here: the
-    # zero-code app has no exclude list, which only adds a route value, not a label).
+    # The same names and label sets as instrument_app() gives, and neither measured /live.
     assert series_shape(samples, job) == series_shape(in_code, "coderunner/in-code")
+    for run, run_job in ((samples, job), (in_code, "coderunner/in-code")):
+        routes = {labels.get("http_route") for labels, _ in run.all(HTTP_COUNT, job=run_job)}
+        assert ROUTE in routes
+        assert "/live" not in routes

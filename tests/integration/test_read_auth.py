@@ -94,6 +94,10 @@ def test_the_read_token_opens_metrics_as_bearer_or_basic(
 def test_probes_and_health_stay_open(gateway: GatewayProcess, path: str) -> None:
     r = httpx.get(gateway.url + path)
     assert r.status_code in (200, 503), (path, r.status_code)
+    # load balancers probe with HEAD: open too, same status, no body
+    head = httpx.head(gateway.url + path)
+    assert head.status_code == r.status_code, (path, head.status_code)
+    assert head.content == b""
 
 
 def test_only_reads_are_guarded(gateway: GatewayProcess) -> None:

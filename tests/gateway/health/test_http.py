@@ -283,3 +283,21 @@ def test_ready_and_live() -> None:
 def test_when_authorized_without_a_token_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a token"):
         health_router(HealthRegistry(), details="when-authorized", token="")
+
+
+def test_the_openapi_document_lists_each_probe_once_under_get() -> None:
+    """HEAD is served but not documented (HTTP implies it with GET): one function under both
+    methods would give two operations the same id, and FastAPI warns (an error here)."""
+    app = FastAPI()
+    app.include_router(health_router(HealthRegistry()))
+    paths = app.openapi()["paths"]
+    probes = ("/live", "/ready", "/health", "/api/health")
+    assert {path: sorted(paths[path]) for path in probes} == {path: ["get"] for path in probes}
+
+    async def heads() -> dict[str, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return {path: (await c.head(path)).status_code for path in probes}
+
+    # Served all the same (503: the registry is not accepting data yet; /live is 200).
+    assert asyncio.run(heads()) == {"/live": 200, "/ready": 503, "/health": 200, "/api/health": 200}
