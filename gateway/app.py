@@ -58,6 +58,7 @@ from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.selftelemetry import SelfTelemetry
 from gateway.status import status_router
+from gateway.token_reloader import TokenReloader
 
 __all__ = ["Gateway"]
 
@@ -185,6 +186,12 @@ class Gateway:
         self.telemetry = SelfTelemetry(self.resource, namespace=ns)
         #: connections the HTTP listener closed at its header and connection limits
         self.http_guard = GuardCounters()
+        tokens = files.ingest_tokens
+        auth = TokenAuth(tokens) if tokens is not None else None
+        #: the read tokens' check, shared with the `ReadGuard` so that a reload reaches it
+        self.read_auth = TokenAuth({"read": files.read_tokens}) if files.read_tokens else None
+        #: re-reads the token files when they change (or on SIGHUP) and swaps the sets in
+        self.token_reloader = TokenReloader(config, files, lambda new: self._swap_tokens(auth, new))
         self._register_self_metrics()
         self.store.reserve(
             [
@@ -201,8 +208,6 @@ class Gateway:
             admission.append(self.memory_limiter.check)
         if self.forwarder is not None:
             admission.append(self.forwarder.check_room)
-        tokens = files.ingest_tokens
-        auth = TokenAuth(tokens) if tokens is not None else None
         self.http_receiver = OtlpHttpReceiver(
             self.pipeline,
             self.telemetry,
@@ -265,6 +270,19 @@ class Gateway:
                     component_type="component",
                 )
             )
+        if self.token_reloader.enabled:
+            # Old tokens still work after a failed reload: shown, not a reason to route away.
+            self.health.add(
+                Check(
+                    "token_reload",
+                    self._token_reload_check,
+                    timeout=1.0,
+                    interval=1.0,
+                    required=False,
+                    component_type="component",
+                )
+            )
+            self.components.append(self.token_reloader)
         self.components.append(self.health)
         #: every component in start order, consumers first (stopped in reverse, producers
         #: first); adding one is one line here
@@ -295,6 +313,28 @@ class Gateway:
             "utilization", limiter.last_rss >> 20, "MiB", status=status, output=output
         )
         return CheckOutcome.of(used)
+
+    def _swap_tokens(self, ingest: TokenAuth | None, files: ConfigFiles) -> None:
+        """A reload's new sets, each swapped in one assignment (receivers and read guard)."""
+        if ingest is not None and files.ingest_tokens is not None:
+            ingest.replace(files.ingest_tokens)
+        if self.read_auth is not None and files.read_tokens:
+            self.read_auth.replace({"read": files.read_tokens})
+        self.files = files
+
+    async def _token_reload_check(self) -> CheckOutcome:
+        reloader = self.token_reloader
+        problems = [p for file_problems in reloader.problems.values() for p in file_problems]
+        if reloader.error is not None:
+            problems.append(f"the reload task failed: {reloader.error}")
+        status = Status.FAIL if problems else Status.PASS
+        output = "; ".join(problems)
+        if problems:
+            output = f"last reload failed, the tokens in use stay: {output}"
+        reloads = Observation(
+            "reloads", reloader.reloads["success"], "reloads", status=status, output=output
+        )
+        return CheckOutcome.of(reloads)
 
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views
@@ -329,15 +369,20 @@ class Gateway:
         guard = self.http_guard
         t.counter("gateway.connections.refused", "reason", lambda: guard.refused)
         memory = self.memory_limiter
+        reloader = self.token_reloader
 
         def background_errors() -> dict[str, int]:
             out = {"memory_limiter": memory.errors}
             if forwarder is not None:
                 out["forwarder"] = forwarder.counters.errors
+            if reloader.enabled:
+                out["token_reloader"] = reloader.errors
             return out
 
         t.counter("gateway.background.errors", "task", background_errors)
         t.counter("gateway.series.truncated", "metric", lambda: limits.truncated)
+        if reloader.enabled:
+            t.counter("gateway.config.reloads", "result", lambda: dict(reloader.reloads))
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
             t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
@@ -373,8 +418,8 @@ class Gateway:
             )
         # The status page (/ui/) and its JSON (/api/status/...), read from the components.
         app.include_router(status_router(self))
-        if self.files.read_tokens:
-            app.add_middleware(ReadGuard, tokens=self.files.read_tokens)
+        if self.read_auth is not None:
+            app.add_middleware(ReadGuard, tokens=self.read_auth)
         return app
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
@@ -490,6 +535,9 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            # SIGHUP re-reads the token files at once (and no longer ends the process).
+            loop.add_signal_handler(signal.SIGHUP, self.token_reloader.request)
         await self.start()
         try:
             serving = asyncio.create_task(self._server.serve())

@@ -171,7 +171,8 @@ class AuthConfig(_Frozen):
     #: tenant (or service) -> token; set it from the environment with
     #: GATEWAY_AUTH__TOKENS='{team-a: s3cret}' rather than writing tokens into the file
     tokens: dict[str, str] = Field(default_factory=dict, repr=False)
-    #: a YAML file mapping tenant -> token (or a list of tokens), read at start
+    #: a YAML file mapping tenant -> token (or a list of tokens), read at start and re-read
+    #: when it changes (see reload_interval_seconds)
     tokens_file: str = ""
     #: bearer tokens for reads (/metrics, /api/metrics/current, /api/status/..., /ui/,
     #: /openapi.json); empty with no read_tokens_file: reads are open. Probes (/live, /ready,
@@ -179,8 +180,12 @@ class AuthConfig(_Frozen):
     #: environment: GATEWAY_AUTH__READ_TOKENS='[s3cret]'
     read_tokens: list[str] = Field(default_factory=list, repr=False)
     #: a file of read tokens, one per line (Prometheus' `authorization.credentials_file` can
-    #: point at the same one-token file), read at start
+    #: point at the same one-token file), read at start and re-read when it changes
     read_tokens_file: str = ""
+    #: how often tokens_file and read_tokens_file are checked for a change (one stat each;
+    #: a Kubernetes Secret's symlink swap counts); a changed file that does not check out
+    #: keeps the tokens in use. 0: only on SIGHUP. Inline tokens never change at run time
+    reload_interval_seconds: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
     def _tokens_when_enabled(self) -> AuthConfig:

@@ -19,16 +19,23 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import yaml
 
 from gateway.config import AuthConfig, ConfigError, GatewayConfig, QueueConfig, TlsConfig
 
-__all__ = ["ConfigFiles", "TlsPair"]
+__all__ = ["TOKEN_FILE_KEYS", "ConfigFiles", "TlsPair", "TokenFile"]
+
+#: the token files the gateway re-reads at run time, by which set they hold
+TokenFile = Literal["ingest", "read"]
+#: each token file's YAML key, as problems name it
+TOKEN_FILE_KEYS: Mapping[TokenFile, str] = MappingProxyType(
+    {"ingest": "auth.tokens_file", "read": "auth.read_tokens_file"}
+)
 
 
 class TlsPair(NamedTuple):
@@ -79,6 +86,25 @@ class ConfigFiles:
     def problems(cls, config: GatewayConfig) -> list[str]:
         """The problems ("key: message") `read` would raise for; empty when it can start."""
         return _read(config)[1]
+
+    def reread_tokens(
+        self, config: GatewayConfig, which: TokenFile
+    ) -> tuple[ConfigFiles, list[str]]:
+        """One token file read again, with exactly the checks `read` makes at start: these
+        values with that set replaced when the file checks out, or unchanged with the problems
+        ("auth.tokens_file: /etc/gw/tokens.yaml: no tenant in the file") when it does not.
+        The set is rebuilt whole, inline tokens (`auth.tokens`, `auth.read_tokens`) included,
+        so a caller swaps it in one assignment. Blocking file IO: run it in a thread."""
+        problems: list[str] = []
+        if which == "ingest":
+            ingest = _read_ingest_tokens(config.auth, problems)
+            if problems:
+                return self, problems
+            return replace(self, ingest_tokens=ingest), problems
+        read = _read_read_tokens(config.auth, problems)
+        if problems:
+            return self, problems
+        return replace(self, read_tokens=read), problems
 
 
 def _read(config: GatewayConfig) -> tuple[ConfigFiles, list[str]]:

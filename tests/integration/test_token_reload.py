@@ -1,0 +1,207 @@
+"""Token rotation without a restart, against a real gateway process: a token file renamed over
+and a Kubernetes Secret's `..data` swap are picked up within `auth.reload_interval_seconds` by
+both receivers (OTLP/HTTP and OTLP/gRPC) and the read guard; a broken file keeps the tokens in
+use and shows in `gateway.config.reloads`, in /api/health and in one ERROR line; SIGHUP reloads
+at once with polling off."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
+
+from tests.support.gateway_client import PB
+from tests.support.otlp import Req
+from tests.support.promtext import parse
+from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+QUIET = "observers: {enabled: false}\nhealth: {details: always}\n"
+INTERVAL = 0.3
+RELOADS = "coderunner_gateway_config_reloads_total"
+
+
+def body() -> bytes:
+    now = int(time.time())
+    return Req(service="billing").sum("invoices", [({}, 1, now - 5, now)]).bytes()
+
+
+def http_status(gw: GatewayProcess, token: str) -> int:
+    r = httpx.post(gw.otlp_http, content=body(), headers={**PB, "Authorization": f"Bearer {token}"})
+    return r.status_code
+
+
+def grpc_code(gw: GatewayProcess, token: str) -> grpc.StatusCode:
+    with grpc.insecure_channel(gw.grpc_target) as channel:
+        call = channel.unary_unary(
+            EXPORT,
+            request_serializer=None,
+            response_deserializer=ExportMetricsServiceResponse.FromString,
+        )
+        try:
+            call(body(), timeout=10, metadata=[("authorization", f"Bearer {token}")])
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+
+def read_status(gw: GatewayProcess, token: str) -> int:
+    return httpx.get(gw.url + "/metrics", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write beside and rename over, as an operator rotating a secret should."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def ingest_only(gw: GatewayProcess, accepted: str, refused: str) -> bool:
+    return (
+        http_status(gw, accepted) == 200
+        and http_status(gw, refused) == 401
+        and grpc_code(gw, accepted) == grpc.StatusCode.OK
+        and grpc_code(gw, refused) == grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+def config(tokens_file: Path, interval: float = INTERVAL, extra: str = "") -> str:
+    return (
+        f"auth: {{enabled: true, tokens_file: '{tokens_file}', "
+        f"reload_interval_seconds: {interval}{extra}}}\n" + QUIET
+    )
+
+
+def reloads(gw: GatewayProcess, result: str, read_token: str = "") -> float:
+    """`gateway.config.reloads{result}` from /metrics/self (with a read token if it is guarded)."""
+    headers = {"Authorization": f"Bearer {read_token}"} if read_token else {}
+    r = httpx.get(gw.url + "/metrics/self", headers=headers)
+    assert r.status_code == 200, r.text
+    return sum(v for _, v in parse(r.text).all(RELOADS, result=result))
+
+
+def health(gw: GatewayProcess) -> dict[str, object]:
+    r = httpx.get(gw.url + "/api/health")
+    checks: dict[str, object] = r.json()["checks"]
+    return checks
+
+
+def reload_check(gw: GatewayProcess) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = health(gw).get("token_reload:reloads", [])  # type: ignore[assignment]
+    return found
+
+
+def test_a_rotated_tokens_file_is_used_within_the_interval(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("team-a: old-7f3a\n")
+    with run_gateway(tmp_path, config=config(tokens)) as gw:
+        assert ingest_only(gw, "old-7f3a", "new-91c2")
+        # Rotation in two steps, as the operations guide says: both, then only the new one.
+        replace_file(tokens, "team-a: [old-7f3a, new-91c2]\n")
+        eventually(lambda: http_status(gw, "new-91c2") == 200, timeout=INTERVAL * 10)
+        assert http_status(gw, "old-7f3a") == 200
+        started = time.monotonic()
+        replace_file(tokens, "team-a: new-91c2\n")
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
+        # well within a few intervals (the poll, a thread read, a swap), on a loaded machine
+        assert time.monotonic() - started < INTERVAL * 10
+        assert reloads(gw, "success") == 2
+        assert reloads(gw, "error") == 0
+
+
+def test_a_kubernetes_secret_update_is_picked_up(tmp_path: Path) -> None:
+    """The kubelet's layout and update: a new timestamped directory, `..data` renamed over."""
+    mount = tmp_path / "secret"
+    (mount / "..2026_11_30_10_00_00.1").mkdir(parents=True)
+    (mount / "..2026_11_30_10_00_00.1" / "tokens.yaml").write_text("team-a: old-7f3a\n")
+    (mount / "..data").symlink_to("..2026_11_30_10_00_00.1")
+    (mount / "tokens.yaml").symlink_to("..data/tokens.yaml")
+    with run_gateway(tmp_path, config=config(mount / "tokens.yaml")) as gw:
+        assert ingest_only(gw, "old-7f3a", "new-91c2")
+        new = mount / "..2026_11_30_10_05_00.2"
+        new.mkdir()
+        (new / "tokens.yaml").write_text("team-a: new-91c2\n")
+        (mount / "..data_tmp").symlink_to(new.name)
+        os.replace(mount / "..data_tmp", mount / "..data")
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
+
+
+def test_a_broken_file_keeps_the_tokens_and_says_so(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("team-a: old-7f3a\n")
+    with run_gateway(tmp_path, config=config(tokens)) as gw:
+        assert reload_check(gw)[0]["status"] == "pass"
+        replace_file(tokens, "team-a: [\n")
+        eventually(
+            lambda: reloads(gw, "error") == 1,
+            timeout=INTERVAL * 10,
+        )
+        time.sleep(INTERVAL * 4)  # more polls of the same bad file
+        assert reloads(gw, "error") == 1
+        assert ingest_only(gw, "old-7f3a", "new-91c2"), "the old tokens stay in use"
+        check = eventually(
+            lambda: [c for c in reload_check(gw) if c["status"] == "fail"],
+            what=lambda: json.dumps(health(gw)),
+        )[0]
+        assert str(tokens) in str(check["output"]) and "auth.tokens_file" in str(check["output"])
+        # not required for readiness: the old tokens still work
+        assert httpx.get(gw.url + "/ready").status_code == 200
+        assert httpx.get(gw.url + "/api/health").json()["status"] == "warn"
+        errors = [ln for ln in gw.log.read_text().splitlines() if " ERROR " in ln]
+        assert len(errors) == 1, errors
+        assert str(tokens) in errors[0] and "while parsing" in errors[0], errors
+        # fixed: used, and health passes again
+        replace_file(tokens, "team-a: new-91c2\n")
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
+        eventually(lambda: reload_check(gw)[0]["status"] == "pass")
+        assert reloads(gw, "success") == 1
+
+
+def test_sighup_reloads_at_once_with_polling_off(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("team-a: old-7f3a\n")
+    with run_gateway(tmp_path, config=config(tokens, interval=0)) as gw:
+        replace_file(tokens, "team-a: new-91c2\n")
+        time.sleep(1.0)
+        assert ingest_only(gw, "old-7f3a", "new-91c2"), "polling is off: nothing read yet"
+        gw.proc.send_signal(signal.SIGHUP)
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=5)
+        assert gw.proc.poll() is None, "SIGHUP must not end the gateway"
+
+
+def test_the_read_tokens_file_is_reloaded_for_metrics(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("team-a: ingest-5d1e\n")
+    read = tmp_path / "read-token"
+    read.write_text("read-old-2b7c\n")
+    extra = f", read_tokens_file: '{read}'"
+    with run_gateway(tmp_path, config=config(tokens, extra=extra)) as gw:
+        assert read_status(gw, "read-old-2b7c") == 200
+        assert read_status(gw, "read-new-e40f") == 401
+        replace_file(read, "read-new-e40f\n")
+        eventually(
+            lambda: (
+                read_status(gw, "read-new-e40f") == 200 and read_status(gw, "read-old-2b7c") == 401
+            ),
+            timeout=INTERVAL * 10,
+        )
+        # an empty read file would open nothing and lock nobody out: refused, old kept
+        replace_file(read, "# nothing yet\n")
+        eventually(
+            lambda: reloads(gw, "error", "read-new-e40f") == 1,
+            timeout=INTERVAL * 10,
+        )
+        assert read_status(gw, "read-new-e40f") == 200
+        assert http_status(gw, "ingest-5d1e") == 200, "the ingest set is untouched"
