@@ -31,6 +31,7 @@ EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 QUIET = "observers: {enabled: false}\nhealth: {details: always}\n"
 INTERVAL = 0.3
 RELOADS = "coderunner_gateway_config_reloads_total"
+STATUS = "coderunner_health_check_status"
 
 
 def body() -> bytes:
@@ -90,6 +91,12 @@ def reloads(gw: GatewayProcess, result: str, read_token: str = "") -> float:
     r = httpx.get(gw.url + "/metrics/self", headers=headers)
     assert r.status_code == 200, r.text
     return sum(v for _, v in parse(r.text).all(RELOADS, result=result))
+
+
+def check_status(gw: GatewayProcess) -> float | None:
+    """`health.check.status{component="token_reload"}` on /metrics (None: not there yet)."""
+    found = parse(httpx.get(gw.url + "/metrics").text).all(STATUS, component="token_reload")
+    return found[0][1] if found else None
 
 
 def health(gw: GatewayProcess) -> dict[str, object]:
@@ -156,6 +163,8 @@ def test_a_broken_file_keeps_the_tokens_and_says_so(tmp_path: Path) -> None:
             what=lambda: json.dumps(health(gw)),
         )[0]
         assert str(tokens) in str(check["output"]) and "auth.tokens_file" in str(check["output"])
+        # what HealthCheckFailing (prometheus/rules/alerts.yml) alerts on after 2 minutes
+        eventually(lambda: check_status(gw) == 0.0, what=lambda: f"status {check_status(gw)}")
         # not required for readiness: the old tokens still work
         assert httpx.get(gw.url + "/ready").status_code == 200
         assert httpx.get(gw.url + "/api/health").json()["status"] == "warn"
@@ -166,6 +175,7 @@ def test_a_broken_file_keeps_the_tokens_and_says_so(tmp_path: Path) -> None:
         replace_file(tokens, "team-a: new-91c2\n")
         eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
         eventually(lambda: reload_check(gw)[0]["status"] == "pass")
+        eventually(lambda: check_status(gw) == 1.0, what=lambda: f"status {check_status(gw)}")
         assert reloads(gw, "success") == 1
 
 
