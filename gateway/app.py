@@ -56,9 +56,9 @@ from gateway.receivers.http_guard import GuardCounters, HeaderLimits, guarded_pr
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.secret_reloader import SecretReloader
 from gateway.selftelemetry import SelfTelemetry
 from gateway.status import status_router
-from gateway.token_reloader import TokenReloader
 
 __all__ = ["Gateway"]
 
@@ -191,7 +191,9 @@ class Gateway:
         #: the read tokens' check, shared with the `ReadGuard` so that a reload reaches it
         self.read_auth = TokenAuth({"read": files.read_tokens}) if files.read_tokens else None
         #: re-reads the token files when they change (or on SIGHUP) and swaps the sets in
-        self.token_reloader = TokenReloader(config, files, lambda new: self._swap_tokens(auth, new))
+        self.secret_reloader = SecretReloader(
+            config, files, lambda new: self._swap_tokens(auth, new)
+        )
         self._register_self_metrics()
         self.store.reserve(
             [
@@ -270,19 +272,19 @@ class Gateway:
                     component_type="component",
                 )
             )
-        if self.token_reloader.enabled:
+        if self.secret_reloader.enabled:
             # Old tokens still work after a failed reload: shown, not a reason to route away.
             self.health.add(
                 Check(
-                    "token_reload",
-                    self._token_reload_check,
+                    "secret_reload",
+                    self._secret_reload_check,
                     timeout=1.0,
                     interval=1.0,
                     required=False,
                     component_type="component",
                 )
             )
-            self.components.append(self.token_reloader)
+            self.components.append(self.secret_reloader)
         self.components.append(self.health)
         #: every component in start order, consumers first (stopped in reverse, producers
         #: first); adding one is one line here
@@ -322,8 +324,8 @@ class Gateway:
             self.read_auth.replace({"read": files.read_tokens})
         self.files = files
 
-    async def _token_reload_check(self) -> CheckOutcome:
-        reloader = self.token_reloader
+    async def _secret_reload_check(self) -> CheckOutcome:
+        reloader = self.secret_reloader
         problems = [p for file_problems in reloader.problems.values() for p in file_problems]
         if reloader.error is not None:
             problems.append(f"the reload task failed: {reloader.error}")
@@ -369,14 +371,14 @@ class Gateway:
         guard = self.http_guard
         t.counter("gateway.connections.refused", "reason", lambda: guard.refused)
         memory = self.memory_limiter
-        reloader = self.token_reloader
+        reloader = self.secret_reloader
 
         def background_errors() -> dict[str, int]:
             out = {"memory_limiter": memory.errors}
             if forwarder is not None:
                 out["forwarder"] = forwarder.counters.errors
             if reloader.enabled:
-                out["token_reloader"] = reloader.errors
+                out["secret_reloader"] = reloader.errors
             return out
 
         t.counter("gateway.background.errors", "task", background_errors)
@@ -537,7 +539,7 @@ class Gateway:
                 loop.add_signal_handler(sig, self.request_stop)
         with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
             # SIGHUP re-reads the token files at once (and no longer ends the process).
-            loop.add_signal_handler(signal.SIGHUP, self.token_reloader.request)
+            loop.add_signal_handler(signal.SIGHUP, self.secret_reloader.request)
         await self.start()
         try:
             serving = asyncio.create_task(self._server.serve())

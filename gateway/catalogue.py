@@ -414,7 +414,7 @@ CATALOGUE: tuple[Metric, ...] = (
         "{error}",
         _C,
         ("task",),
-        "Unexpected errors a background task (memory_limiter, forwarder, token_reloader) "
+        "Unexpected errors a background task (memory_limiter, forwarder, secret_reloader) "
         "survived, by task; its health check fails while they recur.",
         _G,
     ),

@@ -1,7 +1,7 @@
-"""`TokenReloader`: change detection by stat (tmp files, and a fake stat for what a real
+"""`SecretReloader`: change detection by stat (tmp files, and a fake stat for what a real
 filesystem does too fast to show), reloads through `ConfigFiles.reread_tokens`, bad files kept
 out, SIGHUP's forced read, and a polling loop that survives errors. The gateway process itself
-is tested in tests/integration/test_token_reload.py."""
+is tested in tests/integration/test_secret_reload.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from gateway.config import GatewayConfig, load
 from gateway.config_files import ConfigFiles
-from gateway.token_reloader import FileStamp, TokenReloader, stamp
+from gateway.secret_reloader import FileStamp, SecretReloader, stamp
 
 
 class Applied:
@@ -30,9 +30,9 @@ def config_of(tmp: Path, **auth: Any) -> GatewayConfig:
     return load({"auth": {"enabled": True, "tokens_file": str(tmp / "tokens.yaml"), **auth}})
 
 
-def reloader(config: GatewayConfig, **kw: Any) -> tuple[TokenReloader, Applied]:
+def reloader(config: GatewayConfig, **kw: Any) -> tuple[SecretReloader, Applied]:
     applied = Applied()
-    return TokenReloader(config, ConfigFiles.read(config), applied, **kw), applied
+    return SecretReloader(config, ConfigFiles.read(config), applied, **kw), applied
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -149,7 +149,7 @@ def test_a_bad_file_keeps_the_tokens_and_is_logged_once(
         f.unlink()
     else:
         replace_file(f, text)
-    with caplog.at_level(logging.ERROR, logger="gateway.token_reloader"):
+    with caplog.at_level(logging.ERROR, logger="gateway.secret_reloader"):
         for _ in range(3):
             asyncio.run(r.poll())
     assert applied.calls == [] and r.files is before
@@ -255,7 +255,7 @@ def test_the_loop_survives_an_unexpected_error_and_says_so(tmp_path: Path) -> No
 
     config = config_of(tmp_path, reload_interval_seconds=0.02)
     applied = Applied()
-    r = TokenReloader(config, ConfigFiles.read(config), applied)
+    r = SecretReloader(config, ConfigFiles.read(config), applied)
     r._stat = stat  # start stamped the real file; now every poll fails
 
     async def run() -> None:

@@ -1,4 +1,4 @@
-"""`TokenReloader`: re-reads `auth.tokens_file` and `auth.read_tokens_file` when they change.
+"""`SecretReloader`: re-reads `auth.tokens_file` and `auth.read_tokens_file` when they change.
 
 Operators rotate secrets without a restart: Kubernetes updates a mounted Secret in place by
 swapping the `..data` symlink to a new directory, and a file written elsewhere and renamed over
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from gateway.config import GatewayConfig
 from gateway.config_files import TOKEN_FILE_KEYS, ConfigFiles, TokenFile
 
-__all__ = ["FileStamp", "TokenReloader", "stamp"]
+__all__ = ["FileStamp", "SecretReloader", "stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def stamp(path: str, stat: Callable[[str], os.stat_result] = os.stat) -> FileSta
     return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class TokenReloader:
+class SecretReloader:
     """A `Component`; `apply(files)` is called on the event loop with the values after every
     reload that changed one of the sets."""
 
@@ -174,7 +174,7 @@ class TokenReloader:
 
     async def start(self) -> None:
         if self._task is None and self.paths:
-            self._task = asyncio.create_task(self._run(), name="token-reloader")
+            self._task = asyncio.create_task(self._run(), name="secret-reloader")
 
     async def shutdown(self) -> None:
         if self._task is None:

@@ -94,8 +94,8 @@ def reloads(gw: GatewayProcess, result: str, read_token: str = "") -> float:
 
 
 def check_status(gw: GatewayProcess) -> float | None:
-    """`health.check.status{component="token_reload"}` on /metrics (None: not there yet)."""
-    found = parse(httpx.get(gw.url + "/metrics").text).all(STATUS, component="token_reload")
+    """`health.check.status{component="secret_reload"}` on /metrics (None: not there yet)."""
+    found = parse(httpx.get(gw.url + "/metrics").text).all(STATUS, component="secret_reload")
     return found[0][1] if found else None
 
 
@@ -106,7 +106,7 @@ def health(gw: GatewayProcess) -> dict[str, object]:
 
 
 def reload_check(gw: GatewayProcess) -> list[dict[str, object]]:
-    found: list[dict[str, object]] = health(gw).get("token_reload:reloads", [])  # type: ignore[assignment]
+    found: list[dict[str, object]] = health(gw).get("secret_reload:reloads", [])  # type: ignore[assignment]
     return found
 
 
