@@ -13,6 +13,7 @@ import gzip
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -25,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from gateway import __version__
 from gateway.catalogue import by_name
 from gateway.config import ConfigError, GatewayConfig
-from gateway.config_files import ConfigFiles
+from gateway.config_files import ConfigFiles, Reloadable
 from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.prometheus.exposition import (
@@ -188,12 +189,16 @@ class Gateway:
         self.http_guard = GuardCounters()
         tokens = files.ingest_tokens
         auth = TokenAuth(tokens) if tokens is not None else None
+        #: the ingest tokens' check, shared by both receivers so that a reload reaches both
+        self.ingest_auth = auth
         #: the read tokens' check, shared with the `ReadGuard` so that a reload reaches it
         self.read_auth = TokenAuth({"read": files.read_tokens}) if files.read_tokens else None
-        #: re-reads the token files when they change (or on SIGHUP) and swaps the sets in
-        self.secret_reloader = SecretReloader(
-            config, files, lambda new: self._swap_tokens(auth, new)
-        )
+        #: re-reads the token files and the TLS pair when they change (or on SIGHUP)
+        self.secret_reloader = SecretReloader(config, files, self._apply_reload)
+        #: builds the HTTP listener's TLS context from the files, as uvicorn does at start;
+        #: the newest one built for a reload (None: uvicorn's own)
+        self._new_http_context: Callable[[], ssl.SSLContext] | None = None
+        self._http_context: ssl.SSLContext | None = None
         self._register_self_metrics()
         self.store.reserve(
             [
@@ -273,7 +278,8 @@ class Gateway:
                 )
             )
         if self.secret_reloader.enabled:
-            # Old tokens still work after a failed reload: shown, not a reason to route away.
+            # What was in use still works after a failed reload: shown, not a reason to route
+            # traffic away.
             self.health.add(
                 Check(
                     "secret_reload",
@@ -316,13 +322,42 @@ class Gateway:
         )
         return CheckOutcome.of(used)
 
-    def _swap_tokens(self, ingest: TokenAuth | None, files: ConfigFiles) -> None:
-        """A reload's new sets, each swapped in one assignment (receivers and read guard)."""
-        if ingest is not None and files.ingest_tokens is not None:
-            ingest.replace(files.ingest_tokens)
-        if self.read_auth is not None and files.read_tokens:
+    async def _apply_reload(self, files: ConfigFiles, which: Reloadable) -> None:
+        """A reload that checked out: a token set swapped in one assignment (both receivers
+        share `ingest_auth`; the read guard has `read_auth`), or the TLS pair for new
+        handshakes on both listeners."""
+        if which == "ingest" and self.ingest_auth is not None and files.ingest_tokens:
+            self.ingest_auth.replace(files.ingest_tokens)
+        elif which == "read" and self.read_auth is not None and files.read_tokens:
             self.read_auth.replace({"read": files.read_tokens})
+        elif which == "tls" and files.tls is not None:
+            if self._new_http_context is not None:
+                # Built off the loop (it reads the files); raises if they changed again since
+                # the check and no longer fit, and then neither listener changes.
+                self._http_context = await asyncio.to_thread(self._new_http_context)
+            if self.grpc_receiver is not None:
+                self.grpc_receiver.replace_tls(files.tls)
         self.files = files
+
+    def _http_ssl_context(
+        self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        """uvicorn's context for the HTTP listener, which hands each new handshake to the
+        newest reloaded context. An asyncio server keeps the context it started with, and
+        calling `load_cert_chain` on it again would read files on the event loop while
+        handshakes use it; switching a connection's context in the SNI callback is the
+        standard library's documented way (called with or without SNI)."""
+        self._new_http_context = default
+        context = default()
+        context.sni_callback = self._select_http_context
+        return context
+
+    def _select_http_context(
+        self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        newest = self._http_context
+        if newest is not None and newest is not context:
+            connection.context = newest
 
     async def _secret_reload_check(self) -> CheckOutcome:
         reloader = self.secret_reloader
@@ -332,7 +367,7 @@ class Gateway:
         status = Status.FAIL if problems else Status.PASS
         output = "; ".join(problems)
         if problems:
-            output = f"last reload failed, the tokens in use stay: {output}"
+            output = f"last reload failed, what is in use stays: {output}"
         reloads = Observation(
             "reloads", reloader.reloads["success"], "reloads", status=status, output=output
         )
@@ -531,6 +566,7 @@ class Gateway:
             # files only): it loads the pair `ConfigFiles.read` checked before the build.
             ssl_certfile=self.config.tls.cert_file or None,
             ssl_keyfile=self.config.tls.key_file or None,
+            ssl_context_factory=self._http_ssl_context if self.config.tls.enabled else None,
         )
         self._server = _Server(uv_config)
         loop = asyncio.get_running_loop()

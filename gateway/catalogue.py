@@ -423,9 +423,9 @@ CATALOGUE: tuple[Metric, ...] = (
         "{reload}",
         _C,
         ("result",),
-        "Re-reads of a changed token file (auth.tokens_file, auth.read_tokens_file) or on "
-        "SIGHUP, by result: success (the new tokens are in use) or error (the file did not "
-        "check out; the tokens in use stay).",
+        "Re-reads of a changed token file (auth.tokens_file, auth.read_tokens_file) or TLS "
+        "pair (tls.cert_file, tls.key_file), or of all on SIGHUP, by result: success (the new "
+        "tokens or pair are in use) or error (it did not check out; what is in use stays).",
         _G,
     ),
     Metric(

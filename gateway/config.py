@@ -182,9 +182,10 @@ class AuthConfig(_Frozen):
     #: a file of read tokens, one per line (Prometheus' `authorization.credentials_file` can
     #: point at the same one-token file), read at start and re-read when it changes
     read_tokens_file: str = ""
-    #: how often tokens_file and read_tokens_file are checked for a change (one stat each;
-    #: a Kubernetes Secret's symlink swap counts); a changed file that does not check out
-    #: keeps the tokens in use. 0: only on SIGHUP. Inline tokens never change at run time
+    #: how often tokens_file, read_tokens_file and the TLS pair (tls.cert_file, tls.key_file)
+    #: are checked for a change (one stat each; a Kubernetes Secret's symlink swap counts); a
+    #: changed file that does not check out keeps what is in use. 0: only on SIGHUP. Inline
+    #: tokens never change at run time
     reload_interval_seconds: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
@@ -201,7 +202,9 @@ class AuthConfig(_Frozen):
 class TlsConfig(_Frozen):
     """TLS for both listeners (OTLP/HTTP with /metrics, and OTLP/gRPC)."""
 
-    #: PEM certificate chain; empty: plain TCP
+    #: PEM certificate chain; empty: plain TCP. The pair is re-read when either file
+    #: changes (checked every auth.reload_interval_seconds, and on SIGHUP): new handshakes on
+    #: both listeners use it, open connections keep theirs
     cert_file: str = ""
     #: PEM private key of the certificate
     key_file: str = ""

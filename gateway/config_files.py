@@ -28,13 +28,17 @@ import yaml
 
 from gateway.config import AuthConfig, ConfigError, GatewayConfig, QueueConfig, TlsConfig
 
-__all__ = ["TOKEN_FILE_KEYS", "ConfigFiles", "TlsPair", "TokenFile"]
+__all__ = ["RELOADABLE_KEYS", "ConfigFiles", "Reloadable", "TlsPair"]
 
-#: the token files the gateway re-reads at run time, by which set they hold
-TokenFile = Literal["ingest", "read"]
-#: each token file's YAML key, as problems name it
-TOKEN_FILE_KEYS: Mapping[TokenFile, str] = MappingProxyType(
-    {"ingest": "auth.tokens_file", "read": "auth.read_tokens_file"}
+#: what the gateway re-reads at run time: the ingest and read token files, the TLS pair
+Reloadable = Literal["ingest", "read", "tls"]
+#: the YAML key(s) of each, as problems name them
+RELOADABLE_KEYS: Mapping[Reloadable, str] = MappingProxyType(
+    {
+        "ingest": "auth.tokens_file",
+        "read": "auth.read_tokens_file",
+        "tls": "tls.cert_file / tls.key_file",
+    }
 )
 
 
@@ -87,24 +91,22 @@ class ConfigFiles:
         """The problems ("key: message") `read` would raise for; empty when it can start."""
         return _read(config)[1]
 
-    def reread_tokens(
-        self, config: GatewayConfig, which: TokenFile
-    ) -> tuple[ConfigFiles, list[str]]:
-        """One token file read again, with exactly the checks `read` makes at start: these
-        values with that set replaced when the file checks out, or unchanged with the problems
-        ("auth.tokens_file: /etc/gw/tokens.yaml: no tenant in the file") when it does not.
-        The set is rebuilt whole, inline tokens (`auth.tokens`, `auth.read_tokens`) included,
-        so a caller swaps it in one assignment. Blocking file IO: run it in a thread."""
+    def reread(self, config: GatewayConfig, which: Reloadable) -> tuple[ConfigFiles, list[str]]:
+        """One token file or the TLS pair read again, with exactly the checks `read` makes at
+        start: these values with that part replaced when it checks out, or unchanged with the
+        problems ("auth.tokens_file: /etc/gw/tokens.yaml: no tenant in the file") when it does
+        not. A token set is rebuilt whole, inline tokens (`auth.tokens`, `auth.read_tokens`)
+        included, so a caller swaps it in one assignment. Blocking file IO: run it in a
+        thread."""
         problems: list[str] = []
         if which == "ingest":
             ingest = _read_ingest_tokens(config.auth, problems)
-            if problems:
-                return self, problems
-            return replace(self, ingest_tokens=ingest), problems
-        read = _read_read_tokens(config.auth, problems)
-        if problems:
-            return self, problems
-        return replace(self, read_tokens=read), problems
+            return (self, problems) if problems else (replace(self, ingest_tokens=ingest), [])
+        if which == "read":
+            read = _read_read_tokens(config.auth, problems)
+            return (self, problems) if problems else (replace(self, read_tokens=read), [])
+        tls = _read_tls(config.tls, problems)
+        return (self, problems) if problems else (replace(self, tls=tls), [])
 
 
 def _read(config: GatewayConfig) -> tuple[ConfigFiles, list[str]]:

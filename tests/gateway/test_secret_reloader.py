@@ -1,5 +1,5 @@
 """`SecretReloader`: change detection by stat (tmp files, and a fake stat for what a real
-filesystem does too fast to show), reloads through `ConfigFiles.reread_tokens`, bad files kept
+filesystem does too fast to show), reloads through `ConfigFiles.reread`, bad files kept
 out, SIGHUP's forced read, and a polling loop that survives errors. The gateway process itself
 is tested in tests/integration/test_secret_reload.py."""
 
@@ -14,16 +14,23 @@ from typing import Any
 import pytest
 
 from gateway.config import GatewayConfig, load
-from gateway.config_files import ConfigFiles
+from gateway.config_files import ConfigFiles, Reloadable, TlsPair
 from gateway.secret_reloader import FileStamp, SecretReloader, stamp
 
 
 class Applied:
+    """An `apply` that records what it was given (and raises `fail` if set)."""
+
     def __init__(self) -> None:
         self.calls: list[ConfigFiles] = []
+        self.which: list[Reloadable] = []
+        self.fail: Exception | None = None
 
-    def __call__(self, files: ConfigFiles) -> None:
+    async def __call__(self, files: ConfigFiles, which: Reloadable) -> None:
+        if self.fail is not None:
+            raise self.fail
         self.calls.append(files)
+        self.which.append(which)
 
 
 def config_of(tmp: Path, **auth: Any) -> GatewayConfig:
@@ -276,3 +283,40 @@ def test_the_loop_survives_an_unexpected_error_and_says_so(tmp_path: Path) -> No
 
     asyncio.run(run())
     assert [c.ingest_tokens for c in applied.calls] == [{"team-a": ("two",)}]
+
+
+def test_an_apply_that_fails_is_a_failed_reload(tmp_path: Path) -> None:
+    """A listener that cannot take what checked out (the TLS pair changed again between the
+    check and the HTTP listener's own read) keeps what it had, as a bad file does."""
+    f = tmp_path / "tokens.yaml"
+    f.write_text("team-a: one\n")
+    r, applied = reloader(config_of(tmp_path))
+    before = r.files
+    applied.fail = ValueError("no good")
+    replace_file(f, "team-a: two\n")
+    asyncio.run(r.poll())
+    assert r.reloads == {"success": 0, "error": 1} and r.files is before
+    assert r.problems["ingest"] == [f"auth.tokens_file: {f}: cannot be used: no good"]
+
+
+def test_the_tls_pair_is_watched_as_one(tmp_path: Path) -> None:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    config = load({"tls": {"cert_file": str(cert), "key_file": str(key)}})
+    # values given directly: what `ConfigFiles.read` would have checked (real pairs are in
+    # tests/integration/test_secret_reload.py)
+    files = ConfigFiles(tls=TlsPair(key=b"key", cert=b"cert"))
+    applied = Applied()
+    r = SecretReloader(config, files, applied)
+    assert r.paths == {"tls": (str(cert), str(key))}
+    replace_file(key, "another key")
+    asyncio.run(r.poll())
+    # not a usable PEM pair: refused with the start's own message, nothing applied
+    assert applied.calls == [] and r.reloads["error"] == 1
+    assert (
+        "tls.cert_file / tls.key_file: not a usable PEM certificate and key"
+        in (r.problems["tls"][0])
+    )
+    asyncio.run(r.poll())
+    assert r.reloads["error"] == 1, "the same bad pair is not read again"

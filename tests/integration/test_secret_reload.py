@@ -6,10 +6,15 @@ at once with polling off."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import ssl
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -22,7 +27,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from tests.support.gateway_client import PB
 from tests.support.otlp import Req
 from tests.support.promtext import parse
-from tests.support.servers import GatewayProcess, run_gateway
+from tests.support.servers import REPO, GatewayProcess, free_port, run_gateway
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -215,3 +220,125 @@ def test_the_read_tokens_file_is_reloaded_for_metrics(tmp_path: Path) -> None:
         )
         assert read_status(gw, "read-new-e40f") == 200
         assert http_status(gw, "ingest-5d1e") == 200, "the ingest set is untouched"
+
+
+# ------------------------------------------------------------------ TLS pair
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def self_signed(d: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed EC certificate for 127.0.0.1 (CN `name`) and its key."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", "tls.key", "-out", "tls.crt", "-days", "1",
+             "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1", cwd=d)  # fmt: skip
+    return d / "tls.crt", d / "tls.key"
+
+
+def served_cn(port: int) -> str:
+    """The CN of the certificate a new TLS handshake on `port` gets (no SNI: an IP)."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True, text=True
+    ).stdout
+    return text.strip().rsplit("=", 1)[-1].strip()
+
+
+def grpc_trusts(port: int, cert: Path) -> bool:
+    """An export over a new gRPC connection that trusts only `cert` gets through TLS (to the
+    token check: no token, so UNAUTHENTICATED is a handshake that worked)."""
+    creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+        call = channel.unary_unary(
+            EXPORT,
+            request_serializer=None,
+            response_deserializer=ExportMetricsServiceResponse.FromString,
+        )
+        try:
+            call(body(), timeout=5)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[no-any-return]
+        return True
+
+
+@contextlib.contextmanager
+def tls_gateway(tmp: Path, config: str) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """`run_gateway` waits with plain HTTP; this one waits for an HTTPS /live."""
+    http_port, grpc_port = free_port(), free_port()
+    (tmp / "gateway.yaml").write_text(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "OTEL_"))}
+    log = tmp / "gateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(tmp / "gateway.yaml"),
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )  # fmt: skip
+    try:
+        eventually(
+            lambda: proc.poll() is None and _https_live(http_port),
+            what=lambda: log.read_text()[-3000:],
+        )
+        yield proc, http_port, grpc_port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _https_live(port: int) -> bool:
+    try:
+        r = httpx.get(f"https://127.0.0.1:{port}/live", verify=False, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+def test_a_new_tls_pair_reaches_new_handshakes_on_both_listeners(tmp_path: Path) -> None:
+    """A Kubernetes TLS Secret (tls.crt and tls.key swapped together under `..data`); then a
+    pair that does not fit (the key of another certificate) is refused and the pair in use
+    stays."""
+    mount = tmp_path / "secret"
+    old_crt, _ = self_signed(mount / "..1", "old-pair")
+    (mount / "..data").symlink_to("..1")
+    for name in ("tls.crt", "tls.key"):
+        (mount / name).symlink_to(f"..data/{name}")
+    (tmp_path / "tokens.yaml").write_text("team-a: t-1\n")
+    text = f"tls: {{cert_file: '{mount / 'tls.crt'}', key_file: '{mount / 'tls.key'}'}}\n" + config(
+        tmp_path / "tokens.yaml"
+    )
+    with tls_gateway(tmp_path, text) as (_, http_port, grpc_port):
+        assert served_cn(http_port) == served_cn(grpc_port) == "old-pair"
+        assert grpc_trusts(grpc_port, old_crt)
+        # an open connection keeps its session; new ones get the new pair
+        with httpx.Client(verify=False) as kept:
+            assert kept.get(f"https://127.0.0.1:{http_port}/live").status_code == 200
+            new_crt, _ = self_signed(mount / "..2", "new-pair")
+            (mount / "..data_tmp").symlink_to("..2")
+            os.replace(mount / "..data_tmp", mount / "..data")
+            eventually(
+                lambda: served_cn(http_port) == served_cn(grpc_port) == "new-pair",
+                timeout=INTERVAL * 10,
+                what=lambda: f"http {served_cn(http_port)}, grpc {served_cn(grpc_port)}",
+            )
+            assert kept.get(f"https://127.0.0.1:{http_port}/live").status_code == 200
+        assert grpc_trusts(grpc_port, new_crt)
+        assert not grpc_trusts(grpc_port, old_crt)
+        # a key that does not belong to the certificate: refused, the new pair stays
+        self_signed(mount / "..3", "other")
+        (mount / "..3" / "tls.crt").write_bytes((mount / "..2" / "tls.crt").read_bytes())
+        (mount / "..data_tmp").symlink_to("..3")
+        os.replace(mount / "..data_tmp", mount / "..data")
+        url = f"https://127.0.0.1:{http_port}"
+
+        def failed() -> list[dict[str, object]]:
+            checks = httpx.get(url + "/api/health", verify=False).json()["checks"]
+            found: list[dict[str, object]] = checks.get("secret_reload:reloads", [])
+            return [c for c in found if c["status"] == "fail"]
+
+        check = eventually(failed, timeout=INTERVAL * 20)[0]
+        assert "the key does not belong to the certificate" in str(check["output"])
+        assert served_cn(http_port) == served_cn(grpc_port) == "new-pair"
+        assert grpc_trusts(grpc_port, new_crt)
