@@ -2,7 +2,8 @@
 and a Kubernetes Secret's `..data` swap are picked up within `auth.reload_interval_seconds` by
 both receivers (OTLP/HTTP and OTLP/gRPC) and the read guard; a broken file keeps the tokens in
 use and shows in `gateway.config.reloads`, in /api/health and in one ERROR line; SIGHUP reloads
-at once with polling off."""
+at once with polling off. A new TLS pair reaches new handshakes on both listeners; one whose
+key does not fit is refused."""
 
 from __future__ import annotations
 
