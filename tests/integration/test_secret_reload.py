@@ -36,6 +36,9 @@ pytestmark = pytest.mark.integration
 EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 QUIET = "observers: {enabled: false}\nhealth: {details: always}\n"
 INTERVAL = 0.3
+#: a poll, a read in a thread and a swap take far less, but the machine is shared: generous,
+#: and still nothing without the reload (each test fails with it switched off)
+WITHIN = INTERVAL * 20
 RELOADS = "coderunner_gateway_config_reloads_total"
 STATUS = "coderunner_health_check_status"
 
@@ -123,13 +126,10 @@ def test_a_rotated_tokens_file_is_used_within_the_interval(tmp_path: Path) -> No
         assert ingest_only(gw, "old-7f3a", "new-91c2")
         # Rotation in two steps, as the operations guide says: both, then only the new one.
         replace_file(tokens, "team-a: [old-7f3a, new-91c2]\n")
-        eventually(lambda: http_status(gw, "new-91c2") == 200, timeout=INTERVAL * 10)
+        eventually(lambda: http_status(gw, "new-91c2") == 200, timeout=WITHIN)
         assert http_status(gw, "old-7f3a") == 200
-        started = time.monotonic()
         replace_file(tokens, "team-a: new-91c2\n")
-        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
-        # well within a few intervals (the poll, a thread read, a swap), on a loaded machine
-        assert time.monotonic() - started < INTERVAL * 10
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=WITHIN)
         assert reloads(gw, "success") == 2
         assert reloads(gw, "error") == 0
 
@@ -148,7 +148,7 @@ def test_a_kubernetes_secret_update_is_picked_up(tmp_path: Path) -> None:
         (new / "tokens.yaml").write_text("team-a: new-91c2\n")
         (mount / "..data_tmp").symlink_to(new.name)
         os.replace(mount / "..data_tmp", mount / "..data")
-        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=WITHIN)
 
 
 def test_a_broken_file_keeps_the_tokens_and_says_so(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_a_broken_file_keeps_the_tokens_and_says_so(tmp_path: Path) -> None:
         replace_file(tokens, "team-a: [\n")
         eventually(
             lambda: reloads(gw, "error") == 1,
-            timeout=INTERVAL * 10,
+            timeout=WITHIN,
         )
         time.sleep(INTERVAL * 4)  # more polls of the same bad file
         assert reloads(gw, "error") == 1
@@ -179,7 +179,7 @@ def test_a_broken_file_keeps_the_tokens_and_says_so(tmp_path: Path) -> None:
         assert str(tokens) in errors[0] and "while parsing" in errors[0], errors
         # fixed: used, and health passes again
         replace_file(tokens, "team-a: new-91c2\n")
-        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=INTERVAL * 10)
+        eventually(lambda: ingest_only(gw, "new-91c2", "old-7f3a"), timeout=WITHIN)
         eventually(lambda: reload_check(gw)[0]["status"] == "pass")
         eventually(lambda: check_status(gw) == 1.0, what=lambda: f"status {check_status(gw)}")
         assert reloads(gw, "success") == 1
@@ -211,13 +211,13 @@ def test_the_read_tokens_file_is_reloaded_for_metrics(tmp_path: Path) -> None:
             lambda: (
                 read_status(gw, "read-new-e40f") == 200 and read_status(gw, "read-old-2b7c") == 401
             ),
-            timeout=INTERVAL * 10,
+            timeout=WITHIN,
         )
         # an empty read file would open nothing and lock nobody out: refused, old kept
         replace_file(read, "# nothing yet\n")
         eventually(
             lambda: reloads(gw, "error", "read-new-e40f") == 1,
-            timeout=INTERVAL * 10,
+            timeout=WITHIN,
         )
         assert read_status(gw, "read-new-e40f") == 200
         assert http_status(gw, "ingest-5d1e") == 200, "the ingest set is untouched"
@@ -321,7 +321,7 @@ def test_a_new_tls_pair_reaches_new_handshakes_on_both_listeners(tmp_path: Path)
             os.replace(mount / "..data_tmp", mount / "..data")
             eventually(
                 lambda: served_cn(http_port) == served_cn(grpc_port) == "new-pair",
-                timeout=INTERVAL * 10,
+                timeout=WITHIN,
                 what=lambda: f"http {served_cn(http_port)}, grpc {served_cn(grpc_port)}",
             )
             assert kept.get(f"https://127.0.0.1:{http_port}/live").status_code == 200
@@ -339,7 +339,7 @@ def test_a_new_tls_pair_reaches_new_handshakes_on_both_listeners(tmp_path: Path)
             found: list[dict[str, object]] = checks.get("secret_reload:reloads", [])
             return [c for c in found if c["status"] == "fail"]
 
-        check = eventually(failed, timeout=INTERVAL * 20)[0]
+        check = eventually(failed, timeout=WITHIN)[0]
         assert "the key does not belong to the certificate" in str(check["output"])
         assert served_cn(http_port) == served_cn(grpc_port) == "new-pair"
         assert grpc_trusts(grpc_port, new_crt)
