@@ -13,6 +13,7 @@ import gzip
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -25,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from gateway import __version__
 from gateway.catalogue import by_name
 from gateway.config import ConfigError, GatewayConfig
-from gateway.config_files import ConfigFiles
+from gateway.config_files import ConfigFiles, Reloadable
 from gateway.exporters.disk_queue import DiskQueue, QueueInUse, QueuePathError
 from gateway.exporters.otlp_forwarder import OtlpForwarder
 from gateway.exporters.prometheus.exposition import (
@@ -56,6 +57,7 @@ from gateway.receivers.http_guard import GuardCounters, HeaderLimits, guarded_pr
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.secret_reloader import SecretReloader
 from gateway.selftelemetry import SelfTelemetry
 from gateway.status import status_router
 
@@ -185,6 +187,18 @@ class Gateway:
         self.telemetry = SelfTelemetry(self.resource, namespace=ns)
         #: connections the HTTP listener closed at its header and connection limits
         self.http_guard = GuardCounters()
+        tokens = files.ingest_tokens
+        auth = TokenAuth(tokens) if tokens is not None else None
+        #: the ingest tokens' check, shared by both receivers so that a reload reaches both
+        self.ingest_auth = auth
+        #: the read tokens' check, shared with the `ReadGuard` so that a reload reaches it
+        self.read_auth = TokenAuth({"read": files.read_tokens}) if files.read_tokens else None
+        #: re-reads the token files and the TLS pair when they change (or on SIGHUP)
+        self.secret_reloader = SecretReloader(config, files, self._apply_reload)
+        #: builds the HTTP listener's TLS context from the files, as uvicorn does at start;
+        #: the newest one built for a reload (None: uvicorn's own)
+        self._new_http_context: Callable[[], ssl.SSLContext] | None = None
+        self._http_context: ssl.SSLContext | None = None
         self._register_self_metrics()
         self.store.reserve(
             [
@@ -201,8 +215,6 @@ class Gateway:
             admission.append(self.memory_limiter.check)
         if self.forwarder is not None:
             admission.append(self.forwarder.check_room)
-        tokens = files.ingest_tokens
-        auth = TokenAuth(tokens) if tokens is not None else None
         self.http_receiver = OtlpHttpReceiver(
             self.pipeline,
             self.telemetry,
@@ -265,6 +277,20 @@ class Gateway:
                     component_type="component",
                 )
             )
+        if self.secret_reloader.enabled:
+            # What was in use still works after a failed reload: shown, not a reason to route
+            # traffic away.
+            self.health.add(
+                Check(
+                    "secret_reload",
+                    self._secret_reload_check,
+                    timeout=1.0,
+                    interval=1.0,
+                    required=False,
+                    component_type="component",
+                )
+            )
+            self.components.append(self.secret_reloader)
         self.components.append(self.health)
         #: every component in start order, consumers first (stopped in reverse, producers
         #: first); adding one is one line here
@@ -295,6 +321,57 @@ class Gateway:
             "utilization", limiter.last_rss >> 20, "MiB", status=status, output=output
         )
         return CheckOutcome.of(used)
+
+    async def _apply_reload(self, files: ConfigFiles, which: Reloadable) -> None:
+        """A reload that checked out: a token set swapped in one assignment (both receivers
+        share `ingest_auth`; the read guard has `read_auth`), or the TLS pair for new
+        handshakes on both listeners."""
+        if which == "ingest" and self.ingest_auth is not None and files.ingest_tokens:
+            self.ingest_auth.replace(files.ingest_tokens)
+        elif which == "read" and self.read_auth is not None and files.read_tokens:
+            self.read_auth.replace({"read": files.read_tokens})
+        elif which == "tls" and files.tls is not None:
+            if self._new_http_context is not None:
+                # Built off the loop (it reads the files); raises if they changed again since
+                # the check and no longer fit, and then neither listener changes.
+                self._http_context = await asyncio.to_thread(self._new_http_context)
+            if self.grpc_receiver is not None:
+                self.grpc_receiver.replace_tls(files.tls)
+        self.files = files
+
+    def _http_ssl_context(
+        self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
+        """uvicorn's context for the HTTP listener, which hands each new handshake to the
+        newest reloaded context. An asyncio server keeps the context it started with, and
+        calling `load_cert_chain` on it again would read files on the event loop while
+        handshakes use it; switching a connection's context in the SNI callback is the
+        standard library's documented way (called with or without SNI)."""
+        self._new_http_context = default
+        context = default()
+        context.sni_callback = self._select_http_context
+        return context
+
+    def _select_http_context(
+        self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        newest = self._http_context
+        if newest is not None and newest is not context:
+            connection.context = newest
+
+    async def _secret_reload_check(self) -> CheckOutcome:
+        reloader = self.secret_reloader
+        problems = [p for file_problems in reloader.problems.values() for p in file_problems]
+        if reloader.error is not None:
+            problems.append(f"the reload task failed: {reloader.error}")
+        status = Status.FAIL if problems else Status.PASS
+        output = "; ".join(problems)
+        if problems:
+            output = f"last reload failed, what is in use stays: {output}"
+        reloads = Observation(
+            "reloads", reloader.reloads["success"], "reloads", status=status, output=output
+        )
+        return CheckOutcome.of(reloads)
 
     def _register_self_metrics(self) -> None:
         t, store, views = self.telemetry, self.store, self.views
@@ -329,15 +406,20 @@ class Gateway:
         guard = self.http_guard
         t.counter("gateway.connections.refused", "reason", lambda: guard.refused)
         memory = self.memory_limiter
+        reloader = self.secret_reloader
 
         def background_errors() -> dict[str, int]:
             out = {"memory_limiter": memory.errors}
             if forwarder is not None:
                 out["forwarder"] = forwarder.counters.errors
+            if reloader.enabled:
+                out["secret_reloader"] = reloader.errors
             return out
 
         t.counter("gateway.background.errors", "task", background_errors)
         t.counter("gateway.series.truncated", "metric", lambda: limits.truncated)
+        if reloader.enabled:
+            t.counter("gateway.config.reloads", "result", lambda: dict(reloader.reloads))
         if forwarder is not None:
             t.counter("gateway.points.forwarded", "", lambda: {"": forwarder.counters.forwarded})
             t.gauge("gateway.forward.queue.length", lambda: float(forwarder.queue_length))
@@ -373,8 +455,8 @@ class Gateway:
             )
         # The status page (/ui/) and its JSON (/api/status/...), read from the components.
         app.include_router(status_router(self))
-        if self.files.read_tokens:
-            app.add_middleware(ReadGuard, tokens=self.files.read_tokens)
+        if self.read_auth is not None:
+            app.add_middleware(ReadGuard, tokens=self.read_auth)
         return app
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
@@ -484,12 +566,16 @@ class Gateway:
             # files only): it loads the pair `ConfigFiles.read` checked before the build.
             ssl_certfile=self.config.tls.cert_file or None,
             ssl_keyfile=self.config.tls.key_file or None,
+            ssl_context_factory=self._http_ssl_context if self.config.tls.enabled else None,
         )
         self._server = _Server(uv_config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            # SIGHUP re-reads the token files at once (and no longer ends the process).
+            loop.add_signal_handler(signal.SIGHUP, self.secret_reloader.request)
         await self.start()
         try:
             serving = asyncio.create_task(self._server.serve())

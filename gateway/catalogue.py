@@ -414,8 +414,18 @@ CATALOGUE: tuple[Metric, ...] = (
         "{error}",
         _C,
         ("task",),
-        "Unexpected errors a background task (memory_limiter, forwarder) survived, by task; "
-        "its health check fails while they recur.",
+        "Unexpected errors a background task (memory_limiter, forwarder, secret_reloader) "
+        "survived, by task; its health check fails while they recur.",
+        _G,
+    ),
+    Metric(
+        "gateway.config.reloads",
+        "{reload}",
+        _C,
+        ("result",),
+        "Re-reads of a changed token file (auth.tokens_file, auth.read_tokens_file) or TLS "
+        "pair (tls.cert_file, tls.key_file), or of all on SIGHUP, by result: success (the new "
+        "tokens or pair are in use) or error (it did not check out; what is in use stays).",
         _G,
     ),
     Metric(

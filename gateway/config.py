@@ -171,7 +171,8 @@ class AuthConfig(_Frozen):
     #: tenant (or service) -> token; set it from the environment with
     #: GATEWAY_AUTH__TOKENS='{team-a: s3cret}' rather than writing tokens into the file
     tokens: dict[str, str] = Field(default_factory=dict, repr=False)
-    #: a YAML file mapping tenant -> token (or a list of tokens), read at start
+    #: a YAML file mapping tenant -> token (or a list of tokens), read at start and re-read
+    #: when it changes (see reload_interval_seconds)
     tokens_file: str = ""
     #: bearer tokens for reads (/metrics, /api/metrics/current, /api/status/..., /ui/,
     #: /openapi.json); empty with no read_tokens_file: reads are open. Probes (/live, /ready,
@@ -179,8 +180,13 @@ class AuthConfig(_Frozen):
     #: environment: GATEWAY_AUTH__READ_TOKENS='[s3cret]'
     read_tokens: list[str] = Field(default_factory=list, repr=False)
     #: a file of read tokens, one per line (Prometheus' `authorization.credentials_file` can
-    #: point at the same one-token file), read at start
+    #: point at the same one-token file), read at start and re-read when it changes
     read_tokens_file: str = ""
+    #: how often tokens_file, read_tokens_file and the TLS pair (tls.cert_file, tls.key_file)
+    #: are checked for a change (one stat each; a Kubernetes Secret's symlink swap counts); a
+    #: changed file that does not check out keeps what is in use. 0: only on SIGHUP. Inline
+    #: tokens never change at run time
+    reload_interval_seconds: float = Field(10.0, ge=0)
 
     @model_validator(mode="after")
     def _tokens_when_enabled(self) -> AuthConfig:
@@ -196,7 +202,9 @@ class AuthConfig(_Frozen):
 class TlsConfig(_Frozen):
     """TLS for both listeners (OTLP/HTTP with /metrics, and OTLP/gRPC)."""
 
-    #: PEM certificate chain; empty: plain TCP
+    #: PEM certificate chain; empty: plain TCP. The pair is re-read when either file
+    #: changes (checked every auth.reload_interval_seconds, and on SIGHUP): new handshakes on
+    #: both listeners use it, open connections keep theirs
     cert_file: str = ""
     #: PEM private key of the certificate
     key_file: str = ""

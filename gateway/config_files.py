@@ -19,16 +19,27 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import yaml
 
 from gateway.config import AuthConfig, ConfigError, GatewayConfig, QueueConfig, TlsConfig
 
-__all__ = ["ConfigFiles", "TlsPair"]
+__all__ = ["RELOADABLE_KEYS", "ConfigFiles", "Reloadable", "TlsPair"]
+
+#: what the gateway re-reads at run time: the ingest and read token files, the TLS pair
+Reloadable = Literal["ingest", "read", "tls"]
+#: the YAML key(s) of each, as problems name them
+RELOADABLE_KEYS: Mapping[Reloadable, str] = MappingProxyType(
+    {
+        "ingest": "auth.tokens_file",
+        "read": "auth.read_tokens_file",
+        "tls": "tls.cert_file / tls.key_file",
+    }
+)
 
 
 class TlsPair(NamedTuple):
@@ -79,6 +90,23 @@ class ConfigFiles:
     def problems(cls, config: GatewayConfig) -> list[str]:
         """The problems ("key: message") `read` would raise for; empty when it can start."""
         return _read(config)[1]
+
+    def reread(self, config: GatewayConfig, which: Reloadable) -> tuple[ConfigFiles, list[str]]:
+        """One token file or the TLS pair read again, with exactly the checks `read` makes at
+        start: these values with that part replaced when it checks out, or unchanged with the
+        problems ("auth.tokens_file: /etc/gw/tokens.yaml: no tenant in the file") when it does
+        not. A token set is rebuilt whole, inline tokens (`auth.tokens`, `auth.read_tokens`)
+        included, so a caller swaps it in one assignment. Blocking file IO: run it in a
+        thread."""
+        problems: list[str] = []
+        if which == "ingest":
+            ingest = _read_ingest_tokens(config.auth, problems)
+            return (self, problems) if problems else (replace(self, ingest_tokens=ingest), [])
+        if which == "read":
+            read = _read_read_tokens(config.auth, problems)
+            return (self, problems) if problems else (replace(self, read_tokens=read), [])
+        tls = _read_tls(config.tls, problems)
+        return (self, problems) if problems else (replace(self, tls=tls), [])
 
 
 def _read(config: GatewayConfig) -> tuple[ConfigFiles, list[str]]:

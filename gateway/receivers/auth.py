@@ -7,7 +7,10 @@ and from `auth.tokens_file`, a YAML mapping of tenant to a token or a list of to
     team-b: [9a0e..., c41d...]   # rotation: old and new token both valid
 
 Both are read before the gateway is built, by the config layer (`gateway.config_files`); the
-classes here take the tokens as values and read no file.
+classes here take the tokens as values and read no file. When a token file changes the gateway
+hands the new set to `TokenAuth.replace`, which swaps it in one assignment: a request checks
+against the old set or the new one, never a mix. Both receivers share one `TokenAuth`, and the
+`ReadGuard` can be given one, so a swap holds for all of them at once.
 
 A request without a valid token gets the same answer whatever is wrong with it (HTTP 401 with
 `WWW-Authenticate: Bearer`, gRPC UNAUTHENTICATED), and the check takes the same time whichever
@@ -61,9 +64,20 @@ class TokenAuth:
     """Maps an `Authorization` header value to its tenant, or raises `AuthError`."""
 
     def __init__(self, tokens: Mapping[str, Sequence[str]]) -> None:
-        self._digests = [(tenant, _digest(tok)) for tenant, toks in tokens.items() for tok in toks]
-        if not self._digests:
+        self._digests = self._digests_of(tokens)
+
+    @staticmethod
+    def _digests_of(tokens: Mapping[str, Sequence[str]]) -> tuple[tuple[str, bytes], ...]:
+        digests = tuple((tenant, _digest(tok)) for tenant, toks in tokens.items() for tok in toks)
+        if not digests:
             raise ValueError("auth: no tokens configured")
+        return digests
+
+    def replace(self, tokens: Mapping[str, Sequence[str]]) -> None:
+        """Check against `tokens` from now on (`ValueError` and no change if there is none).
+        One attribute assignment: a check already running finishes on the set it started
+        with, since it iterates the tuple it read."""
+        self._digests = self._digests_of(tokens)
 
     def tenant(self, authorization: str | None) -> str:
         if not authorization or authorization[: len(_SCHEME)].lower() != _SCHEME:
@@ -74,7 +88,8 @@ class TokenAuth:
         """The tenant of a bare token, or `AuthError`; constant time over the configured tokens."""
         presented = _digest(token)
         found = ""
-        for tenant, digest in self._digests:
+        digests = self._digests  # one set for the whole check, whatever `replace` does meanwhile
+        for tenant, digest in digests:
             # no early exit: every request costs one comparison per configured token
             if hmac.compare_digest(presented, digest) and not found:
                 found = tenant
@@ -96,11 +111,16 @@ class ReadGuard:
     """ASGI wrapper: GET and HEAD requests outside `OPEN_PATHS` need a read token (401
     otherwise)."""
 
-    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
-        if not tokens:
-            raise ValueError("ReadGuard needs at least one token")
+    def __init__(self, app: ASGIApp, tokens: Sequence[str] | TokenAuth) -> None:
+        """`tokens`: the read tokens, or a `TokenAuth` holding them that the caller keeps to
+        `replace` them at run time (starlette builds the middleware itself, late)."""
+        if isinstance(tokens, TokenAuth):
+            self._auth = tokens
+        else:
+            if not tokens:
+                raise ValueError("ReadGuard needs at least one token")
+            self._auth = TokenAuth({"read": tokens})
         self.app = app
-        self._auth = TokenAuth({"read": tokens})
 
     def allowed(self, authorization: str) -> bool:
         scheme = authorization[:7].lower()

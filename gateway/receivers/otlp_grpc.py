@@ -145,6 +145,9 @@ class OtlpGrpcReceiver:
         self._address = f"{host}:{port}"
         self._max = max_message_bytes
         self._tls = tls
+        #: the newest certificate configuration, and the one grpc last took
+        self._tls_latest: grpc.ServerCertificateConfiguration | None = None
+        self._tls_taken: grpc.ServerCertificateConfiguration | None = None
         self._max_rpcs = max_concurrent_rpcs
         self._max_metadata = max_metadata_bytes
         self._handshake_ms = max(1, int(handshake_timeout_seconds * 1000))
@@ -177,7 +180,11 @@ class OtlpGrpcReceiver:
         server.add_generic_rpc_handlers((handler,))
         try:
             if self._tls is not None:
-                credentials = grpc.ssl_server_credentials([self._tls])
+                # Dynamic: grpc asks `_certificates` at each new connection's handshake, so
+                # `replace_tls` reaches new connections without a restart.
+                credentials = grpc.dynamic_ssl_server_credentials(
+                    grpc.ssl_server_certificate_configuration([self._tls]), self._certificates
+                )
                 self.port = server.add_secure_port(self._address, credentials)
             else:
                 self.port = server.add_insecure_port(self._address)
@@ -190,6 +197,21 @@ class OtlpGrpcReceiver:
             raise OSError(f"cannot listen for OTLP/gRPC on {self._address}: {reason}")
         await server.start()
         self._server = server
+
+    def replace_tls(self, tls: tuple[bytes, bytes]) -> None:
+        """New connections' handshakes use `tls` (key, certificate chain) from now on; open
+        connections keep theirs. No effect without TLS."""
+        self._tls_latest = grpc.ssl_server_certificate_configuration([tls])
+
+    def _certificates(self) -> grpc.ServerCertificateConfiguration | None:
+        # Called by grpc's core (from its own threads) before a handshake: None keeps the
+        # current pair. Compared by identity rather than cleared, so that a `replace_tls`
+        # racing this call is taken at the next handshake instead of lost.
+        latest = self._tls_latest
+        if latest is self._tls_taken:
+            return None
+        self._tls_taken = latest
+        return latest
 
     async def shutdown(self, grace_seconds: float = 5.0) -> None:
         if self._server is None:
