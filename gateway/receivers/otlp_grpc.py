@@ -31,7 +31,7 @@ from gateway.pipeline.consumer import Consumer
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.status import grpc_code, reason, rpc_status_body
-from gateway.receivers.wire import check_shape
+from gateway.receivers.wire import check_decoded, check_shape
 from gateway.selftelemetry import SelfTelemetry
 
 __all__ = ["OtlpGrpcReceiver"]
@@ -96,6 +96,7 @@ class _Export:
                 check()
             if self._limits is not None:
                 check_shape(body, self._limits.shape)
+                check_decoded(body, self._limits.max_decoded)
             try:
                 request = ExportMetricsServiceRequest.FromString(body)
             except DecodeError as exc:

@@ -127,8 +127,13 @@ class OtlpHttpReceiver:
             body = inflate(raw, request.headers.get("content-encoding", ""), self._max_body_bytes)
             if body is not raw:  # decompressed: both copies are alive until decoding ends
                 self._hold(held, len(body))
-            shape = self._limits.shape if self._limits is not None else None
-            decoded = decode_body(body, content_type, shape)
+            limits = self._limits
+            decoded = decode_body(
+                body,
+                content_type,
+                limits.shape if limits is not None else None,
+                limits.max_decoded if limits is not None else 0,
+            )
             batch = MetricsBatch(decoded, source="http", tenant=tenant)
             points = count_points(batch.request)
             if self._limits is not None:

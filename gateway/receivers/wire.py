@@ -31,9 +31,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+
 from gateway.errors import PermanentError
 
-__all__ = ["Shape", "ShapeLimits", "check_shape"]
+__all__ = [
+    "WORST_PER_BYTE",
+    "Shape",
+    "ShapeLimits",
+    "check_decoded",
+    "check_shape",
+    "decoded_bound",
+]
 
 _LEN = 2
 _DATA_FIELDS = frozenset((5, 7, 9, 10, 11))
@@ -158,3 +170,116 @@ def check_shape(body: bytes, limits: ShapeLimits) -> Shape | None:
     except _Unreadable:
         pass
     return shape
+
+
+# ---------------------------------------------------------------------------------------------
+# What parsing will cost
+
+_CHUNK = 1 << 20
+#: bytes the parser may take per body byte: strings and unknown fields are copied
+_PER_BYTE = 2
+#: margin over the model of a message's size (`_struct_bytes`), which bench/parse_memory.py
+#: measured at 0.9-1.06x what upb takes (array growth and arena blocks included)
+_MARGIN = 1.25
+
+
+def _struct_bytes(message: Descriptor) -> int:
+    """A model of upb's in-memory size of one `message`: a 16-byte header, a string view
+    (16) per singular string or bytes field, 8 bytes for any other field (a number, a
+    pointer to a sub-message or an array); a oneof holds its largest member."""
+    size = 16
+    oneofs: dict[str, int] = {}
+    for f in message.fields:
+        text = f.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES)
+        width = 16 if text and not f.is_repeated else 8
+        if f.containing_oneof is not None:
+            name = f.containing_oneof.name
+            oneofs[name] = max(oneofs.get(name, 0), width)
+        else:
+            size += width
+    return size + sum(oneofs.values())
+
+
+def _tag_costs() -> dict[int, int]:
+    """First tag byte -> the most memory a length-delimited field with that byte can take in
+    any message of the OTLP metrics schema: a message (its size, plus 16 for its slot in a
+    repeated field and that array's growth), or an element of a repeated string (32). Single
+    strings and packed arrays cost their bytes (`_PER_BYTE`). Field numbers are below 16 in
+    every message here, so each tag starts with one byte `field << 3 | 2`."""
+    costs: dict[int, int] = {}
+    seen: set[str] = set()
+    todo = [ExportMetricsServiceRequest.DESCRIPTOR]
+    while todo:
+        message = todo.pop()
+        if message.full_name in seen:
+            continue
+        seen.add(message.full_name)
+        for f in message.fields:
+            slot = 16 if f.is_repeated else 0
+            if f.message_type is not None:
+                todo.append(f.message_type)
+                cost = _struct_bytes(f.message_type) + slot
+            elif f.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+                cost = 2 * slot
+            else:
+                continue
+            if f.number >= 16:  # a two-byte tag: this scan would not see it
+                raise AssertionError(f"{message.full_name}.{f.name}: field number >= 16")
+            tag = (f.number << 3) | _LEN
+            costs[tag] = max(costs.get(tag, 0), int(cost * _MARGIN))
+    return {tag: cost for tag, cost in costs.items() if cost}
+
+
+_TAG_COSTS = _tag_costs()
+_NOT_TAGS = bytes(b for b in range(256) if b not in _TAG_COSTS)
+#: the most one body byte can cost: every second byte a tag (an empty message is two bytes)
+WORST_PER_BYTE = _PER_BYTE + (max(_TAG_COSTS.values()) + 1) // 2
+
+
+def decoded_bound(body: bytes) -> int:
+    """An upper bound on the bytes of memory protobuf's parser (upb) takes to parse `body` as
+    an `ExportMetricsServiceRequest`, apart from `body` itself.
+
+    Why: a nested message costs the parser far more than its size on the wire. An empty
+    KeyValue is two bytes (`3a 00`) and ~62 bytes in memory, an empty Exemplar (`2a 00`)
+    ~93, so a 20 MiB body of them took 620-930 MiB (bench/parse_memory.py). No protobuf
+    runtime says what a parse will cost before doing it, and a scan of the wire in Python
+    costs more than the parse, so this counts, at memory speed (`bytes.translate` deletes
+    every other byte, `bytes.count` counts), the bytes that could start a length-delimited
+    field whose number is a message (or a repeated string) somewhere in the schema, and
+    charges each the largest such thing that field number can be, plus `_PER_BYTE` a byte.
+
+    Example: 1,000 empty attributes in a point, `3a 00` x 1,000, hold 1,000 bytes 0x3a
+    (field 7: at most a KeyValue, 64 bytes modelled, 80 with the margin): 1,000 x 80 +
+    2,000 x 2 = 84,000 bytes. Realistic bodies are bounded at 4-5x what they take, because
+    a string's bytes are counted when they look like tags and every field 1 is charged as
+    the largest message numbered 1.
+
+    Not covered: packed varints (an exponential histogram's `bucket_counts`, one byte a
+    count on the wire, 8 in memory) cost up to ~18x their bytes, within `_PER_BYTE`'s
+    reach only for small bodies.
+    """
+    tags = b"".join(
+        body[start : start + _CHUNK].translate(None, _NOT_TAGS)
+        for start in range(0, len(body), _CHUNK)
+    )
+    total = _PER_BYTE * len(body)
+    for tag, cost in _TAG_COSTS.items():
+        total += cost * tags.count(tag)
+    return total
+
+
+def check_decoded(body: bytes, limit: int) -> None:
+    """Raise `PermanentError` (HTTP 413, gRPC RESOURCE_EXHAUSTED) if parsing `body` could
+    take more than `limit` bytes of memory (`decoded_bound`); 0: no limit. A body smaller
+    than `limit / WORST_PER_BYTE` cannot, and is not scanned."""
+    if not limit or len(body) * WORST_PER_BYTE <= limit:
+        return
+    bound = decoded_bound(body)
+    if bound > limit:
+        raise PermanentError(
+            f"body of {len(body)} bytes could take up to {bound} bytes of memory to decode, "
+            f"more than the limit of {limit} (limits.max_decoded_bytes): it holds many "
+            "small nested messages (attributes, exemplars, array values); split it",
+            http_status=413,
+        )
