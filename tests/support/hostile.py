@@ -6,18 +6,47 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import psutil
 
 from tests.support.servers import GatewayProcess
 
-__all__ = ["PADDINGS", "LiveProbe", "packed_buckets", "padded_body", "rss"]
+__all__ = [
+    "PADDINGS",
+    "LiveProbe",
+    "packed_buckets",
+    "padded_body",
+    "peak_rss",
+    "reset_peak_rss",
+    "rss",
+]
 
 
 def rss(gw: GatewayProcess) -> int:
     """Resident bytes of the gateway process now."""
     return int(psutil.Process(gw.proc.pid).memory_info().rss)
+
+
+def reset_peak_rss(gw: GatewayProcess) -> int:
+    """Reset the gateway's peak RSS (VmHWM) to its RSS now (Linux `clear_refs`), and return
+    that RSS: `peak_rss` afterwards says how high an attack took it, even if the memory was
+    freed again before anyone looked."""
+    Path(f"/proc/{gw.proc.pid}/clear_refs").write_text("5")
+    return _status(gw, "VmRSS")
+
+
+def peak_rss(gw: GatewayProcess) -> int:
+    """The gateway's peak resident bytes since the last `reset_peak_rss` (or its start)."""
+    return _status(gw, "VmHWM")
+
+
+def _status(gw: GatewayProcess, field: str) -> int:
+    for line in Path(f"/proc/{gw.proc.pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
 
 
 class LiveProbe:
