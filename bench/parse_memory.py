@@ -8,7 +8,9 @@ process keeps what its allocator once took): the child reads the body from a fil
 peak RSS (`/proc/self/clear_refs`, Linux), parses, and reports the rise of the peak over the
 RSS before the parse (`VmHWM - VmRSS`), the parse time, and the
 gateway's cheap bound on the parse's memory (`gateway.receivers.wire.decoded_bound`) with the
-time that bound took.
+time that bound took, and the time and verdict of the receivers' check at the default
+`limits.max_decoded_bytes` (`check_decoded`: no scan for small bodies, no per-tag count when
+the rough bound fits).
 
 Cases:
 * `service mix`, `counters`: bench/ingest.py's bodies (the instrumentation package's export of
@@ -92,13 +94,22 @@ def child(path: str) -> None:
         ExportMetricsServiceRequest,
     )
 
-    from gateway.receivers.wire import decoded_bound
+    from gateway.config import LimitsConfig
+    from gateway.errors import PermanentError
+    from gateway.receivers.wire import check_decoded, decoded_bound
 
     body = Path(path).read_bytes()
     gc.collect()
     started = time.perf_counter()
     bound = decoded_bound(body)
     bound_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        check_decoded(body, LimitsConfig().max_decoded_bytes)
+        verdict = "pass"
+    except PermanentError:
+        verdict = "413"
+    check_seconds = time.perf_counter() - started
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to VmRSS
     before = _status("VmRSS")
     started = time.perf_counter()
@@ -114,6 +125,8 @@ def child(path: str) -> None:
                 "parse_seconds": parse_seconds,
                 "bound": bound,
                 "bound_seconds": bound_seconds,
+                "check_seconds": check_seconds,
+                "verdict": verdict,
             }
         )
     )
@@ -133,7 +146,7 @@ def main() -> None:
     print(f"load before the run: {os.getloadavg()[0]:.2f} (1 min)")
     print(
         f"{'case':<22}{'MiB':>6}{'parse MiB':>11}{'x body':>8}{'parse s':>9}"
-        f"{'bound MiB':>11}{'bound/parse':>13}{'bound ms':>10}"
+        f"{'bound MiB':>11}{'bound/parse':>13}{'bound ms':>10}{'check ms':>10}  default"
     )
     with tempfile.TemporaryDirectory() as d:
         for name in names:
@@ -153,7 +166,8 @@ def main() -> None:
                     f"{name:<22}{r['body'] / MiB:>6.1f}{parsed / MiB:>11.1f}"
                     f"{parsed / r['body']:>8.1f}{r['parse_seconds']:>9.2f}"
                     f"{r['bound'] / MiB:>11.1f}{r['bound'] / parsed:>13.2f}"
-                    f"{r['bound_seconds'] * 1000:>10.1f}"
+                    f"{r['bound_seconds'] * 1000:>10.1f}{r['check_seconds'] * 1000:>10.1f}"
+                    f"  {r['verdict']}"
                 )
     print(f"load after the run: {os.getloadavg()[0]:.2f} (1 min)")
 

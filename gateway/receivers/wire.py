@@ -232,8 +232,9 @@ def _tag_costs() -> dict[int, int]:
 
 _TAG_COSTS = _tag_costs()
 _NOT_TAGS = bytes(b for b in range(256) if b not in _TAG_COSTS)
+_MAX_TAG_COST = max(_TAG_COSTS.values())
 #: the most one body byte can cost: every second byte a tag (an empty message is two bytes)
-WORST_PER_BYTE = _PER_BYTE + (max(_TAG_COSTS.values()) + 1) // 2
+WORST_PER_BYTE = _PER_BYTE + (_MAX_TAG_COST + 1) // 2
 
 
 def decoded_bound(body: bytes) -> int:
@@ -259,11 +260,20 @@ def decoded_bound(body: bytes) -> int:
     count on the wire, 8 in memory) cost up to ~18x their bytes, within `_PER_BYTE`'s
     reach only for small bodies.
     """
+    return _bound(body, 0)
+
+
+def _bound(body: bytes, limit: int) -> int:
+    """`decoded_bound`, or a larger bound that is still under `limit` (without counting each
+    kind of tag: a realistic body usually fits under the limit at the largest cost each)."""
     tags = b"".join(
         body[start : start + _CHUNK].translate(None, _NOT_TAGS)
         for start in range(0, len(body), _CHUNK)
     )
     total = _PER_BYTE * len(body)
+    rough = total + _MAX_TAG_COST * len(tags)
+    if rough <= limit:
+        return rough
     for tag, cost in _TAG_COSTS.items():
         total += cost * tags.count(tag)
     return total
@@ -272,10 +282,11 @@ def decoded_bound(body: bytes) -> int:
 def check_decoded(body: bytes, limit: int) -> None:
     """Raise `PermanentError` (HTTP 413, gRPC RESOURCE_EXHAUSTED) if parsing `body` could
     take more than `limit` bytes of memory (`decoded_bound`); 0: no limit. A body smaller
-    than `limit / WORST_PER_BYTE` cannot, and is not scanned."""
+    than `limit / WORST_PER_BYTE` cannot, and is not scanned; one whose tags all fit under
+    `limit` at the largest cost is not counted tag by tag."""
     if not limit or len(body) * WORST_PER_BYTE <= limit:
         return
-    bound = decoded_bound(body)
+    bound = _bound(body, limit)
     if bound > limit:
         raise PermanentError(
             f"body of {len(body)} bytes could take up to {bound} bytes of memory to decode, "

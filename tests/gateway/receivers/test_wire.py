@@ -223,10 +223,10 @@ def test_small_bodies_are_not_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
     without a scan: most requests cost nothing."""
     import gateway.receivers.wire as wire
 
-    def scanned(body: bytes) -> int:
+    def scanned(body: bytes, limit: int) -> int:
         raise AssertionError("scanned")
 
-    monkeypatch.setattr(wire, "decoded_bound", scanned)
+    monkeypatch.setattr(wire, "_bound", scanned)
     body = padded_body("exemplars", 50_000)
     check_decoded(body, len(body) * WORST_PER_BYTE)
     with pytest.raises(AssertionError):
@@ -238,3 +238,18 @@ def test_field_numbers_without_messages_are_not_charged() -> None:
     tags cost their bytes only."""
     assert decoded_bound(b"\x6a\x00\x72\x00\x7a\x00") == 2 * 6
     assert decoded_bound(b"\x3a\x00") > 2 * 2
+
+
+def test_a_body_under_the_limit_at_the_largest_cost_is_not_counted_tag_by_tag() -> None:
+    """The rough bound (every tag at the largest cost) is enough when it fits: it is returned
+    instead of the exact count, and it is never below it."""
+    from gateway.receivers.wire import _bound
+
+    body = padded_body("attributes", 100_000)
+    exact = decoded_bound(body)
+    rough = _bound(body, 1 << 40)
+    assert rough > exact
+    assert _bound(body, rough - 1) == exact
+    check_decoded(body, rough)  # fits roughly
+    with pytest.raises(PermanentError):
+        check_decoded(body, exact - 1)
