@@ -1,7 +1,8 @@
 """OTLP/gRPC receiver: `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`.
 
 The same semantics as OTLP/HTTP, in gRPC codes: INVALID_ARGUMENT for bad data,
-RESOURCE_EXHAUSTED for a message over the size limit (grpc enforces it after decompression),
+RESOURCE_EXHAUSTED for a message over the size limit (grpc enforces it after decompression) or
+one that could take more memory to parse than `limits.max_decoded_bytes`,
 UNAVAILABLE for retryable overload (with `google.rpc.RetryInfo` in the trailing metadata, as
 `google.rpc.retryinfo-bin`, which the OTel SDK exporters read, and inside
 `grpc-status-details-bin`), UNAUTHENTICATED without a valid bearer token in the `authorization`

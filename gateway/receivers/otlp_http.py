@@ -2,7 +2,8 @@
 
 Responses follow the OTLP/HTTP specification: 200 with an `ExportMetricsServiceResponse` in
 the request's encoding (with `partial_success` when points were refused), and for errors a
-`google.rpc.Status` body, 400 (undecodable), 413 (too large, before or after decompression),
+`google.rpc.Status` body, 400 (undecodable), 413 (too large, before or after decompression, or
+costing more memory to parse than `limits.max_decoded_bytes`),
 415 (unsupported content type), 429/503 with `Retry-After` (overload), 401 (no valid bearer
 token, when auth is on).
 
