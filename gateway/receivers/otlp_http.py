@@ -128,6 +128,10 @@ class OtlpHttpReceiver:
             body = inflate(raw, request.headers.get("content-encoding", ""), self._max_body_bytes)
             if body is not raw:  # decompressed: both copies are alive until decoding ends
                 self._hold(held, len(body))
+            # The parse's memory (at most limits.max_decoded_bytes) is not charged to the
+            # in-flight budget: decoding and consuming run without an await, so one parse at a
+            # time sits beside the bodies still arriving; a charge of the bound (10-25x a
+            # realistic body's size) would refuse bodies that fit.
             limits = self._limits
             decoded = decode_body(
                 body,
