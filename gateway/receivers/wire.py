@@ -24,7 +24,8 @@ Wire layout (opentelemetry-proto, metrics v1):
                                  11 summary; in each, 1: data point (repeated)
 
 A singular message field sent twice is merged by the parser, so every occurrence is counted.
-A body the scan cannot read (truncated, bad varint) is left to the parser, which refuses it.
+A body the scan cannot read (truncated, bad varint) is left to the parser, which refuses it at
+the same place; a group, which the parser would skip and go on, is refused here.
 """
 
 from __future__ import annotations
@@ -109,7 +110,13 @@ def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
             i += 8
         elif wire == 5:
             i += 4
-        else:  # groups (3, 4) are not OTLP; 6 and 7 do not exist
+        elif wire == 3:
+            # OTLP has no groups, but protobuf's parser keeps one as an unknown field and
+            # parses what follows it: leaving the body to it would let a leading empty group
+            # (`13 14`) carry any number of containers past the scan. Skipping it instead
+            # would walk its content in Python, so it is refused.
+            raise PermanentError("body holds a protobuf group (wire type 3), which OTLP never uses")
+        else:  # an end of group without its start, or wire types 6 and 7: not protobuf
             raise _Unreadable
     if i > end:
         raise _Unreadable

@@ -141,3 +141,22 @@ def test_a_realistic_body_of_the_same_size_goes_through(
         if line.startswith("target_info{") and "instance-" in line
     ]
     assert len(instances) == 10  # every instance's resource
+
+
+def test_a_leading_group_does_not_carry_containers_past_the_scan(
+    gateway: Callable[..., GatewayProcess],
+) -> None:
+    """protobuf's parser keeps a group (wire type 3) as an unknown field and parses on, so
+    `13 14` before a million empty resources took them past the container scan (which gave
+    the body up as unreadable). Now the group is refused, over both transports."""
+    body = b"\x13\x14" + b"\x0a\x00" * 1_000_000
+    gw = gateway()
+    base = reset_peak_rss(gw)
+    r = httpx.post(gw.otlp_http, content=body, headers=PROTOBUF, timeout=60)
+    assert r.status_code == 400, r.content[:300]
+    assert "group" in status_pb2.Status.FromString(r.content).message
+    with pytest.raises(grpc.RpcError) as info:
+        _export(gw)(body, timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "group" in (info.value.details() or "")
+    assert peak_rss(gw) - base < REFUSAL_PEAK

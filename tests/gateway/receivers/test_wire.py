@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -114,9 +114,24 @@ def test_stops_at_the_limit_without_reading_the_rest() -> None:
 
 
 def test_unreadable_bodies_are_left_to_the_parser() -> None:
-    # truncated, then a group (not OTLP): scanned as far as readable, no error of its own
-    assert check_shape(b"\x0a\x00\x0a\x05\x12", ShapeLimits(5, 5, 5, 1)) is not None
-    assert check_shape(b"\x0a\x00\x0b\x0a", ShapeLimits(5, 5, 5, 1)) is not None
+    # truncated: scanned as far as readable, no error of its own (the parser refuses it)
+    body = b"\x0a\x00\x0a\x05\x12"
+    assert check_shape(body, ShapeLimits(5, 5, 5, 1)) is not None
+    with pytest.raises(DecodeError):
+        ExportMetricsServiceRequest.FromString(body)
+
+
+def test_a_group_is_refused_not_left_to_the_parser() -> None:
+    """The parser keeps a group as an unknown field and parses on: a leading empty group
+    (`13 14`) carried 20,000 resources past a limit of 10,000 while the scan gave up."""
+    body = b"\x13\x14" + b"\x0a\x00" * 20_000
+    assert len(ExportMetricsServiceRequest.FromString(body).resource_metrics) == 20_000
+    with pytest.raises(PermanentError, match="group"):
+        check_shape(body, ShapeLimits(10_000, 10_000, 100_000, 500_000))
+    # deeper too: a group inside a resource, before its scopes
+    body = b"\x0a\x04\x1b\x1c\x12\x00" * 6
+    with pytest.raises(PermanentError, match="group"):
+        check_shape(body, ShapeLimits(5, 5, 5, 5))
 
 
 # --------------------------------------------------------------------------- decoded_bound
