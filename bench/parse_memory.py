@@ -7,7 +7,8 @@ Each case and size is parsed in a fresh subprocess (upb allocates outside tracem
 process keeps what its allocator once took): the child reads the body from a file, resets its
 peak RSS (`/proc/self/clear_refs`, Linux), parses, and reports the rise of the peak over the
 RSS before the parse (`VmHWM - VmRSS`), the parse time, and the
-gateway's cheap bound on the parse's memory (`gateway.receivers.wire.decoded_bound`) with the
+gateway's cheap bound on the parse's memory (`gateway.receivers.wire.decoded_bound`, with the
+default point and metric limits, as the receivers call it) with the
 time that bound took, and the time and verdict of the receivers' check at the default
 `limits.max_decoded_bytes` (`check_decoded`: no scan for small bodies, no per-tag count when
 the rough bound fits).
@@ -96,16 +97,19 @@ def child(path: str) -> None:
 
     from gateway.config import LimitsConfig
     from gateway.errors import PermanentError
+    from gateway.receivers.limits import InputLimits
     from gateway.receivers.wire import check_decoded, decoded_bound
 
+    config = LimitsConfig()
+    shape = InputLimits(config).shape  # the receivers' container limits, checked first
     body = Path(path).read_bytes()
     gc.collect()
     started = time.perf_counter()
-    bound = decoded_bound(body)
+    bound = decoded_bound(body, shape)
     bound_seconds = time.perf_counter() - started
     started = time.perf_counter()
     try:
-        check_decoded(body, LimitsConfig().max_decoded_bytes)
+        check_decoded(body, config.max_decoded_bytes, shape)
         verdict = "pass"
     except PermanentError:
         verdict = "413"

@@ -126,7 +126,7 @@ def decode_body(
     if content_type == PROTOBUF:
         if shape is not None:
             check_shape(body, shape)
-        check_decoded(body, max_decoded)
+        check_decoded(body, max_decoded, shape)
         try:
             request.ParseFromString(body)
         except DecodeError as exc:

@@ -97,7 +97,7 @@ class _Export:
                 check()
             if self._limits is not None:
                 check_shape(body, self._limits.shape)
-                check_decoded(body, self._limits.max_decoded)
+                check_decoded(body, self._limits.max_decoded, self._limits.shape)
             try:
                 request = ExportMetricsServiceRequest.FromString(body)
             except DecodeError as exc:

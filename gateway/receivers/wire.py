@@ -208,13 +208,22 @@ def _struct_bytes(message: Descriptor) -> int:
     return size + sum(oneofs.values())
 
 
-def _tag_costs() -> dict[int, int]:
+#: the containers whose number `check_shape` bounds (it runs first): data points and metrics
+_COUNTED = {"data_points": "points", "metrics": "metrics"}
+
+
+def _tag_costs() -> tuple[dict[int, int], dict[int, tuple[str, int]]]:
     """First tag byte -> the most memory a length-delimited field with that byte can take in
     any message of the OTLP metrics schema: a message (its size, plus 16 for its slot in a
     repeated field and that array's growth), or an element of a repeated string (32). Single
     strings and packed arrays cost their bytes (`_PER_BYTE`). Field numbers are below 16 in
-    every message here, so each tag starts with one byte `field << 3 | 2`."""
+    every message here, so each tag starts with one byte `field << 3 | 2`.
+
+    Data points and metrics are left out of the first map and returned in the second, as
+    tag -> (their `ShapeLimits` field, their largest cost): there are at most that many of
+    them, so only that many of their tag bytes are charged their (larger) cost."""
     costs: dict[int, int] = {}
+    counted: dict[int, tuple[str, int]] = {}
     seen: set[str] = set()
     todo = [ExportMetricsServiceRequest.DESCRIPTOR]
     while todo:
@@ -234,20 +243,27 @@ def _tag_costs() -> dict[int, int]:
             if f.number >= 16:  # a two-byte tag: this scan would not see it
                 raise AssertionError(f"{message.full_name}.{f.name}: field number >= 16")
             tag = (f.number << 3) | _LEN
-            costs[tag] = max(costs.get(tag, 0), int(cost * _MARGIN))
-    return {tag: cost for tag, cost in costs.items() if cost}
+            cost = int(cost * _MARGIN)
+            if f.name in _COUNTED and f.is_repeated:
+                what = _COUNTED[f.name]
+                counted[tag] = (what, max(counted.get(tag, (what, 0))[1], cost))
+            else:
+                costs[tag] = max(costs.get(tag, 0), cost)
+    return {tag: cost for tag, cost in costs.items() if cost}, counted
 
 
-_TAG_COSTS = _tag_costs()
-_NOT_TAGS = bytes(b for b in range(256) if b not in _TAG_COSTS)
-_MAX_TAG_COST = max(_TAG_COSTS.values())
+_TAG_COSTS, _COUNTED_COSTS = _tag_costs()
+_NOT_TAGS = bytes(b for b in range(256) if b not in _TAG_COSTS and b not in _COUNTED_COSTS)
+_MAX_TAG_COST = max(*_TAG_COSTS.values(), *(cost for _, cost in _COUNTED_COSTS.values()))
 #: the most one body byte can cost: every second byte a tag (an empty message is two bytes)
 WORST_PER_BYTE = _PER_BYTE + (_MAX_TAG_COST + 1) // 2
 
 
-def decoded_bound(body: bytes) -> int:
+def decoded_bound(body: bytes, shape: ShapeLimits | None = None) -> int:
     """An upper bound on the bytes of memory protobuf's parser (upb) takes to parse `body` as
-    an `ExportMetricsServiceRequest`, apart from `body` itself.
+    an `ExportMetricsServiceRequest`, apart from `body` itself. `shape`: the container limits
+    `check_shape` has enforced on `body` (its points and metrics limits cap how many tags are
+    charged as data points and metrics); None: none.
 
     Why: a nested message costs the parser far more than its size on the wire. An empty
     KeyValue is two bytes (`3a 00`) and ~62 bytes in memory, an empty Exemplar (`2a 00`)
@@ -260,18 +276,17 @@ def decoded_bound(body: bytes) -> int:
 
     Example: 1,000 empty attributes in a point, `3a 00` x 1,000, hold 1,000 bytes 0x3a
     (field 7: at most a KeyValue, 64 bytes modelled, 80 with the margin): 1,000 x 80 +
-    2,000 x 2 = 84,000 bytes. Realistic bodies are bounded at 4.5-6.3x what they take, because
-    a string's bytes are counted when they look like tags and every field 1 is charged as
-    the largest message numbered 1.
+    2,000 x 2 = 84,000 bytes. Realistic bodies are bounded at a few times what they take,
+    because a string's bytes are counted when they look like tags.
 
     Not covered: packed varints (an exponential histogram's `bucket_counts`, one byte a
     count on the wire, 8 in memory and array growth) take ~18x their bytes, which this
     does not see: at most ~366 MiB at the default 20 MiB body limit.
     """
-    return _bound(body, 0)
+    return _bound(body, 0, shape)
 
 
-def _bound(body: bytes, limit: int) -> int:
+def _bound(body: bytes, limit: int, shape: ShapeLimits | None) -> int:
     """`decoded_bound`, or a larger bound that is still under `limit` (without counting each
     kind of tag: a realistic body usually fits under the limit at the largest cost each)."""
     tags = b"".join(
@@ -282,19 +297,27 @@ def _bound(body: bytes, limit: int) -> int:
     rough = total + _MAX_TAG_COST * len(tags)
     if rough <= limit:
         return rough
+    counts = {tag: tags.count(tag) for tag in _TAG_COSTS.keys() | _COUNTED_COSTS.keys()}
     for tag, cost in _TAG_COSTS.items():
-        total += cost * tags.count(tag)
+        total += cost * counts[tag]
+    for tag, (what, cost) in _COUNTED_COSTS.items():
+        # each of these bytes is charged above as any other field it may start; up to the
+        # limit's number of them, also what a point or metric costs more
+        n = counts[tag]
+        most = getattr(shape, what) if shape is not None else 0
+        total += (cost - _TAG_COSTS.get(tag, 0)) * (min(n, most) if most else n)
     return total
 
 
-def check_decoded(body: bytes, limit: int) -> None:
+def check_decoded(body: bytes, limit: int, shape: ShapeLimits | None = None) -> None:
     """Raise `PermanentError` (HTTP 413, gRPC RESOURCE_EXHAUSTED) if parsing `body` could
-    take more than `limit` bytes of memory (`decoded_bound`); 0: no limit. A body smaller
+    take more than `limit` bytes of memory (`decoded_bound`, with `shape` the container
+    limits `check_shape` has already enforced on it); 0: no limit. A body smaller
     than `limit / WORST_PER_BYTE` cannot, and is not scanned; one whose tags all fit under
     `limit` at the largest cost is not counted tag by tag."""
     if not limit or len(body) * WORST_PER_BYTE <= limit:
         return
-    bound = _bound(body, limit)
+    bound = _bound(body, limit, shape)
     if bound > limit:
         raise PermanentError(
             f"body of {len(body)} bytes could take up to {bound} bytes of memory to decode, "

@@ -193,6 +193,9 @@ def test_the_bound_covers_every_message_the_parser_builds(
             p.exemplars.add().filtered_attributes.add(key="e")
     body = req.SerializeToString()
     assert decoded_bound(body) >= _modelled(req) * 1.25 + 2 * len(body)
+    # with the point and metric limits check_shape enforces, at their tightest
+    tight = ShapeLimits(0, 0, 1, count_points(req))
+    assert decoded_bound(body, tight) >= _modelled(req) * 1.25 + 2 * len(body)
 
 
 @pytest.mark.parametrize("kind", sorted(PADDINGS))
@@ -238,7 +241,7 @@ def test_small_bodies_are_not_scanned(monkeypatch: pytest.MonkeyPatch) -> None:
     without a scan: most requests cost nothing."""
     import gateway.receivers.wire as wire
 
-    def scanned(body: bytes, limit: int) -> int:
+    def scanned(body: bytes, limit: int, shape: ShapeLimits | None) -> int:
         raise AssertionError("scanned")
 
     monkeypatch.setattr(wire, "_bound", scanned)
@@ -262,9 +265,21 @@ def test_a_body_under_the_limit_at_the_largest_cost_is_not_counted_tag_by_tag() 
 
     body = padded_body("attributes", 100_000)
     exact = decoded_bound(body)
-    rough = _bound(body, 1 << 40)
+    rough = _bound(body, 1 << 40, None)
     assert rough > exact
-    assert _bound(body, rough - 1) == exact
+    assert _bound(body, rough - 1, None) == exact
     check_decoded(body, rough)  # fits roughly
     with pytest.raises(PermanentError):
         check_decoded(body, exact - 1)
+
+
+def test_points_and_metrics_are_charged_up_to_their_limits() -> None:
+    """A byte 0a may start a data point (up to 180 bytes charged) but check_shape lets at
+    most `points` of them be points: the others are charged as the next largest message
+    numbered 1 (a KeyValue, 80)."""
+    body = padded_body("array values", 100_000)  # `0a 00` x ~50,000, one point
+    loose = decoded_bound(body)
+    tight = decoded_bound(body, ShapeLimits(0, 0, 1, 1))
+    assert tight < loose * 0.5
+    req = ExportMetricsServiceRequest.FromString(body)
+    assert tight >= _modelled(req) * 1.25
