@@ -88,7 +88,7 @@ class LimitsConfig(_Frozen):
     #: most memory parsing one protobuf request may take, bounded from its bytes before it is
     #: parsed (every byte that could start a nested message is charged the largest one it
     #: could start); more: 413 / gRPC RESOURCE_EXHAUSTED. Empty attributes or exemplars cost
-    #: 27-47x their size; realistic bodies are bounded at 10-25x theirs, so the default lets
+    #: 27-47x their size; realistic bodies are bounded at 10-18x theirs, so the default lets
     #: 20 MiB of them through. Bodies under 1/92 of it are not scanned. 0: no limit
     max_decoded_bytes: int = Field(512 * 1024 * 1024, ge=0)
     #: OTLP/gRPC calls handled at once; more are refused with RESOURCE_EXHAUSTED (retryable),
