@@ -1,7 +1,7 @@
 """Memory that protobuf's parser (upb) takes for an OTLP metrics body, per body byte: realistic
 bodies next to bodies padded with empty containers, in the same script.
 
-    .venv/bin/python bench/parse_memory.py [--sizes 1,5,20] [--cases all]
+    .venv/bin/python bench/parse_memory.py [--sizes 1,5,20] [--cases all] [--gateway]
 
 Each case and size is parsed in a fresh subprocess (upb allocates outside tracemalloc, and a
 process keeps what its allocator once took): the child reads the body from a file, resets its
@@ -25,6 +25,12 @@ Cases:
 * `packed bucket counts`: exponential histogram points whose positive buckets hold 100,000
   zero counts each (one byte per count on the wire, packed varints).
 (The padded bodies are built by `tests.support.hostile`, which the attack tests use too.)
+
+`--gateway` instead posts padded bodies to a real `telemetry-gateway run` (a fresh one per
+body: a process reuses memory it freed, which would hide the next peak) with the default
+limits, about the largest of each kind that the default `limits.max_decoded_bytes` lets through and
+a 19 MiB one it refuses, next to the same 19 MiB body with the limit off; it reports the
+answer and the gateway's peak RSS (`VmHWM`, reset before the request) over its RSS before.
 """
 
 from __future__ import annotations
@@ -136,14 +142,64 @@ def child(path: str) -> None:
     )
 
 
+#: about the largest body of each padding the default limit lets through (MiB)
+_THROUGH = [
+    ("attributes", 11.0),
+    ("exemplars", 8.5),
+    ("array values", 11.0),
+    ("kvlist values", 11.0),
+]
+
+
+def gateway_runs() -> None:
+    import httpx
+
+    from tests.support.hostile import peak_rss, reset_peak_rss
+    from tests.support.servers import run_gateway
+
+    runs = [(kind, size, "") for kind, size in _THROUGH]
+    runs += [("exemplars", 19.0, ""), ("exemplars", 19.0, "limits: {max_decoded_bytes: 0}\n")]
+    print(
+        f"{'case':<16}{'MiB':>6}  {'limit':<8}{'answer':>7}{'RSS MiB':>9}{'peak MiB':>10}"
+        f"{'rise':>7}{'s':>6}"
+    )
+    for kind, size, extra in runs:
+        body = padded_body(kind, int(size * MiB))
+        with (
+            tempfile.TemporaryDirectory() as d,
+            run_gateway(Path(d), config="observers: {enabled: false}\n" + extra) as gw,
+        ):
+            base = reset_peak_rss(gw)
+            started = time.perf_counter()
+            r = httpx.post(
+                gw.otlp_http,
+                content=body,
+                headers={"Content-Type": "application/x-protobuf"},
+                timeout=120,
+            )
+            took = time.perf_counter() - started
+            peak = peak_rss(gw)
+        print(
+            f"{kind:<16}{len(body) / MiB:>6.1f}  {'off' if extra else 'default':<8}"
+            f"{r.status_code:>7}{base / MiB:>9.0f}{peak / MiB:>10.0f}"
+            f"{(peak - base) / MiB:>7.0f}{took:>6.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,5,20", help="body sizes in MiB, comma-separated")
     parser.add_argument("--cases", default="all", help="comma-separated names, or 'all'")
+    parser.add_argument("--gateway", action="store_true", help="padded bodies to a real gateway")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
+        return
+    if args.gateway:
+        print(f"load before the run: {os.getloadavg()[0]:.2f} (1 min)")
+        gateway_runs()
+        print(f"load after the run: {os.getloadavg()[0]:.2f} (1 min)")
         return
     names = list(CASES) if args.cases == "all" else args.cases.split(",")
     sizes = [float(s) for s in args.sizes.split(",")]
