@@ -85,6 +85,12 @@ class LimitsConfig(_Frozen):
     #: OTLP/HTTP request bytes (received plus decompressed) all requests in progress may hold
     #: together; past it new data is refused with 503 + Retry-After; 0: no limit
     max_inflight_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    #: most memory parsing one protobuf request may take, bounded from its bytes before it is
+    #: parsed (every byte that could start a nested message is charged the largest one it
+    #: could start); more: 413 / gRPC RESOURCE_EXHAUSTED. Empty attributes or exemplars cost
+    #: 27-47x their size; realistic bodies are bounded at 10-18x theirs, so the default lets
+    #: 20 MiB of them through. Bodies under 1/92 of it are not scanned. 0: no limit
+    max_decoded_bytes: int = Field(512 * 1024 * 1024, ge=0)
     #: OTLP/gRPC calls handled at once; more are refused with RESOURCE_EXHAUSTED (retryable),
     #: which bounds gRPC's in-flight memory to this many max_body_bytes messages
     max_concurrent_rpcs: int = Field(32, gt=0)

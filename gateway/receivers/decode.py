@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from gateway.errors import PermanentError
-from gateway.receivers.wire import ShapeLimits, check_shape
+from gateway.receivers.wire import ShapeLimits, check_decoded, check_shape
 
 __all__ = ["JSON", "PROTOBUF", "decode_body", "inflate"]
 
@@ -118,13 +118,15 @@ def _items(node: Any, camel: str, snake: str) -> list[Any]:
 
 
 def decode_body(
-    body: bytes, content_type: str, shape: ShapeLimits | None = None
+    body: bytes, content_type: str, shape: ShapeLimits | None = None, max_decoded: int = 0
 ) -> ExportMetricsServiceRequest:
-    """`shape`: the per-request container limits, checked before the body is parsed."""
+    """`shape`: the per-request container limits; `max_decoded`: the most memory parsing a
+    protobuf body may take (0: no limit); both checked before the body is parsed."""
     request = ExportMetricsServiceRequest()
     if content_type == PROTOBUF:
         if shape is not None:
             check_shape(body, shape)
+        check_decoded(body, max_decoded, shape)
         try:
             request.ParseFromString(body)
         except DecodeError as exc:

@@ -8,7 +8,8 @@
   or scope whose own attributes break the limits loses all its points.
 
 The limits on resources, scopes, metrics and points per request are also checked on the wire,
-before parsing (`gateway.receivers.wire.check_shape`, through `shape`).
+before parsing (`gateway.receivers.wire.check_shape`, through `shape`), and so is the memory
+the parse may take (`check_decoded`, through `max_decoded`).
 
 Metric names are checked where the name is turned into a Prometheus name (the store), which
 reports bad names the same way, in `partial_success`.
@@ -74,6 +75,9 @@ class InputLimits:
             2 * self._max_attributes if self._max_attributes else _NO_LIMIT,
             self._max_key or _NO_LIMIT,
         )
+        #: most memory parsing one protobuf request may take (0: no limit), bounded on the
+        #: wire before parsing (`gateway.receivers.wire.check_decoded`)
+        self.max_decoded = config.max_decoded_bytes
         #: containers per request, counted on the wire before parsing
         self.shape = ShapeLimits(
             resources=config.max_resources_per_request,

@@ -1,7 +1,8 @@
 """OTLP/gRPC receiver: `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`.
 
 The same semantics as OTLP/HTTP, in gRPC codes: INVALID_ARGUMENT for bad data,
-RESOURCE_EXHAUSTED for a message over the size limit (grpc enforces it after decompression),
+RESOURCE_EXHAUSTED for a message over the size limit (grpc enforces it after decompression) or
+one that could take more memory to parse than `limits.max_decoded_bytes`,
 UNAVAILABLE for retryable overload (with `google.rpc.RetryInfo` in the trailing metadata, as
 `google.rpc.retryinfo-bin`, which the OTel SDK exporters read, and inside
 `grpc-status-details-bin`), UNAUTHENTICATED without a valid bearer token in the `authorization`
@@ -31,7 +32,7 @@ from gateway.pipeline.consumer import Consumer
 from gateway.receivers.auth import TokenAuth
 from gateway.receivers.limits import InputLimits
 from gateway.receivers.status import grpc_code, reason, rpc_status_body
-from gateway.receivers.wire import check_shape
+from gateway.receivers.wire import check_decoded, check_shape
 from gateway.selftelemetry import SelfTelemetry
 
 __all__ = ["OtlpGrpcReceiver"]
@@ -96,6 +97,7 @@ class _Export:
                 check()
             if self._limits is not None:
                 check_shape(body, self._limits.shape)
+                check_decoded(body, self._limits.max_decoded, self._limits.shape)
             try:
                 request = ExportMetricsServiceRequest.FromString(body)
             except DecodeError as exc:

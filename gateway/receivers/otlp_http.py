@@ -2,7 +2,8 @@
 
 Responses follow the OTLP/HTTP specification: 200 with an `ExportMetricsServiceResponse` in
 the request's encoding (with `partial_success` when points were refused), and for errors a
-`google.rpc.Status` body, 400 (undecodable), 413 (too large, before or after decompression),
+`google.rpc.Status` body, 400 (undecodable), 413 (too large, before or after decompression, or
+costing more memory to parse than `limits.max_decoded_bytes`),
 415 (unsupported content type), 429/503 with `Retry-After` (overload), 401 (no valid bearer
 token, when auth is on).
 
@@ -127,8 +128,17 @@ class OtlpHttpReceiver:
             body = inflate(raw, request.headers.get("content-encoding", ""), self._max_body_bytes)
             if body is not raw:  # decompressed: both copies are alive until decoding ends
                 self._hold(held, len(body))
-            shape = self._limits.shape if self._limits is not None else None
-            decoded = decode_body(body, content_type, shape)
+            # The parse's memory (at most limits.max_decoded_bytes) is not charged to the
+            # in-flight budget: decoding and consuming run without an await, so one parse at a
+            # time sits beside the bodies still arriving; a charge of the bound (10-25x a
+            # realistic body's size) would refuse bodies that fit.
+            limits = self._limits
+            decoded = decode_body(
+                body,
+                content_type,
+                limits.shape if limits is not None else None,
+                limits.max_decoded if limits is not None else 0,
+            )
             batch = MetricsBatch(decoded, source="http", tenant=tenant)
             points = count_points(batch.request)
             if self._limits is not None:
