@@ -13,6 +13,11 @@ own timestamp. Unlike it the gateway also writes the filtered attributes, as far
 OpenMetrics' limit of 128 characters for an exemplar's label names and values together allows
 (the ids take 63 of them): attributes are taken in label-name order and one that does not fit
 is left out, never the ids. (The Collector writes the ids only, so it never meets the limit.)
+An attribute whose value would need escaping (a backslash, double quote or newline) is left out
+too: OpenMetrics allows the escapes, but Prometheus 2.42 keeps them in an exemplar's stored
+label values (a scraped `u\\"7` comes back from /api/v1/query_exemplars as `u\\"7`, not
+`u"7`), and prometheus_client 0.26's parser rejects the whole exposition at an escaped quote in
+an exemplar.
 
 Which exemplar. A counter keeps the newest by time of its points' exemplars; a histogram bucket
 the newest whose value falls in it (`le` is the smallest bound >= the value, as client_golang
@@ -33,7 +38,6 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from gateway.exporters.prometheus.labels import escape_value
 from gateway.naming import sanitize_label_name
 from gateway.pipeline.attributes import attribute_string
 
@@ -79,10 +83,10 @@ def _labels(e: Any) -> str | None:
         # Keys that sanitise alike are joined with `;`, as for a series' labels.
         text = values[0][1] if len(values) == 1 else ";".join(v for _, v in sorted(values))
         size = len(name) + len(text)
-        if used + size > MAX_LABEL_CHARS:
+        if used + size > MAX_LABEL_CHARS or "\\" in text or '"' in text or "\n" in text:
             continue
         used += size
-        parts.append(f'{name}="{escape_value(text)}"')
+        parts.append(f'{name}="{text}"')
     return ",".join(parts)
 
 

@@ -275,6 +275,15 @@ def test_a_huge_attribute_is_left_out_not_the_exemplar(store: SeriesStore) -> No
     }
 
 
+def test_attributes_that_need_escaping_are_left_out(store: SeriesStore) -> None:
+    req = counter(5, 0, 10)
+    attributes = {"quote": 'say "hi"', "slash": "a\\b", "line": "a\nb", "plain": "ok"}
+    exemplar(points(req)[0], 1, 9, attributes=attributes)
+    push(store, req)
+    labels = exemplar_of(store, "http_requests_total").labels
+    assert labels == {"trace_id": TRACE.hex(), "span_id": SPAN.hex(), "plain": "ok"}
+
+
 def test_without_ids_the_exemplar_has_its_attributes_only(store: SeriesStore) -> None:
     req = counter(5, 0, 10)
     exemplar(points(req)[0], 1, 9, trace=b"", span=b"", attributes={"k": "v"})
