@@ -874,10 +874,9 @@ class SeriesStore:
         monotonic = stream.monotonic
         fixed = NUMBER_FIXED_TAGS
         shared_t = 0
-        # Points of a monotonic sum with exemplars, (index, key), and points dropped as out
-        # of order: after the walk the exemplars of the points kept are kept.
+        # Points of a monotonic sum with exemplars, (index, key): after the walk the exemplars
+        # of the points kept are kept (a point dropped as out of order takes itself off).
         sampled: list[tuple[int, bytes]] | None = None
-        late: list[int] = []
         i = -1
         for p in dps:
             i += 1
@@ -942,7 +941,8 @@ class SeriesStore:
                 # start time; it only must not go back in time.
                 if t < s.time:
                     self.counters.drop("out_of_order")
-                    late.append(i)
+                    if sampled is not None and sampled[-1][0] == i:
+                        sampled.pop()
                     continue
                 s.value = v
             else:
@@ -953,15 +953,16 @@ class SeriesStore:
                     s.value = v
                 else:
                     self.counters.drop(outcome.value)
-                    late.append(i)
+                    if sampled is not None and sampled[-1][0] == i:
+                        sampled.pop()
                     continue
             s.time = t
             s.updated = now
         if observed:
             self.limiter.count_overflowed(stream, observed)
-        if sampled is not None:
+        if sampled:
             skip = {j for j, _ in bad}
-            skip.update(folded, dropped, late)
+            skip.update(folded, dropped)
             self._keep_exemplars(stream, dps, [(j, k) for j, k in sampled if j not in skip])
         return bad
 

@@ -139,6 +139,11 @@ def test_delta_sums_keep_the_exemplar_of_the_latest_point(store: SeriesStore) ->
     found = [s for s in samples(store) if s.name == "http_requests_total"]
     assert found[0].value == 8
     assert found[0].exemplar.labels["trace_id"] == "02" * 16
+    late = counter(1, 15, 18, DELTA)  # ends before 20: dropped, and its exemplar with it
+    exemplar(points(late)[0], 1, 19, trace=b"\x03" * 16)
+    push(store, late)
+    assert store.counters.dropped == {"out_of_order": 1}
+    assert exemplar_of(store, "http_requests_total").labels["trace_id"] == "02" * 16
 
 
 def test_gauges_and_non_monotonic_sums_have_none(store: SeriesStore) -> None:
