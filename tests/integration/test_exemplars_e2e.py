@@ -128,5 +128,15 @@ scrape_configs:
             assert float(by_le["0.1"][0]["value"]) == 0.05
             assert by_le["5.0"][0]["labels"] == spans["slow"]
             assert float(by_le["5.0"][0]["value"]) == 3.0
+            # The catalogue histogram the default views make keeps the trace too.
+            api = eventually(
+                lambda s=service: _exemplars(
+                    prom.url, f'coderunner_api_duration_seconds_bucket{{job="{s}"}}'
+                ),
+                timeout=30,
+            )
+            assert [b["seriesLabels"]["endpoint"] for b in api] == ["/pay"]
+            assert api[0]["exemplars"][0]["labels"] == spans["request"]
+            assert float(api[0]["exemplars"][0]["value"]) == 0.2
         targets = httpx.get(prom.url + "/api/v1/targets").json()["data"]["activeTargets"]
         assert targets[0]["health"] == "up" and targets[0]["lastError"] == "", targets[0]

@@ -10,6 +10,8 @@ Tests call `push_exemplars`. What it records:
                                exemplar's filtered attributes
     histogram  shop.latency    0.05 in span "fast", 3.0 in span "slow", 0.5 outside any span
                                (no exemplar), bounds 0.1, 1, 5
+    histogram  http.server.request.duration  0.2 in span "request" {GET, /pay, 200, https}:
+                               the gateway's default views make coderunner_api_duration_seconds
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ _REPO = Path(__file__).resolve().parents[2]
 
 def push_exemplars(endpoint: str, temporality: str, service: str) -> dict[str, dict[str, str]]:
     """Runs the pusher against `endpoint` (an OTLP/HTTP metrics URL) and returns the ids of
-    its spans: {"checkout" | "fast" | "slow": {"trace_id": hex, "span_id": hex}}."""
+    its spans: {"checkout" | "fast" | "slow" | "request": {"trace_id": hex, "span_id": hex}}."""
     command = [sys.executable, "-m", "tests.support.sdk_exemplars", endpoint, temporality, service]
     done = subprocess.run(command, cwd=_REPO, check=True, timeout=60, capture_output=True)
     ids: dict[str, dict[str, str]] = json.loads(done.stdout)
@@ -70,6 +72,8 @@ def main() -> None:
     tracer = TracerProvider().get_tracer("shop")
     ids: dict[str, dict[str, str]] = {}
 
+    requests = meter.create_histogram("http.server.request.duration", unit="s")
+
     def remember(name: str, span: object) -> None:
         ctx = span.get_span_context()  # type: ignore[attr-defined]
         ids[name] = {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
@@ -84,6 +88,10 @@ def main() -> None:
         latency.record(3.0, {"route": "/pay"})
         remember("slow", span)
     latency.record(0.5, {"route": "/pay"})  # no span: no exemplar
+    with tracer.start_as_current_span("request") as span:
+        http = {"http.request.method": "GET", "http.route": "/pay", "url.scheme": "https"}
+        requests.record(0.2, {**http, "http.response.status_code": 200})
+        remember("request", span)
     provider.shutdown()  # one collection, exported
     print(json.dumps(ids))
 
