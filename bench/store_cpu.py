@@ -49,7 +49,7 @@ def main() -> None:
 
     bodies = otlp_bodies() if args.workload == "counters" else service_bodies()
     if args.exemplars:
-        bodies = [_with_exemplars(b) for b in bodies]
+        bodies = [with_exemplars(b) for b in bodies]
     points = sum(count_points(ExportMetricsServiceRequest.FromString(b)) for b in bodies)
     store = SeriesStore(StoreSettings(cardinality=load().cardinality))
     for body in bodies:
@@ -59,7 +59,7 @@ def main() -> None:
         requests = [ExportMetricsServiceRequest.FromString(b) for b in bodies]
         if not args.replay:
             # The bodies span ROUNDS rounds of 10 s each
-            _shift(requests, (k + 1) * ROUNDS * 10_000_000_000)
+            shift_times(requests, (k + 1) * ROUNDS * 10_000_000_000)
         t = time.process_time()
         for request in requests:
             store.consume(MetricsBatch(request))
@@ -72,7 +72,7 @@ def main() -> None:
     )
 
 
-def _shift(requests: list[ExportMetricsServiceRequest], ns: int) -> None:
+def shift_times(requests: list[ExportMetricsServiceRequest], ns: int) -> None:
     for request in requests:
         for rm in request.resource_metrics:
             for sm in rm.scope_metrics:
@@ -86,7 +86,7 @@ def _shift(requests: list[ExportMetricsServiceRequest], ns: int) -> None:
                             e.time_unix_nano += ns
 
 
-def _with_exemplars(body: bytes) -> bytes:
+def with_exemplars(body: bytes) -> bytes:
     request = ExportMetricsServiceRequest.FromString(body)
     n = 0
     for rm in request.resource_metrics:
