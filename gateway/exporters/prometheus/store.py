@@ -11,6 +11,11 @@ property test pins the two together. Only on the first sight of a key are the at
 decoded into labels (`labels.point_labels`). Attributes that arrive in another order give
 another key, so a second index by rendered labels catches them and aliases the key to the same
 series.
+
+Exemplars (`exemplars` module) ride on paths the points without them never take: a number
+point with exemplars already takes the slow identity path, where it is noted, and its exemplar
+is kept after the walk if the point was; a classic histogram point costs one look at its
+(empty) exemplars field. They live in a per-stream table that exists once one arrives.
 """
 
 from __future__ import annotations
