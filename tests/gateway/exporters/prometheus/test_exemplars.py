@@ -231,6 +231,28 @@ def test_delta_histograms_keep_exemplars_across_points(store: SeriesStore) -> No
     assert got["+Inf"].labels["trace_id"] == "02" * 16
 
 
+def test_a_histogram_stream_without_exemplars_is_searched_one_request_in_eight(
+    store: SeriesStore,
+) -> None:
+    """Reading an empty exemplars field costs a new object per point (upb), so a stream that
+    never had an exemplar is searched in its first request and one in eight after."""
+    push(store, histogram([1, 0, 0, 0], 0, 10))  # request 1: searched, nothing found
+    second = histogram([2, 0, 0, 0], 0, 20)  # request 2: not searched
+    exemplar(points(second)[0], 0.05, 19, trace=b"\x02" * 16)
+    push(store, second)
+    assert all(ex is None for ex in bucket_exemplars(store).values())
+    for r in range(3, 9):
+        push(store, histogram([r, 0, 0, 0], 0, 10 * r))
+    ninth = histogram([9, 0, 0, 0], 0, 90)  # request 9: searched
+    exemplar(points(ninth)[0], 0.05, 89, trace=b"\x09" * 16)
+    push(store, ninth)
+    assert bucket_exemplars(store)["0.1"].labels["trace_id"] == "09" * 16
+    tenth = histogram([10, 0, 0, 0], 0, 100)  # once found, every request is searched
+    exemplar(points(tenth)[0], 0.07, 99, trace=b"\x0a" * 16)
+    push(store, tenth)
+    assert bucket_exemplars(store)["0.1"].labels["trace_id"] == "0a" * 16
+
+
 def test_changed_bounds_never_put_an_exemplar_in_the_wrong_bucket(store: SeriesStore) -> None:
     first = histogram([0, 1, 0, 0], 0, 10)
     exemplar(points(first)[0], 0.5, 9)  # bucket le=1.0 under the first bounds
