@@ -1041,10 +1041,11 @@ class SeriesStore:
         bad: list[tuple[int, str]] = []
         buckets = False  # whether to look for exemplars: classic histograms only
         if kind is HISTOGRAM:
-            # Reading a point's (empty) exemplars field costs about 1 us per point with upb
-            # (a new container object each time), 5 % of the service mix in bench/store_cpu.py:
-            # a stream's points are searched in its first request and one in
-            # `_EXEMPLAR_PROBE` after, and in every request once one was found.
+            # Reading a point's (empty) exemplars field makes upb build a container object
+            # each time (about 1,000 instructions a point under callgrind; 4-7 % of
+            # bench/store_cpu.py's service mix): a stream's points are searched in its first
+            # request and one in `_EXEMPLAR_PROBE` after, and in every request once one was
+            # found (docs/performance.md, "Exemplars").
             stream.calls += 1
             buckets = stream.exemplars is not None or stream.calls % _EXEMPLAR_PROBE == 1
         i = -1
