@@ -35,7 +35,7 @@ The point itself is kept either way.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from gateway.naming import sanitize_label_name
@@ -93,8 +93,7 @@ def _labels(e: Any) -> str | None:
 def exemplar_of(e: Any) -> Exemplar | None:
     """One OTLP `Exemplar` as the exposition writes it; None when it is left out (see the
     module docstring)."""
-    kind = e.WhichOneof("value")
-    value = float(e.as_int) if kind == "as_int" else e.as_double
+    value = _value(e)
     if value != value:
         return None
     labels = _labels(e)
@@ -106,31 +105,41 @@ def exemplar_of(e: Any) -> Exemplar | None:
     return Exemplar(t, value, f" # {{{labels}}} {_number(value)}{stamp}")
 
 
-def latest(exemplars: Iterable[Any]) -> Exemplar | None:
-    """The newest of a point's exemplars that the exposition can write (the last of equals)."""
-    best: Exemplar | None = None
-    for e in exemplars:
-        ex = exemplar_of(e)
-        if ex is not None and (best is None or ex.time >= best.time):
-            best = ex
-    return best
+def _value(e: Any) -> float:
+    return float(e.as_int) if e.WhichOneof("value") == "as_int" else float(e.as_double)
+
+
+def latest(exemplars: Sequence[Any], since: int = -1) -> Exemplar | None:
+    """The newest of a point's exemplars that the exposition can write (the last of equals),
+    None when there is none at `since` or later. Chosen by time before it is rendered, so a
+    point with many exemplars costs one rendering, not one each."""
+    by_time = sorted((e.time_unix_nano, k) for k, e in enumerate(exemplars))
+    for t, k in reversed(by_time):
+        if t < since:
+            return None
+        ex = exemplar_of(exemplars[k])
+        if ex is not None:
+            return ex
+    return None
 
 
 def bucket_exemplars(
-    kept: list[Exemplar | None] | None, bounds: Sequence[float], exemplars: Iterable[Any]
+    kept: list[Exemplar | None] | None, bounds: Sequence[float], exemplars: Sequence[Any]
 ) -> list[Exemplar | None]:
-    """`kept` (one slot per bucket, `+Inf` last) updated with a point's exemplars: each goes
-    to the bucket its value falls in, replacing an older one. Bounds of another count start
-    the slots afresh."""
+    """`kept` (one slot per bucket, `+Inf` last) updated with a point's exemplars: the newest
+    whose value falls in a bucket replaces an older one there (rendered only then). Bounds of
+    another count start the slots afresh."""
     n = len(bounds) + 1
     slots: list[Exemplar | None] = kept if kept is not None and len(kept) == n else [None] * n
+    by_bucket: dict[int, list[Any]] = {}
     for e in exemplars:
-        ex = exemplar_of(e)
-        if ex is None:
-            continue
-        i = bisect_left(bounds, ex.value)
+        value = _value(e)
+        if value == value:  # NaN names no bucket
+            by_bucket.setdefault(bisect_left(bounds, value), []).append(e)
+    for i, candidates in by_bucket.items():
         old = slots[i]
-        if old is None or ex.time >= old.time:
+        ex = latest(candidates, old.time if old is not None else -1)
+        if ex is not None:
             slots[i] = ex
     return slots
 

@@ -991,15 +991,14 @@ class SeriesStore:
                 s = stream.by_labels.get(labels)
             if s is None or s.__class__ is not NumberSeries:
                 continue
-            ex = latest(p.exemplars)
+            kept = stream.exemplars
+            old = kept.get(s.labels) if kept is not None else None
+            ex = latest(p.exemplars, old.time if old is not None else -1)
             if ex is None:
                 continue
-            kept = stream.exemplars
             if kept is None:
                 kept = stream.exemplars = {}
-            old = kept.get(s.labels)
-            if old is None or ex.time >= old.time:
-                kept[s.labels] = ex
+            kept[s.labels] = ex
 
     @staticmethod
     def _number_key_slow(p: Any) -> tuple[bytes, bool]:

@@ -323,6 +323,20 @@ def test_without_ids_the_exemplar_has_its_attributes_only(store: SeriesStore) ->
     assert ex.labels == {} and ex.value == 2  # written `# {} 2`, as OpenMetrics asks
 
 
+def test_a_malformed_newest_exemplar_gives_way_to_the_next(store: SeriesStore) -> None:
+    req = counter(5, 0, 10)
+    exemplar(points(req)[0], 1, 7, trace=b"\x01" * 16)
+    exemplar(points(req)[0], 2, 9, trace=b"\x02" * 15)  # newest, but no trace id of OTLP's size
+    exemplar(points(req)[0], 3, 8, trace=b"\x03" * 16)
+    push(store, req)
+    assert exemplar_of(store, "http_requests_total").labels["trace_id"] == "03" * 16
+    hist = histogram([0, 1, 0, 0], 0, 10)
+    exemplar(points(hist)[0], 0.5, 7, trace=b"\x04" * 16)
+    exemplar(points(hist)[0], 0.6, 9, trace=b"\x05" * 16, span=b"\x05" * 9)
+    push(store, hist)
+    assert bucket_exemplars(store)["1.0"].labels["trace_id"] == "04" * 16
+
+
 @pytest.mark.parametrize(
     ("trace", "span", "value"),
     [(b"\x01" * 15, SPAN, 1.0), (TRACE, b"\x01" * 9, 1.0), (TRACE, SPAN, float("nan"))],
