@@ -113,6 +113,9 @@ def latest(exemplars: Sequence[Any], since: int = -1) -> Exemplar | None:
     """The newest of a point's exemplars that the exposition can write (the last of equals),
     None when there is none at `since` or later. Chosen by time before it is rendered, so a
     point with many exemplars costs one rendering, not one each."""
+    if len(exemplars) == 1:  # the usual case (one per point, or one per bucket)
+        e = exemplars[0]
+        return exemplar_of(e) if e.time_unix_nano >= since else None
     by_time = sorted((e.time_unix_nano, k) for k, e in enumerate(exemplars))
     for t, k in reversed(by_time):
         if t < since:
