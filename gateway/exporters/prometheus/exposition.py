@@ -21,9 +21,10 @@ and monotonic", quantile values "all being non-negative").
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from gateway.exporters.prometheus.exemplars import Exemplar, in_bucket
 from gateway.exporters.prometheus.floats import label_float
 from gateway.exporters.prometheus.labels import escape_help
 from gateway.exporters.prometheus.store import Family, SeriesStore
@@ -103,12 +104,18 @@ def _render_family(out: list[str], families: list[Family], openmetrics: bool) ->
         fmt = _fmt
         for stream in streams:
             head = f"{name}{{{stream.prefix}"
+            kept = stream.exemplars if openmetrics else None
+            if kept:
+                _with_exemplars(out, head, stream.by_labels.values(), kept)
+                continue
             out.extend([f"{head}{s.labels}}} {fmt(s.value)}\n" for s in stream.by_labels.values()])
     elif kind == "histogram":
         for stream in streams:
+            kept = stream.exemplars if openmetrics else None
             for s in stream.by_labels.values():
                 if hasattr(s, "bounds"):
-                    _classic(out, name, stream.prefix + s.labels, s, openmetrics)
+                    slots = kept.get(s.labels) if kept else None
+                    _classic(out, name, stream.prefix + s.labels, s, openmetrics, slots)
                 else:
                     _exponential(out, name, stream.prefix + s.labels, s, openmetrics)
     else:
@@ -126,6 +133,16 @@ def _render_family(out: list[str], families: list[Family], openmetrics: bool) ->
                 out.append(f"{name}_count{{{labels}}} {s.count}\n")
 
 
+def _with_exemplars(
+    out: list[str], head: str, series: Iterable[Any], kept: dict[str, Exemplar]
+) -> None:
+    """Counter samples of a stream that has exemplars, each after its sample (OpenMetrics)."""
+    for s in series:
+        ex = kept.get(s.labels)
+        tail = ex.text if ex is not None else ""
+        out.append(f"{head}{s.labels}}} {_fmt(s.value)}{tail}\n")
+
+
 def _sum_and_count(
     out: list[str], name: str, labels: str, s: Any, openmetrics: bool, negative: bool
 ) -> None:
@@ -135,14 +152,41 @@ def _sum_and_count(
     out.append(f"{name}_count{{{labels}}} {s.count}\n")
 
 
-def _classic(out: list[str], name: str, labels: str, s: Any, openmetrics: bool) -> None:
+def _classic(
+    out: list[str],
+    name: str,
+    labels: str,
+    s: Any,
+    openmetrics: bool,
+    exemplars: list[Exemplar | None] | None = None,
+) -> None:
+    """`exemplars`: the series' kept exemplars, one slot per bucket (OpenMetrics only)."""
     acc = 0
     bucket = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
-    for bound, count in zip(s.bounds, s.counts, strict=False):
-        acc += count
-        out.append(f'{bucket}le="{label_float(bound, openmetrics=openmetrics)}"}} {acc}\n')
-    out.append(f'{bucket}le="+Inf"}} {s.count}\n')
+    if exemplars is not None:
+        _classic_with_exemplars(out, bucket, s, exemplars)
+    else:
+        for bound, count in zip(s.bounds, s.counts, strict=False):
+            acc += count
+            out.append(f'{bucket}le="{label_float(bound, openmetrics=openmetrics)}"}} {acc}\n')
+        out.append(f'{bucket}le="+Inf"}} {s.count}\n')
     _sum_and_count(out, name, labels, s, openmetrics, bool(s.bounds) and s.bounds[0] < 0)
+
+
+def _classic_with_exemplars(
+    out: list[str], bucket: str, s: Any, exemplars: list[Exemplar | None]
+) -> None:
+    bounds = s.bounds
+    slots = exemplars if len(exemplars) == len(bounds) + 1 else [None] * (len(bounds) + 1)
+    acc = 0
+    for i, (bound, count) in enumerate(zip(bounds, s.counts, strict=False)):
+        acc += count
+        ex = slots[i]
+        tail = ex.text if ex is not None and in_bucket(ex, bounds, i) else ""
+        out.append(f'{bucket}le="{label_float(bound, openmetrics=True)}"}} {acc}{tail}\n')
+    ex = slots[-1]
+    tail = ex.text if ex is not None and in_bucket(ex, bounds, len(bounds)) else ""
+    out.append(f'{bucket}le="+Inf"}} {s.count}{tail}\n')
 
 
 def _power(exponent: float) -> float:

@@ -11,6 +11,11 @@ property test pins the two together. Only on the first sight of a key are the at
 decoded into labels (`labels.point_labels`). Attributes that arrive in another order give
 another key, so a second index by rendered labels catches them and aliases the key to the same
 series.
+
+Exemplars (`exemplars` module) ride on paths the points without them never take: a number
+point with exemplars already takes the slow identity path, where it is noted, and its exemplar
+is kept after the walk if the point was; a classic histogram point costs one look at its
+(empty) exemplars field. They live in a per-stream table that exists once one arrives.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyVa
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from gateway.exporters.prometheus.exemplars import bucket_exemplars, latest
 from gateway.exporters.prometheus.labels import (
     attribute_string,
     escape_value,
@@ -85,6 +91,9 @@ _OVERFLOW_SHAPES: dict[type, Shape] = {
 _REFUSED: Any = object()
 # What `_series_for` returns for a new series refused at the gateway-wide series cap.
 _CAPPED: Any = object()
+# A histogram stream without exemplars so far is searched for them in one request in this many
+# (`_ingest_structured`).
+_EXEMPLAR_PROBE = 8
 # Encodings of one resource or scope the store indexes (the first, which keys its streams, and
 # the latest others). An SDK sends one encoding; each other order of the attributes, or other
 # `dropped_attributes_count`, is one more: without a bound a client could grow the index by
@@ -201,7 +210,9 @@ class _Stream:
 
     __slots__ = (
         "by_labels",
+        "calls",
         "cumulative",
+        "exemplars",
         "family",
         "monotonic",
         "overflow_labels",
@@ -238,6 +249,12 @@ class _Stream:
         self.by_labels: dict[str, Any] = {}
         #: labels of the stream's overflow series, rendered on its first overflow
         self.overflow_labels: str | None = None
+        #: rendered point labels -> the series' most recent exemplar (a counter's `Exemplar`,
+        #: a classic histogram's one slot per bucket); None until one arrives, so that only
+        #: series that received an exemplar pay for one (`exemplars` module)
+        self.exemplars: dict[str, Any] | None = None
+        #: requests that fed the stream (histograms: when to look for exemplars)
+        self.calls = 0
 
 
 class StreamView(NamedTuple):
@@ -486,6 +503,10 @@ class SeriesStore:
             stale = [labels for labels, s in stream.by_labels.items() if s.updated < cutoff]
             for labels in stale:
                 del stream.by_labels[labels]
+            kept = stream.exemplars
+            if kept is not None:
+                for labels in stale:
+                    kept.pop(labels, None)
             self._series_count -= len(stale)
             if not stream.by_labels and not stream.series:
                 self._drop_stream(key, stream)
@@ -864,6 +885,9 @@ class SeriesStore:
         monotonic = stream.monotonic
         fixed = NUMBER_FIXED_TAGS
         shared_t = 0
+        # Points of a monotonic sum with exemplars, (index, key): after the walk the exemplars
+        # of the points kept are kept (a point dropped as out of order takes itself off).
+        sampled: list[tuple[int, bytes]] | None = None
         i = -1
         for p in dps:
             i += 1
@@ -878,11 +902,18 @@ class SeriesStore:
                 j += 9
             key = b[j:]
             if key and (key[0] == EXEMPLARS_TAG or (n > 1 and b[-2] == FLAGS_TAG)):
+                has_exemplars = key[0] == EXEMPLARS_TAG
                 key, stale = self._number_key_slow(p)
                 if stale:
                     if self._mark_stale(stream, key, p):
                         dropped.append(i)  # an overflowed series' end: nothing to forward
                     continue
+                if has_exemplars and monotonic:
+                    # Noted here, on the slow path, and read after the walk: the points
+                    # without exemplars pay nothing for them.
+                    if sampled is None:
+                        sampled = []
+                    sampled.append((i, key))
             s = get(key)
             if s is None:
                 s = self._series_for(stream, key, p, NumberSeries)
@@ -921,6 +952,8 @@ class SeriesStore:
                 # start time; it only must not go back in time.
                 if t < s.time:
                     self.counters.drop("out_of_order")
+                    if sampled is not None and sampled[-1][0] == i:
+                        sampled.pop()
                     continue
                 s.value = v
             else:
@@ -931,12 +964,41 @@ class SeriesStore:
                     s.value = v
                 else:
                     self.counters.drop(outcome.value)
+                    if sampled is not None and sampled[-1][0] == i:
+                        sampled.pop()
                     continue
             s.time = t
             s.updated = now
         if observed:
             self.limiter.count_overflowed(stream, observed)
+        if sampled:
+            skip = {j for j, _ in bad}
+            skip.update(folded, dropped)
+            self._keep_exemplars(stream, dps, [(j, k) for j, k in sampled if j not in skip])
         return bad
+
+    def _keep_exemplars(self, stream: _Stream, dps: Any, sampled: list[tuple[int, bytes]]) -> None:
+        """Keeps the newest exemplar of each counter series among the points the walk kept
+        (`exemplars` module). Points of an overflowed series were left out: the overflow
+        series has none."""
+        for i, key in sampled:
+            p = dps[i]
+            s = stream.series.get(key)
+            if s is None:
+                # A series the identity index does not hold (past twice the stream's limit
+                # only the label index does), found as `_series_for` finds it
+                labels = _point_labels(stream, self.limiter.shorten(stream, p))
+                s = stream.by_labels.get(labels)
+            if s is None or s.__class__ is not NumberSeries:
+                continue
+            kept = stream.exemplars
+            old = kept.get(s.labels) if kept is not None else None
+            ex = latest(p.exemplars, old.time if old is not None else -1)
+            if ex is None:
+                continue
+            if kept is None:
+                kept = stream.exemplars = {}
+            kept[s.labels] = ex
 
     @staticmethod
     def _number_key_slow(p: Any) -> tuple[bytes, bool]:
@@ -976,6 +1038,15 @@ class SeriesStore:
         """Histograms, exponential histograms and summaries: fewer points than numbers and
         more work each, so their identity key is built from the attributes directly."""
         bad: list[tuple[int, str]] = []
+        buckets = False  # whether to look for exemplars: classic histograms only
+        if kind is HISTOGRAM:
+            # Reading a point's (empty) exemplars field makes upb build a container object
+            # each time (about 1,000 instructions a point under callgrind; 4-7 % of
+            # bench/store_cpu.py's service mix): a stream's points are searched in its first
+            # request and one in `_EXEMPLAR_PROBE` after, and in every request once one was
+            # found (docs/performance.md, "Exemplars").
+            stream.calls += 1
+            buckets = stream.exemplars is not None or stream.calls % _EXEMPLAR_PROBE == 1
         i = -1
         for p in dps:
             i += 1
@@ -1019,4 +1090,9 @@ class SeriesStore:
                     continue
             s.time = t
             s.updated = now
+            if buckets and p.exemplars and s.__class__ is HistogramSeries:
+                kept = stream.exemplars
+                if kept is None:
+                    kept = stream.exemplars = {}
+                kept[s.labels] = bucket_exemplars(kept.get(s.labels), s.bounds, p.exemplars)
         return bad

@@ -12,6 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.metrics.v1 import metrics_pb2
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from gateway.config import ConfigError, load
 from gateway.exporters.prometheus.exposition import render
@@ -88,6 +91,41 @@ def test_histogram_keys_ignore_min_max_flags_and_exemplars() -> None:
     assert s.value("lat_seconds_count", k="b") == 1
     out = batch.request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points
     assert (out[0].min, out[0].max) == (0.01, 0.5)
+
+
+def test_catalogue_histograms_keep_the_exemplars_of_the_points_added_up() -> None:
+    """A latency spike on coderunner_api_duration_seconds still links to its trace: the
+    default views add up points (other schemes, other status codes) and keep every exemplar."""
+    req = Req(scope="instrumentation.http").histogram(
+        "http.server.request.duration",
+        [
+            (http("GET", "/pay", 200, "http"), B, [1, 0, 0], 0.05, 0, 10),
+            (http("GET", "/pay", 200, "https"), B, [0, 0, 1], 3.0, 0, 10),
+            (http("GET", "/pay", 204, "http"), B, [0, 1, 0], 0.5, 0, 10),
+        ],
+        unit="s",
+    )
+    dps = req.request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points
+    for i, (p, value) in enumerate(zip(dps[:2], (0.05, 3.0), strict=True)):
+        e = p.exemplars.add()
+        e.trace_id, e.span_id = bytes([i + 1]) * 16, bytes([i + 1]) * 8
+        e.as_double, e.time_unix_nano = value, 9_000_000_000
+    batch = MetricsBatch(req.request)
+    ViewProcessor(default_views()).process(batch)
+    store = SeriesStore()
+    store.consume(batch)
+    text = render(store, openmetrics=True).decode()
+    buckets = {
+        s.labels["le"]: s
+        for f in openmetrics_families(text)
+        for s in f.samples
+        if s.name == "coderunner_api_duration_seconds_bucket"
+    }
+    assert buckets["0.1"].value == 1 and buckets["+Inf"].value == 3
+    assert buckets["0.1"].exemplar.labels["trace_id"] == "01" * 16
+    assert buckets["1.0"].exemplar is None  # its point had none
+    assert buckets["+Inf"].exemplar.labels["trace_id"] == "02" * 16
+    assert buckets["+Inf"].exemplar.value == 3.0
 
 
 def test_rename_only_changes_the_metric_in_place_and_drops_the_scope() -> None:
