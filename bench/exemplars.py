@@ -41,7 +41,7 @@ from gateway.pipeline.batch import MetricsBatch, count_points
 
 
 def _store(bodies: list[bytes]) -> SeriesStore:
-    store = SeriesStore(StoreSettings(cardinality=load().cardinality))
+    store = SeriesStore(StoreSettings(cardinality=load().cardinality, exemplars=True))
     for body in bodies:
         store.consume(MetricsBatch(ExportMetricsServiceRequest.FromString(body)))
     return store
@@ -73,7 +73,7 @@ def memory(plain: list[bytes], sampled: list[bytes]) -> tuple[SeriesStore, Serie
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        store = SeriesStore(StoreSettings(cardinality=load().cardinality))
+        store = SeriesStore(StoreSettings(cardinality=load().cardinality, exemplars=True))
         for request in requests:
             store.consume(MetricsBatch(request))
         del requests

@@ -133,6 +133,7 @@ class Gateway:
             expiration_seconds=config.prometheus.metric_expiration_seconds,
             resource_to_labels=config.prometheus.resource_to_labels,
             target_info=config.prometheus.target_info,
+            exemplars=config.prometheus.exemplars,
             cardinality=config.cardinality,
         )
         #: what one request and one data point may carry; the store applies the per-point part

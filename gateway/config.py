@@ -235,6 +235,11 @@ class PrometheusConfig(_Frozen):
     target_info: bool = True
     #: resource attributes copied onto every series as labels (besides job and instance)
     resource_to_labels: tuple[str, ...] = ()
+    #: keep each counter series' and histogram bucket's newest exemplar and show it in the
+    #: OpenMetrics exposition (Prometheus needs --enable-feature=exemplar-storage to keep
+    #: them). Off by default, like the Collector's prometheusexporter (enable_open_metrics):
+    #: a point that carries exemplars then costs the store 3-9x its CPU (docs/performance.md)
+    exemplars: bool = False
 
     @field_validator("namespace")
     @classmethod

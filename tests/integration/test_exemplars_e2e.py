@@ -30,7 +30,8 @@ SERVICES = {"delta": "shop-delta", "cumulative": "shop-cumulative"}
 def pushed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[GatewayProcess, dict[str, dict[str, dict[str, str]]]]]:
-    with run_gateway(tmp_path_factory.mktemp("gw")) as gw:
+    config = "prometheus:\n  exemplars: true\n"
+    with run_gateway(tmp_path_factory.mktemp("gw"), config=config) as gw:
         ids = {t: push_exemplars(gw.otlp_http, t, service) for t, service in SERVICES.items()}
         yield gw, ids
 

@@ -113,6 +113,8 @@ class StoreSettings:
     #: resource attributes copied onto every series of the resource
     resource_to_labels: tuple[str, ...] = ()
     target_info: bool = True
+    #: keep exemplars for the OpenMetrics exposition (`prometheus.exemplars`)
+    exemplars: bool = False
 
 
 @dataclass(slots=True)
@@ -883,6 +885,7 @@ class SeriesStore:
         get = series_map.get
         cumulative = stream.cumulative
         monotonic = stream.monotonic
+        keep_exemplars = monotonic and self.settings.exemplars
         fixed = NUMBER_FIXED_TAGS
         shared_t = 0
         # Points of a monotonic sum with exemplars, (index, key): after the walk the exemplars
@@ -908,7 +911,7 @@ class SeriesStore:
                     if self._mark_stale(stream, key, p):
                         dropped.append(i)  # an overflowed series' end: nothing to forward
                     continue
-                if has_exemplars and monotonic:
+                if has_exemplars and keep_exemplars:
                     # Noted here, on the slow path, and read after the walk: the points
                     # without exemplars pay nothing for them.
                     if sampled is None:
@@ -1039,7 +1042,7 @@ class SeriesStore:
         more work each, so their identity key is built from the attributes directly."""
         bad: list[tuple[int, str]] = []
         buckets = False  # whether to look for exemplars: classic histograms only
-        if kind is HISTOGRAM:
+        if kind is HISTOGRAM and self.settings.exemplars:
             # Reading a point's (empty) exemplars field makes upb build a container object
             # each time (about 1,000 instructions a point under callgrind; 4-7 % of
             # bench/store_cpu.py's service mix): a stream's points are searched in its first

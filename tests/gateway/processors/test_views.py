@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import (
 
 from gateway.config import ConfigError, load
 from gateway.exporters.prometheus.exposition import render
-from gateway.exporters.prometheus.store import SeriesStore
+from gateway.exporters.prometheus.store import SeriesStore, StoreSettings
 from gateway.pipeline.batch import MetricsBatch
 from gateway.processors.defaults import default_views
 from gateway.processors.views import ViewConfig, ViewProcessor
@@ -112,7 +112,7 @@ def test_catalogue_histograms_keep_the_exemplars_of_the_points_added_up() -> Non
         e.as_double, e.time_unix_nano = value, 9_000_000_000
     batch = MetricsBatch(req.request)
     ViewProcessor(default_views()).process(batch)
-    store = SeriesStore()
+    store = SeriesStore(StoreSettings(exemplars=True))
     store.consume(batch)
     text = render(store, openmetrics=True).decode()
     buckets = {

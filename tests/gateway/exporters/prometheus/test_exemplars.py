@@ -73,7 +73,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(clock: FakeClock) -> SeriesStore:
-    return SeriesStore(StoreSettings(expiration_seconds=300), clock=clock)
+    return SeriesStore(StoreSettings(expiration_seconds=300, exemplars=True), clock=clock)
 
 
 def counter(value: int, start: int, end: int, temporality: int | None = None) -> Req:
@@ -370,7 +370,8 @@ def test_overflowed_series_have_no_exemplars(clock: FakeClock) -> None:
         StoreSettings(
             cardinality=CardinalityConfig(
                 max_series_per_stream=2, max_series_per_service=0, max_label_value_length=0
-            )
+            ),
+            exemplars=True,
         ),
         clock=clock,
     )
@@ -383,3 +384,14 @@ def test_overflowed_series_have_no_exemplars(clock: FakeClock) -> None:
     assert found["1"].exemplar.labels["trace_id"] == "02" * 16
     overflow = [s for s in found.values() if s.labels.get("otel_metric_overflow") == "true"]
     assert len(overflow) == 1 and overflow[0].exemplar is None and overflow[0].value == 3
+
+
+def test_off_by_default_nothing_is_kept_or_shown(clock: FakeClock) -> None:
+    """`prometheus.exemplars` is off by default (as the Collector's prometheusexporter): the
+    values are exposed, no exemplar is kept or shown."""
+    store = SeriesStore(StoreSettings(), clock=clock)
+    req = counter(5, 0, 10)
+    exemplar(points(req)[0], 0.25, 9.5)
+    push(store, req)
+    assert exemplar_of(store, "http_requests_total", route="/a") is None
+    assert all(stream.exemplars is None for stream in store._streams.values())
