@@ -15,7 +15,6 @@ and crashing, and tells well-behaved clients to hold their data and retry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -25,6 +24,7 @@ import psutil
 
 from gateway.config import MemoryLimiterConfig
 from gateway.errors import RetryableError
+from gateway.pipeline.lifecycle import cancel
 
 __all__ = ["MemoryLimiter"]
 
@@ -126,9 +126,5 @@ class MemoryLimiter:
             self._task = asyncio.create_task(self._run(), name="memory-limiter")
 
     async def shutdown(self) -> None:
-        if self._task is None:
-            return
         task, self._task = self._task, None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel(task)

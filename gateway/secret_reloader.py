@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
 from gateway.config_files import RELOADABLE_KEYS, ConfigFiles, Reloadable
+from gateway.pipeline.lifecycle import cancel
 
 __all__ = ["FileStamp", "SecretReloader", "stamp"]
 
@@ -184,12 +185,8 @@ class SecretReloader:
             self._task = asyncio.create_task(self._run(), name="secret-reloader")
 
     async def shutdown(self) -> None:
-        if self._task is None:
-            return
         task, self._task = self._task, None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel(task)
 
 
 def _what(files: ConfigFiles, which: Reloadable) -> str:

@@ -14,12 +14,14 @@ gets the 8 s left minus 1 s for closing its connections, 7 s to flush.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Graceful", "Lifecycle", "Timed", "Untimed"]
+__all__ = ["Graceful", "Lifecycle", "Timed", "Untimed", "cancel"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,15 @@ class Lifecycle:
         while self._started:
             component = self._started.pop()
             await _quietly(component.shutdown(deadline), component)
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancels a component's background task (a poll loop) and waits until it has ended."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _quietly(stopping: Awaitable[None], component: object) -> None:
