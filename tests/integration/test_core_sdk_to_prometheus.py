@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.prometheus import query, values
+from tests.support.prometheus import query, scrape_config, values
 from tests.support.promtext import Samples, parse
 from tests.support.sdk_pusher import push_with_sdk
 from tests.support.servers import GatewayProcess, run_gateway, run_prometheus
@@ -108,15 +108,7 @@ def test_openmetrics_is_served_on_accept(gateway: GatewayProcess) -> None:
 
 
 def test_real_prometheus_scrapes_without_errors(gateway: GatewayProcess, tmp_path: Path) -> None:
-    config = f"""
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: gateway
-    honor_labels: true
-    static_configs:
-      - targets: ["127.0.0.1:{gateway.http_port}"]
-"""
+    config = scrape_config(gateway.http_port)
     with run_prometheus(tmp_path, config) as prom:
         deadline = time.monotonic() + 30
         result: list[dict[str, object]] = []

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from tests.support.prometheus import scrape_config
 from tests.support.promtext import parse
 from tests.support.sdk_exemplars import push_exemplars
 from tests.support.servers import GatewayProcess, run_gateway, run_prometheus
@@ -97,15 +98,7 @@ def test_prometheus_finds_the_trace_behind_a_sample(
     pushed: tuple[GatewayProcess, dict[str, Any]], tmp_path: Path
 ) -> None:
     gw, ids = pushed
-    config = f"""
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: gateway
-    honor_labels: true
-    static_configs:
-      - targets: ["127.0.0.1:{gw.http_port}"]
-"""
+    config = scrape_config(gw.http_port)
     with run_prometheus(tmp_path, config, args=["--enable-feature=exemplar-storage"]) as prom:
         for temporality, service in SERVICES.items():
             spans = ids[temporality]

@@ -6,7 +6,21 @@ from typing import Any
 
 import httpx
 
-__all__ = ["query", "query_response", "scalar", "values"]
+__all__ = ["query", "query_response", "scalar", "scrape_config", "values"]
+
+
+def scrape_config(http_port: int, job: str = "gateway") -> str:
+    """A Prometheus config that scrapes one gateway on 127.0.0.1 every second, keeping the
+    `job` and `instance` the gateway writes (`honor_labels`, as the repo's config does)."""
+    return f"""\
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: {job}
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:{http_port}"]
+"""
 
 
 def query_response(prometheus: str, expr: str, timeout: float = 10.0) -> dict[str, Any]:
